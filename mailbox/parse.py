@@ -1,0 +1,245 @@
+"""Raw bytes -> InboundMail, once, at the boundary.
+
+Mail from the outside world is often broken: missing headers, undeclared or
+bogus charsets, bad MIME. Parsing never raises for that; it records what was
+odd in ``defects`` and returns the best reading it can. Only input that has no
+reading at all (not bytes, empty) raises BadInput.
+
+compat32 is used on purpose: it is about 20 times faster than policy.default
+(see shared/notes/mail-servers.md) and never raises on odd headers; we decode
+the few headers we need ourselves.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.utils
+import hashlib
+import html
+import re
+from datetime import datetime, timezone
+from email.message import Message
+from html.parser import HTMLParser
+
+from email_reply_parser import EmailReplyParser
+
+from workflows.errors import BadInput
+from workflows.model import InboundMail
+
+MAX_TEXT = 200_000  # characters of body text kept for threads and notifications
+_MSGID_RE = re.compile(r"<[^<>\s]{1,900}>")
+_AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Reply-From", "X-Mail-Autoreply", "X-Loop")
+
+
+def decode_header(value: object) -> str:
+    """An RFC 2047 header as text, never raising (bad charsets become replacement characters)."""
+    if value is None:
+        return ""
+    if isinstance(value, email.header.Header):
+        value = str(value)
+    raw = str(value)
+    try:
+        return _clean(str(email.header.make_header(email.header.decode_header(raw))))
+    except Exception:  # unknown charset or broken encoded word: decode part by part, leniently
+        pass
+    try:
+        parts = email.header.decode_header(raw)
+    except Exception:
+        return _clean(raw)
+    text = "".join(_decode_bytes(c, cs) if isinstance(c, bytes) else c for c, cs in parts)
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
+    # Headers cannot hold line breaks; hostile text must not forge new ones downstream.
+    return re.sub(r"[\r\n\t]+", " ", text).strip()
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    for cs in (charset, "utf-8"):
+        if not cs:
+            continue
+        try:
+            return data.decode(cs)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")  # never fails: every byte is a character
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    values = [decode_header(v) for v in msg.get_all(name, [])]
+    out = []
+    for display, addr in email.utils.getaddresses(values):
+        addr = addr.strip().lower()
+        if "@" in addr and " " not in addr:
+            out.append((display.strip(), addr))
+    return out
+
+
+def _msgids(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m for m in _MSGID_RE.findall(value or "")))
+
+
+class _HTMLText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("br", "p", "div", "tr", "li", "h1", "h2", "h3"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):  # noqa: ANN001
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):  # noqa: ANN001
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    p = _HTMLText()
+    try:
+        p.feed(markup)
+        p.close()
+    except Exception:
+        return html.unescape(re.sub(r"<[^>]+>", " ", markup))
+    return re.sub(r"\n\s*\n+", "\n\n", "".join(p.parts)).strip()
+
+
+def _part_text(part: Message, defects: list[str]) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as e:  # a broken base64 body, for instance
+        defects.append(f"undecodable body part: {e}")
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = part.get_content_charset()
+    text = _decode_bytes(payload, charset)
+    if charset and text and charset.lower() not in ("utf-8", "us-ascii", "ascii"):
+        try:
+            payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            defects.append(f"body charset {charset!r} unknown or wrong; decoded leniently")
+    return text
+
+
+def body_text(msg: Message, defects: list[str]) -> str:
+    plain = html_part = None
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        disposition = (part.get("Content-Disposition") or "").lower()
+        if disposition.startswith("attachment"):
+            continue
+        ctype = part.get_content_type()
+        if ctype == "text/plain" and plain is None:
+            plain = part
+        elif ctype == "text/html" and html_part is None:
+            html_part = part
+    if plain is not None:
+        text = _part_text(plain, defects)
+    elif html_part is not None:
+        text = html_to_text(_part_text(html_part, defects))
+    else:
+        text = ""
+    if len(text) > MAX_TEXT:
+        defects.append(f"body text cut at {MAX_TEXT} characters (was {len(text)})")
+        text = text[:MAX_TEXT]
+    return text.replace("\r\n", "\n")
+
+
+_OUTLOOK_CUT = re.compile(
+    r"^(-{2,}\s*Original Message\s*-{2,}|_{10,}|From:\s.+\n(Sent|Date):\s)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def strip_quoted(text: str) -> str:
+    """The new part of a reply: quoted history and signatures removed.
+
+    email_reply_parser knows Gmail/Apple/Thunderbird quoting; Outlook's
+    "-----Original Message-----" and "From: / Sent:" blocks are cut first.
+    """
+    m = _OUTLOOK_CUT.search(text)
+    if m:
+        text = text[: m.start()]
+    try:
+        reply = EmailReplyParser.parse_reply(text)
+    except Exception:
+        reply = text
+    return reply.strip() or text.strip()
+
+
+def _suppresses_autoreply(msg: Message) -> bool:
+    value = decode_header(msg.get("X-Auto-Response-Suppress")).lower()
+    return any(word in value for word in ("all", "autoreply", "oof"))
+
+
+def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
+    """Parse one message. ``received_at`` is our server's receipt time (IMAP INTERNALDATE)."""
+    if not isinstance(raw, (bytes, bytearray)) or not raw.strip():
+        raise BadInput("empty message: nothing to parse")
+    raw = bytes(raw)
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        msg = email.message_from_bytes(raw)
+    except Exception as e:  # compat32 practically never raises; be safe anyway
+        raise BadInput(f"not a parseable mail message: {e}") from e
+    defects = [type(d).__name__ for d in msg.defects]
+
+    message_id = (_msgids(decode_header(msg.get("Message-ID"))) or (None,))[0]
+    if message_id is None:
+        defects.append("no Message-ID; one was derived from the content")
+        message_id = f"<{sha[:32]}@missing-id.partnerdesk>"
+
+    sender = _addresses(msg, "From")
+    if not sender:
+        defects.append("no usable From address")
+    from_name, from_addr = sender[0] if sender else ("", "")
+
+    date_header = None
+    if msg.get("Date"):
+        try:
+            date_header = email.utils.parsedate_to_datetime(decode_header(msg["Date"]))
+            if date_header.tzinfo is None:
+                date_header = date_header.replace(tzinfo=timezone.utc)
+        except (TypeError, ValueError, IndexError):
+            defects.append("unreadable Date header")
+
+    return_path: str | None = None
+    if msg.get("Return-Path") is not None:
+        rp = decode_header(msg["Return-Path"]).strip()
+        return_path = "" if rp in ("<>", "") else rp.strip("<>").lower()
+
+    text = body_text(msg, defects)
+    return InboundMail(
+        message_id=message_id,
+        raw_sha256=sha,
+        received_at=received_at,
+        from_addr=from_addr,
+        from_name=from_name,
+        to=tuple(a for _, a in _addresses(msg, "To")),
+        cc=tuple(a for _, a in _addresses(msg, "Cc")),
+        subject=decode_header(msg.get("Subject"))[:998],
+        date_header=date_header,
+        in_reply_to=_msgids(decode_header(msg.get("In-Reply-To"))),
+        references=_msgids(" ".join(decode_header(v) for v in msg.get_all("References", []))),
+        text=text,
+        reply_text=strip_quoted(text),
+        auto_submitted=decode_header(msg.get("Auto-Submitted")).lower(),
+        precedence=decode_header(msg.get("Precedence")).lower(),
+        return_path=return_path,
+        list_id=decode_header(msg.get("List-Id")),
+        other_auto_headers=tuple(h for h in _AUTO_HEADERS if msg.get(h) is not None)
+        + (("X-Auto-Response-Suppress",) if _suppresses_autoreply(msg) else ()),
+        content_type=msg.get_content_type(),
+        size=len(raw),
+        defects=tuple(defects),
+    )

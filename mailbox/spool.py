@@ -1,0 +1,66 @@
+"""A local spool directory as inbox and outbox: the embedded default, no mail account needed.
+
+    <root>/inbox/*.eml        mail to take in (received time: the file's mtime)
+    <root>/inbox/done/        taken in
+    <root>/inbox/quarantine/  could not be taken in (see `threads`/the store for why)
+    <root>/outbox/*.eml       what partnerdesk "sent"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from store.atomic import atomic_write_bytes
+from workflows.ports import RawMail, SendResult
+
+
+class SpoolSource:
+    def __init__(self, root: Path) -> None:
+        self.inbox = Path(root) / "inbox"
+        for d in (self.inbox, self.inbox / "done", self.inbox / "quarantine"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def fetch_new(self, store: Any = None) -> Iterator[RawMail]:
+        for path in sorted(self.inbox.glob("*.eml")):
+            st = path.stat()
+            yield RawMail(
+                source_key=f"spool:{path.name}",
+                data=path.read_bytes(),
+                received_at=datetime.fromtimestamp(st.st_mtime, timezone.utc),
+            )
+
+    def _move(self, raw: RawMail, where: str) -> None:
+        name = raw.source_key.removeprefix("spool:")
+        src = self.inbox / name
+        if src.exists():
+            os.replace(src, self.inbox / where / name)
+
+    def mark_done(self, raw: RawMail) -> None:
+        self._move(raw, "done")
+
+    def quarantine(self, raw: RawMail, reason: str) -> None:
+        self._move(raw, "quarantine")
+
+
+class SpoolSender:
+    """Writes each mail as an .eml file; the file name keeps them in sending order."""
+
+    def __init__(self, root: Path) -> None:
+        self.outbox = Path(root) / "outbox"
+        self.outbox.mkdir(parents=True, exist_ok=True)
+
+    def send(self, entries: list[dict[str, Any]]) -> list[SendResult]:
+        results = []
+        n = len(list(self.outbox.glob("*.eml")))
+        for e in entries:
+            n += 1
+            safe = re.sub(r"[^A-Za-z0-9-]+", "-", f"{e.get('thread_id') or 'mail'}-{e['kind']}")
+            path = self.outbox / f"{n:04d}-{safe}.eml"
+            envelope = f"X-Envelope-From: <{e['mail_from']}>\r\nX-Envelope-To: {', '.join(e['rcpt_to'])}\r\n"
+            atomic_write_bytes(path, envelope.encode() + e["raw"].encode())
+            results.append(SendResult(key=e["key"], status="sent", detail=str(path)))
+        return results

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Prepare a fresh Debian machine (as root) for the integration tests:
+# Dovecot IMAP + LMTP, and the Python requirements. Safe to run again.
+set -eu
+cd "$(dirname "$0")/.."
+
+if ! command -v dovecot >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd
+fi
+
+# The tests run their own private Dovecots; a system one the package may have
+# started would only hold ports 143/993 and confuse `pgrep dovecot`.
+if [ -s /run/dovecot/master.pid ]; then
+    doveadm stop 2>/dev/null || kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
+fi
+
+if [ -f requirements.txt ]; then
+    python3 -m pip install -r requirements.txt
+fi

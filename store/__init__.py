@@ -1,0 +1,1 @@
+"""Persistence adapter: TinyDB on disk, written atomically, one durable write per decision."""

@@ -1,0 +1,138 @@
+"""A TinyDB storage that never leaves a half-written file and batches a transaction into one write.
+
+TinyDB's JSONStorage rewrites the file in place, so a crash mid-write loses the
+whole database. Here every write goes to a temporary file that is fsynced and
+renamed over the old one (then the directory is fsynced), as Mailman's queue does.
+
+TinyDB writes once per table operation; a decision touches several tables
+(thread, messages, outbox, cursor). Inside ``transaction()`` those writes stay in
+memory and reach the disk together, or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from tinydb.storages import Storage
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+class AtomicJSONStorage(Storage):
+    def __init__(self, path: str | os.PathLike[str], **_: Any) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._cache: dict[str, Any] | None = None
+        self._cache_stamp: tuple[int, int, int] | None = None
+        self._txn: dict[str, Any] | None = None
+        self._depth = 0
+
+    # -- TinyDB's interface --------------------------------------------------
+    def read(self) -> dict[str, Any] | None:
+        if self._txn is not None:
+            return self._txn
+        return self._load()
+
+    def write(self, data: dict[str, Any]) -> None:
+        if self._txn is None:
+            # A write outside a transaction would be a read-modify-write without the
+            # file lock: another process's change could be silently lost.
+            raise RuntimeError("store writes must happen inside Store.transaction()")
+        self._txn = data
+
+    def close(self) -> None:
+        self._cache = None
+
+    # -- transactions --------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside reach the disk in one atomic write, or none do.
+
+        Holds an exclusive file lock, so a CLI command and the daemon never
+        interleave their read-modify-write cycles.
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with self._file_lock():
+            self._depth = 1
+            # Work on a private copy: a rollback must leave the cache untouched.
+            self._txn = json.loads(json.dumps(self._load() or {}))
+            try:
+                yield
+                self._save(self._txn)
+            finally:
+                self._txn = None
+                self._depth = 0
+
+    # -- file handling -------------------------------------------------------
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> dict[str, Any] | None:
+        stamp = self._stamp()
+        if stamp is None:
+            return None
+        if stamp != self._cache_stamp or self._cache is None:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+            try:
+                self._cache = json.loads(raw) if raw.strip() else {}
+            except json.JSONDecodeError as e:
+                raise RuntimeError(
+                    f"the store {self.path} is not valid JSON ({e}); it was written atomically, so this is "
+                    f"outside damage: restore it from a backup"
+                ) from e
+            self._cache_stamp = stamp
+        return self._cache
+
+    def _save(self, data: dict[str, Any]) -> None:
+        raw = json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode()
+        atomic_write_bytes(self.path, raw)
+        self._cache = data
+        self._cache_stamp = self._stamp()

@@ -1,0 +1,427 @@
+"""Real mail servers on loopback for integration tests.
+
+``MailServers`` runs a private Dovecot (IMAP + LMTP) and an aiosmtpd SMTP server
+that hands mail for local domains to Dovecot over LMTP, so a message sent by SMTP
+is in the recipient's IMAP INBOX as soon as the SMTP server has answered 250.
+Mail for other domains is only recorded and written as ``.eml`` files.
+
+    with MailServers(tmp_path) as ms:
+        ms.add_user("support@example.test")
+        ...  # SMTP to ms.host:ms.smtp_port, IMAP to ms.host:ms.imap_port
+
+Needs root (Dovecot drops to the mail uid itself) and the Debian packages
+dovecot-imapd and dovecot-lmtpd (see scripts/setup.sh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from imapclient import IMAPClient
+
+MAIL_UID = 5000  # any uid >= 500 works: the static userdb needs no passwd entry
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One message the SMTP server accepted (one per SMTP transaction)."""
+
+    mail_from: str  # "" for the null sender <>
+    rcpt_tos: tuple[str, ...]
+    data: bytes  # the message as the client sent it, dot-unstuffed
+
+
+def _free_port() -> int:
+    # Dovecot cannot report the port it bound, so pick one ourselves; the race with
+    # other processes is handled by retrying the start-up.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_traversable(path: Path) -> None:
+    # Dovecot's mail processes run as MAIL_UID and fail with "Permission denied" if
+    # any parent is closed to others (pytest's tmp dirs are 0700): add o+x only.
+    for p in [path, *path.parents]:
+        mode = p.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(p, (mode & 0o7777) | 0o005)
+
+
+def _alive_in_group(pgid: int) -> list[int]:
+    """PIDs in process group ``pgid`` that are not zombies.
+
+    A stopped daemon can linger as a zombie until PID 1 reaps it; ``kill -0``
+    still succeeds on it, so read the state from /proc instead.
+    """
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces: fields start after the last ')'.
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
+class _SMTPController(Controller):
+    """aiosmtpd 1.4.6 cannot bind port 0: its start-up check connects to
+    ``self.port`` (aio-libs/aiosmtpd#276, #388). Read the bound port first."""
+
+    def _trigger_server(self):
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class _RelayHandler:
+    """aiosmtpd handler: local domains go to Dovecot by LMTP, others to files."""
+
+    def __init__(self, servers: MailServers):
+        self._servers = servers
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # Refuse unknown local users at RCPT time, like a real MX would.
+        if self._servers._is_local(address) and not self._servers._has_user(address):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        data = envelope.original_content
+        mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from
+        local = [r for r in envelope.rcpt_tos if self._servers._is_local(r)]
+        loop = asyncio.get_running_loop()
+        for rcpt in local:
+            try:
+                # smtplib blocks; run it off the loop so the SMTP server stays
+                # responsive (a Sieve reply may come back by SMTP meanwhile).
+                await loop.run_in_executor(
+                    None, self._servers.deliver, rcpt, data, mail_from
+                )
+            except (smtplib.SMTPException, OSError) as exc:
+                # Answer only after Dovecot accepted, so nothing is lost silently.
+                return f"451 4.3.0 LMTP delivery to {rcpt} failed: {exc}"
+        self._servers._record(
+            Received(mail_from, tuple(envelope.rcpt_tos), data),
+            capture=len(local) < len(envelope.rcpt_tos),
+        )
+        return "250 2.0.0 OK delivered"
+
+
+class MailServers:
+    """Private Dovecot (IMAP+LMTP) and aiosmtpd (SMTP) on 127.0.0.1, free ports.
+
+    ``root`` is a directory to own (created if missing); default: a new dir under /tmp.
+    ``local_domains``: recipients in these domains are delivered into Dovecot.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, root: str | os.PathLike | None = None, *,
+                 local_domains: tuple[str, ...] = ("example.test",)):
+        self.root = Path(root or tempfile.mkdtemp(prefix="mailservers-", dir="/tmp"))
+        self.local_domains = tuple(d.lower() for d in local_domains)
+        self.capture_dir = self.root / "outbound"
+        self.imap_port = self.lmtp_port = self.smtp_port = 0
+        self._conf = self.root / "dovecot.conf"
+        self._users: dict[str, str] = {}
+        self._received: list[Received] = []
+        self._captured = itertools.count(1)
+        self._lock = threading.Condition()
+        self._dovecot: subprocess.Popen | None = None
+        self._smtp: _SMTPController | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> MailServers:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> MailServers:
+        for sub in ("run", "state", "log", "mail", "outbound", "users"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        _make_traversable(self.root)
+        os.chown(self.root / "mail", MAIL_UID, MAIL_UID)
+        atexit.register(self.stop)  # safety net if a test run forgets stop()
+        try:
+            self._start_dovecot()
+            self._smtp = _SMTPController(
+                _RelayHandler(self), hostname=self.host, port=0,
+                # A fixed name: the default calls socket.getfqdn(), slow without DNS.
+                server_hostname="mx.mailservers.test",
+                authenticator=self._authenticate, auth_require_tls=False,
+            )
+            self._smtp.start()
+            self.smtp_port = self._smtp.port
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers and wait until no Dovecot process is left. Idempotent."""
+        atexit.unregister(self.stop)
+        if self._smtp is not None:
+            self._smtp.stop(no_assert=True)
+            self._smtp = None
+        if self._dovecot is not None:
+            self._stop_dovecot(self._dovecot)
+            self._dovecot = None
+
+    def _start_dovecot(self, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            self.imap_port, self.lmtp_port = _free_port(), _free_port()
+            self._conf.write_text(self._dovecot_conf())
+            out = open(self.root / "log" / "dovecot.out", "ab")
+            cmd = ["dovecot", "-F", "-c", str(self._conf)]
+            if shutil.which("setpriv"):
+                # If the test process dies without atexit (SIGKILL, CI timeout),
+                # the kernel sends Dovecot SIGTERM. Bound to the starting thread.
+                cmd = ["setpriv", "--pdeathsig", "TERM", *cmd]
+            # -F keeps the master as our child: we reap it ourselves, and its pid is
+            # the process group of all its children. stdin/stdout/stderr go to files,
+            # never pipes: Dovecot keeps them open for its whole life.
+            with out:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=out, start_new_session=True)
+            self._dovecot = proc
+            if self._wait_ports(proc, (self.imap_port, self.lmtp_port), timeout=10):
+                return
+            self._stop_dovecot(proc)
+            self._dovecot = None
+            log = self._dovecot_log()
+            if "in use" not in log or attempt == attempts - 1:
+                raise RuntimeError(f"Dovecot did not start; its log:\n{log}")
+
+    def _wait_ports(self, proc, ports, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        pending = list(ports)
+        while pending and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection((self.host, pending[0]), timeout=1).close()
+                pending.pop(0)
+            except OSError:
+                time.sleep(0.02)
+        return not pending
+
+    def _stop_dovecot(self, proc: subprocess.Popen) -> None:
+        # SIGTERM to the whole group stops Dovecot in a few ms; to the master alone
+        # it takes ~1.1 s (it stops its children one by one). Right after start-up
+        # the master sometimes hangs ~6 s on SIGTERM, hence SIGKILL after a grace
+        # period: Maildir and Dovecot's indexes are crash-safe.
+        pgid = proc.pid
+        for sig, wait in ((signal.SIGTERM, 0.5), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + wait
+            while (proc.poll() is None or _alive_in_group(pgid)) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if proc.poll() is not None and not _alive_in_group(pgid):
+                break
+        else:
+            raise RuntimeError(f"Dovecot process group {pgid} survived SIGKILL")
+        # A killed master leaves its pid file; a later start could take a reused
+        # pid for a running Dovecot.
+        (self.root / "run" / "master.pid").unlink(missing_ok=True)
+
+    def _dovecot_log(self) -> str:
+        parts = []
+        for name in ("dovecot.out", "dovecot.log"):
+            path = self.root / "log" / name
+            if path.exists():
+                parts.append(path.read_text(errors="replace")[-4000:])
+        return "\n".join(parts)
+
+    def _dovecot_conf(self) -> str:
+        r = self.root
+        return f"""\
+# Private Dovecot for tests, written by tests/mailservers.py.
+base_dir = {r}/run
+state_dir = {r}/state
+log_path = {r}/log/dovecot.log
+protocols = imap lmtp
+listen = {self.host}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# Defaults that slow tests: 2 s per failed login, 10 connections per user and IP.
+auth_failure_delay = 0
+mail_max_userip_connections = 100
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {r}/users/%u
+}}
+userdb {{
+  driver = static
+  args = uid={MAIL_UID} gid={MAIL_UID} home={r}/mail/%d/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {self.host}
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = {self.host}
+    port = {self.lmtp_port}
+  }}
+}}
+# After a few failed logins from one IP, every later login (correct ones too)
+# would wait 2, 4, 8, 15 s. Nobody can connect to the penalty socket: no penalty.
+# A failed login still takes ~0.5 s (Dovecot's auth checks failures twice a second).
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+
+    # -- users -------------------------------------------------------------
+
+    def add_user(self, address: str, password: str = "pw") -> None:
+        """Create a mailbox; its IMAP (and SMTP AUTH) login is the full address.
+
+        Each user gets its own passwd-file: Dovecot re-stats a passwd-file at most
+        once per second, so a user appended to a shared file right after another
+        login stays unknown for up to a second. A new file is read at once.
+        (Changing an existing user's password has that one-second lag.)
+        """
+        address = address.lower()  # Dovecot lowercases logins (auth_username_format)
+        with self._lock:
+            self._users[address] = password
+        # Renamed into place so Dovecot never reads a half-written file.
+        path = self.root / "users" / address
+        tmp = path.with_name(f".{address}.tmp")
+        tmp.write_text(f"{address}:{{PLAIN}}{password}\n")
+        os.replace(tmp, path)
+
+    def _has_user(self, address: str) -> bool:
+        local, _, domain = address.lower().rpartition("@")
+        return f"{local.split('+')[0]}@{domain}" in self._users  # Dovecot strips +detail
+
+    def _is_local(self, address: str) -> bool:
+        return address.rpartition("@")[2].lower() in self.local_domains
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        # SMTP AUTH (optional for clients) accepts the same credentials as IMAP.
+        login = auth_data.login.decode()
+        ok = self._users.get(login.lower()) == auth_data.password.decode()
+        return AuthResult(success=ok)
+
+    # -- what the SMTP server received --------------------------------------
+
+    @property
+    def received(self) -> list[Received]:
+        """A copy of every accepted SMTP transaction, oldest first (clear_received
+        empties the record)."""
+        with self._lock:
+            return list(self._received)
+
+    def clear_received(self) -> None:
+        with self._lock:
+            self._received.clear()
+
+    def wait_received(self, count: int, timeout: float = 5) -> list[Received]:
+        """Wait until at least ``count`` transactions were accepted."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._received) >= count, timeout):
+                raise TimeoutError(f"SMTP received {len(self._received)}, wanted {count}")
+            return list(self._received)
+
+    def _record(self, item: Received, capture: bool) -> None:
+        with self._lock:
+            self._received.append(item)
+            if capture:
+                path = self.capture_dir / f"{next(self._captured):05d}.eml"
+                path.write_bytes(item.data)
+            self._lock.notify_all()
+
+    # -- helpers for tests ---------------------------------------------------
+
+    def deliver(self, address: str, raw: bytes,
+                mail_from: str = "seed@mailservers.test") -> None:
+        """Put ``raw`` into ``address``'s INBOX by LMTP (bypasses SMTP and .received).
+
+        One recipient per LMTP transaction: LMTP answers DATA once per recipient
+        and smtplib reads only one reply. A fresh connection each time, because
+        Dovecot drops idle LMTP clients after about 5 minutes.
+        """
+        with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+            lmtp.sendmail(mail_from, [address], raw)
+
+    def imap(self, address: str, password: str | None = None) -> IMAPClient:
+        """A logged-in IMAPClient (plain, no TLS); use it as a context manager.
+
+        Default password: the one given to add_user.
+        """
+        client = IMAPClient(self.host, port=self.imap_port, ssl=False, timeout=30)
+        try:
+            client.login(address, password or self._users[address.lower()])
+        except BaseException:
+            client.shutdown()
+            raise
+        return client
+
+    def fetch_all(self, address: str, folder: str = "INBOX") -> list[bytes]:
+        """Raw bytes of every message in ``folder``, in UID order; flags untouched."""
+        with self.imap(address) as client:
+            client.select_folder(folder, readonly=True)
+            uids = sorted(client.search("ALL"))
+            fetched = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
+            return [fetched[uid][b"BODY[]"] for uid in uids]
+
+    def folders(self, address: str) -> list[str]:
+        """Names of the user's folders, sorted ("/" separates levels)."""
+        with self.imap(address) as client:
+            return sorted(name for _flags, _sep, name in client.list_folders())
+
+    def wait_for(self, address: str, count: int, folder: str = "INBOX",
+                 timeout: float = 5) -> list[bytes]:
+        """Wait until ``folder`` holds at least ``count`` messages; return them all."""
+        deadline = time.monotonic() + timeout
+        with self.imap(address) as client:
+            while True:
+                try:
+                    n = client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"]
+                except IMAPClient.Error:
+                    n = 0  # the folder does not exist yet
+                if n >= count:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{address} {folder}: {n} messages, wanted {count}")
+                time.sleep(0.05)
+        return self.fetch_all(address, folder)

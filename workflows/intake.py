@@ -1,0 +1,261 @@
+"""Support intake: what to do with one inbound message. Pure: data and ``now`` in, a Decision out.
+
+The caller (workflows.service) looks up the thread candidates and counters in the
+store, calls ``decide`` and records the returned Decision, outgoing mail included,
+in one durable write before anything is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from . import lifecycle, msgids
+from .autoreply import automatic_reason
+from .calendar import BusinessCalendar, format_due
+from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
+from .senders import Roster
+
+NOTE_COMMAND = "#note"
+
+
+@dataclass(**FROZEN)
+class IntakeSettings:
+    support_address: str
+    support_name: str = "Open Atrium Support"
+    staff: frozenset[str] = frozenset()
+    calendar: BusinessCalendar = BusinessCalendar()
+    acks_per_hour: int = 3  # per address, whatever happens: a loop can never get past this
+
+
+@dataclass(**FROZEN)
+class Candidates:
+    """Threads the store found for a message; ``decide`` picks among them."""
+
+    by_reference: Thread | None = None  # a Message-ID in In-Reply-To/References is in this thread
+    by_tag: Thread | None = None  # the subject names this thread: "[OA-12]"
+    next_number: int = 1  # number for a new thread
+    recent_acks: int = 0  # acks sent to this sender in the last hour
+    own_message: bool = False  # the Message-ID is one of ours: our own mail came back
+
+
+def choose_thread(mail: InboundMail, sender: Sender, c: Candidates) -> tuple[Thread | None, str]:
+    if c.by_reference is not None:
+        return c.by_reference, "references a message of the thread"
+    t = c.by_tag
+    if t is not None:
+        # The tag alone is easy to type or copy; trust it only from people who belong there.
+        if sender.kind == "staff":
+            return t, "subject tag, sender is staff"
+        if sender.partner_id is not None and sender.partner_id == t.partner_id:
+            return t, "subject tag, sender belongs to the thread's partner"
+        if sender.address == t.requester:
+            return t, "subject tag, sender opened the thread"
+        return None, f"subject names {t.id} but the sender does not belong to it: new thread"
+    return None, "no reference to a known thread"
+
+
+def decide(
+    mail: InboundMail,
+    sender: Sender,
+    candidates: Candidates,
+    roster: Roster,
+    settings: IntakeSettings,
+    *,
+    history: bool = False,
+) -> Decision:
+    """Decide what ``mail`` means. ``history``: received before the first start; record only."""
+    if candidates.own_message or mail.from_addr == settings.support_address:
+        return Decision(action="skip", thread=None, sender=sender, reason="our own mail came back; not answered")
+
+    thread, why = choose_thread(mail, sender, candidates)
+    if thread is None:
+        return _new_thread(mail, sender, candidates, roster, settings, history=history, why=why)
+    if sender.kind == "staff":
+        return _staff_mail(mail, sender, thread, roster, settings, history=history)
+    return _follow_up(mail, sender, thread, roster, settings, history=history)
+
+
+def _partner_name(roster: Roster, partner_id: str | None) -> str:
+    p = roster.partners.get(partner_id) if partner_id else None
+    return p.name if p else ""
+
+
+def _seat_text(sender: Sender) -> str:
+    if sender.kind == "staff":
+        return "staff"
+    if sender.kind == "unknown":
+        return "unknown sender (not on the roster)"
+    if sender.seat:
+        return "holds a seat"
+    if sender.on_roster:
+        return "partner contact without a seat (no training completed)"
+    return "address on the partner's domain, not on the roster (no seat)"
+
+
+def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s: IntakeSettings, kind: str) -> OutgoingMail:
+    due = format_due(thread.due_at, s.calendar) if thread.due_at else "no promise (no seat)"
+    return OutgoingMail(
+        key=f"notify:{thread.id}:{mail.message_id}",
+        kind="notify",
+        template="staff_notification",
+        to=tuple(sorted(s.staff)),
+        thread_id=thread.id,
+        subject=msgids.with_tag(f"{'New' if kind == 'new' else 'Follow-up'}: {thread.subject}", thread.id),
+        from_name=s.support_name,
+        in_reply_to=mail.message_id,
+        references=(mail.message_id,),
+        auto_kind="auto-generated",
+        context={
+            "event": kind,
+            "thread_id": thread.id,
+            "partner_name": _partner_name(roster, thread.partner_id) or "(no partner)",
+            "partner_id": thread.partner_id,
+            "sender_name": mail.from_name,
+            "sender": mail.from_addr,
+            "seat": _seat_text(sender),
+            "subject": mail.subject,
+            "text": mail.text,
+            "due": due,
+            "received": format_due(mail.received_at, s.calendar, with_year=True),
+            "support_address": s.support_address,
+            "automatic": automatic_reason(mail) or "",
+        },
+    )
+
+
+def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, history: bool, why: str) -> Decision:
+    number = c.next_number
+    tid = msgids.thread_id(number)
+    auto = automatic_reason(mail)
+    promised = sender.kind == "partner" and sender.seat and not history
+    due = s.calendar.due_at(mail.received_at) if promised else None
+    thread = Thread(
+        id=tid,
+        number=number,
+        partner_id=sender.partner_id,
+        requester=mail.from_addr,
+        requester_name=mail.from_name or sender.contact_name,
+        sender_kind=sender.kind,
+        seat=sender.seat,
+        subject=mail.subject.strip() or "(no subject)",
+        state=lifecycle.next_state("new", "history" if history else "request"),
+        created_at=mail.received_at,
+        due_at=due,
+        clock_started_at=s.calendar.clock_start(mail.received_at) if promised else None,
+    ).with_message(mail.message_id, partner_side=True)
+    thread = thread.with_event(
+        ThreadEvent(at=mail.received_at, kind="history" if history else "request", message_id=mail.message_id,
+                    by=mail.from_addr, detail=why)
+    )
+    if history:
+        return Decision(action="history", thread=thread, sender=sender, reason="received before the first start")
+    if sender.kind == "staff":
+        return Decision(action="thread-new", thread=thread, sender=sender, reason="staff mail outside any thread")
+
+    out: list[OutgoingMail] = []
+    reason = why
+    if auto:
+        reason = f"{why}; no acknowledgement: {auto}"
+    elif c.recent_acks >= s.acks_per_hour:
+        reason = f"{why}; no acknowledgement: {c.recent_acks} already sent to {mail.from_addr} this hour"
+    else:
+        template = "ack" if promised else "channel_info"
+        out.append(
+            OutgoingMail(
+                key=f"ack:{tid}:{mail.message_id}",
+                kind="ack",
+                template=template,
+                to=(mail.from_addr,),
+                thread_id=tid,
+                subject=msgids.reply_subject(thread.subject, tid),
+                from_name=s.support_name,
+                in_reply_to=mail.message_id,
+                references=mail.references + (mail.message_id,),
+                extra_headers=(("X-Auto-Response-Suppress", "All"),),
+                context={
+                    "thread_id": tid,
+                    "name": mail.from_name or sender.contact_name,
+                    "subject": thread.subject,
+                    "due": format_due(due, s.calendar) if due else "",
+                    "partner_name": _partner_name(roster, sender.partner_id),
+                    "known_partner": sender.partner_id is not None,
+                    "support_address": s.support_address,
+                    "support_name": s.support_name,
+                },
+            )
+        )
+    out.append(_notify(mail, sender, thread, roster, s, "new"))
+    return Decision(action="thread-new", thread=thread, outgoing=tuple(out), sender=sender, reason=reason)
+
+
+def _follow_up(mail, sender, thread: Thread, roster, s: IntakeSettings, *, history: bool) -> Decision:
+    thread = thread.with_message(mail.message_id, partner_side=True)
+    thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="follow-up", message_id=mail.message_id,
+                                           by=mail.from_addr))
+    if history:
+        return Decision(action="history", thread=thread, sender=sender, reason="received before the first start")
+    new_state = lifecycle.next_state(thread.state, "follow-up")
+    if new_state != thread.state and thread.state in ("waiting_on_partner", "closed"):
+        # The partner is waiting on us again: a new 24-hour clock, and no second ack.
+        promised = thread.seat and thread.sender_kind == "partner"
+        thread = replace(
+            thread,
+            state=new_state,
+            due_at=s.calendar.due_at(mail.received_at) if promised else None,
+            clock_started_at=s.calendar.clock_start(mail.received_at) if promised else None,
+        )
+    else:
+        thread = replace(thread, state=new_state)
+    return Decision(
+        action="thread-join",
+        thread=thread,
+        outgoing=(_notify(mail, sender, thread, roster, s, "follow-up"),),
+        sender=sender,
+        reason="partner follow-up",
+    )
+
+
+def first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, history: bool) -> Decision:
+    thread = thread.with_message(mail.message_id)
+    body = mail.reply_text or mail.text
+    if first_line(body).lower().startswith(NOTE_COMMAND):
+        thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="note", message_id=mail.message_id,
+                                               by=mail.from_addr, detail=body.strip()[:2000]))
+        return Decision(action="note", thread=thread, sender=sender, reason="internal note; not sent to the partner")
+
+    reply_all = thread.requester in mail.recipients
+    thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="answer", message_id=mail.message_id,
+                                           by=mail.from_addr, detail="reply-all: partner already had it" if reply_all else ""))
+    if thread.first_response_at is None:
+        thread = replace(thread, first_response_at=mail.received_at, first_responder=mail.from_addr)
+    thread = replace(thread, state=lifecycle.next_state(thread.state, "answer"), due_at=None, clock_started_at=None)
+    if history:
+        return Decision(action="history", thread=thread, sender=sender, reason="received before the first start")
+    if reply_all or thread.requester in s.staff or not thread.requester:
+        thread = thread.with_message(mail.message_id, partner_side=True)
+        return Decision(action="answer", thread=thread, sender=sender,
+                        reason="staff answer recorded; the partner was a direct recipient")
+    staff_name = mail.from_name or mail.from_addr.partition("@")[0]
+    relay = OutgoingMail(
+        key=f"relay:{thread.id}:{mail.message_id}",
+        kind="relay",
+        template="relay",
+        to=(thread.requester,),
+        thread_id=thread.id,
+        subject=msgids.reply_subject(thread.subject, thread.id),
+        from_name=f"{staff_name} via {s.support_name}",
+        in_reply_to=thread.partner_messages[-1] if thread.partner_messages else None,
+        references=thread.partner_messages[-20:],
+        automatic=False,  # a person wrote it; the partner may answer it
+        body_text=body.strip() + "\n",
+        context={"staff_name": staff_name, "thread_id": thread.id, "support_name": s.support_name},
+    )
+    return Decision(action="answer", thread=thread, outgoing=(relay,), sender=sender, reason="staff answer relayed")

@@ -1,0 +1,292 @@
+"""The value types the rules work on.
+
+All frozen: a rule returns new values (``dataclasses.replace``) instead of
+mutating what it was given, so a decision can be inspected, logged and stored
+before anything happens because of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+FROZEN = dict(frozen=True, slots=True, kw_only=True)
+
+PLANS = {"standard": 4000, "solo": 2000}
+"""Yearly price in US dollars, from the program text: $4,000, half for one-person shops."""
+
+ROLES = frozenset({"primary", "billing", "technical"})
+
+
+@dataclass(**FROZEN)
+class InboundMail:
+    """One received message, parsed once at the boundary (see mailbox.parse)."""
+
+    message_id: str  # "<id@host>"; synthesised from the raw hash when missing
+    raw_sha256: str
+    received_at: datetime  # when *our* server got it (IMAP INTERNALDATE), aware
+    from_addr: str  # lower-cased addr-spec, "" when absent or unparseable
+    from_name: str = ""
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    subject: str = ""
+    date_header: datetime | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    text: str = ""  # best plain-text rendering of the body
+    reply_text: str = ""  # text with quoted history and signature stripped
+    auto_submitted: str = ""  # RFC 3834 header value, lower-cased
+    precedence: str = ""
+    return_path: str | None = None  # None: header absent; "": "<>" (a bounce)
+    list_id: str = ""
+    other_auto_headers: tuple[str, ...] = ()  # X-Autoreply, X-Auto-Response-Suppress...
+    content_type: str = "text/plain"
+    size: int = 0
+    defects: tuple[str, ...] = ()
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.to + self.cc
+
+    @property
+    def thread_refs(self) -> tuple[str, ...]:
+        """Message-IDs this mail says it answers, nearest first."""
+        seen: list[str] = []
+        for mid in self.in_reply_to + tuple(reversed(self.references)):
+            if mid not in seen:
+                seen.append(mid)
+        return tuple(seen)
+
+
+@dataclass(**FROZEN)
+class Contact:
+    partner_id: str
+    name: str
+    email: str  # lower-cased
+    roles: frozenset[str] = frozenset()
+    trained_on: date | None = None
+
+    @property
+    def has_seat(self) -> bool:
+        # The program: "anyone who completes a training will get a seat in the channel".
+        return self.trained_on is not None
+
+
+@dataclass(**FROZEN)
+class Partner:
+    id: str
+    name: str
+    plan: str  # "standard" | "solo"
+    renews_on: date | None
+    contacts: tuple[Contact, ...] = ()
+    active: bool = True
+
+    @property
+    def yearly_fee(self) -> int:
+        return PLANS[self.plan]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "plan": self.plan,
+            "yearly_fee": self.yearly_fee,
+            "renews_on": self.renews_on.isoformat() if self.renews_on else None,
+            "active": self.active,
+            "contacts": [
+                {
+                    "name": c.name,
+                    "email": c.email,
+                    "roles": sorted(c.roles),
+                    "trained_on": c.trained_on.isoformat() if c.trained_on else None,
+                    "seat": c.has_seat,
+                }
+                for c in self.contacts
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Partner:
+        pid = d["id"]
+        return cls(
+            id=pid,
+            name=d["name"],
+            plan=d["plan"],
+            renews_on=date.fromisoformat(d["renews_on"]) if d.get("renews_on") else None,
+            active=d.get("active", True),
+            contacts=tuple(
+                Contact(
+                    partner_id=pid,
+                    name=c["name"],
+                    email=c["email"],
+                    roles=frozenset(c.get("roles", ())),
+                    trained_on=date.fromisoformat(c["trained_on"]) if c.get("trained_on") else None,
+                )
+                for c in d.get("contacts", ())
+            ),
+        )
+
+
+@dataclass(**FROZEN)
+class Sender:
+    """Who wrote a message, as far as the roster and config can tell."""
+
+    kind: str  # "partner" | "staff" | "unknown"
+    address: str
+    partner_id: str | None = None
+    contact_name: str = ""
+    seat: bool = False
+    on_roster: bool = False  # exact contact address (vs. matched by domain only)
+
+
+@dataclass(**FROZEN)
+class ThreadEvent:
+    """One line of a thread's timeline."""
+
+    at: datetime
+    kind: str  # "request", "follow-up", "answer", "note", "ack", "notify", "relay", "state", ...
+    message_id: str = ""
+    by: str = ""  # address
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "message_id": self.message_id,
+            "by": self.by,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ThreadEvent:
+        return cls(
+            at=datetime.fromisoformat(d["at"]),
+            kind=d["kind"],
+            message_id=d.get("message_id", ""),
+            by=d.get("by", ""),
+            detail=d.get("detail", ""),
+        )
+
+
+@dataclass(**FROZEN)
+class Thread:
+    id: str  # "OA-12"
+    number: int
+    partner_id: str | None
+    requester: str  # address of whoever opened it
+    requester_name: str = ""
+    sender_kind: str = "unknown"  # of the requester: partner | staff | unknown
+    seat: bool = False
+    subject: str = ""
+    state: str = "new"
+    created_at: datetime
+    due_at: datetime | None = None  # the running clock's deadline; None when no clock runs
+    clock_started_at: datetime | None = None
+    first_response_at: datetime | None = None
+    first_responder: str = ""
+    messages: tuple[str, ...] = ()  # Message-IDs, oldest first, ours included
+    partner_messages: tuple[str, ...] = ()  # only the partner side, for relay threading
+    events: tuple[ThreadEvent, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # room for later workflows (ladder, assignee)
+
+    def with_message(self, message_id: str, *, partner_side: bool = False) -> Thread:
+        if not message_id or message_id in self.messages:
+            return self
+        return replace(
+            self,
+            messages=self.messages + (message_id,),
+            partner_messages=self.partner_messages + ((message_id,) if partner_side else ()),
+        )
+
+    def with_event(self, event: ThreadEvent) -> Thread:
+        return replace(self, events=self.events + (event,))
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(v: datetime | None) -> str | None:
+            return v.isoformat() if v else None
+
+        return {
+            "id": self.id,
+            "number": self.number,
+            "partner_id": self.partner_id,
+            "requester": self.requester,
+            "requester_name": self.requester_name,
+            "sender_kind": self.sender_kind,
+            "seat": self.seat,
+            "subject": self.subject,
+            "state": self.state,
+            "created_at": iso(self.created_at),
+            "due_at": iso(self.due_at),
+            "clock_started_at": iso(self.clock_started_at),
+            "first_response_at": iso(self.first_response_at),
+            "first_responder": self.first_responder,
+            "messages": list(self.messages),
+            "partner_messages": list(self.partner_messages),
+            "events": [e.to_dict() for e in self.events],
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Thread:
+        def dt(v: str | None) -> datetime | None:
+            return datetime.fromisoformat(v) if v else None
+
+        return cls(
+            id=d["id"],
+            number=d["number"],
+            partner_id=d.get("partner_id"),
+            requester=d["requester"],
+            requester_name=d.get("requester_name", ""),
+            sender_kind=d.get("sender_kind", "unknown"),
+            seat=d.get("seat", False),
+            subject=d.get("subject", ""),
+            state=d["state"],
+            created_at=datetime.fromisoformat(d["created_at"]),
+            due_at=dt(d.get("due_at")),
+            clock_started_at=dt(d.get("clock_started_at")),
+            first_response_at=dt(d.get("first_response_at")),
+            first_responder=d.get("first_responder", ""),
+            messages=tuple(d.get("messages", ())),
+            partner_messages=tuple(d.get("partner_messages", ())),
+            events=tuple(ThreadEvent.from_dict(e) for e in d.get("events", ())),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+@dataclass(**FROZEN)
+class OutgoingMail:
+    """A mail the rules decided to send; rendered and stored before it is sent.
+
+    ``key`` is the idempotency key: the same decision taken twice yields the same
+    key, and the outbox refuses a key it already holds.
+    """
+
+    key: str
+    kind: str  # "ack", "notify", "relay", "channel-info", ...
+    template: str  # template base name under templates/
+    to: tuple[str, ...]
+    context: dict[str, Any]
+    thread_id: str | None = None
+    subject: str = ""
+    from_name: str = ""  # display name; address is always the support address
+    reply_to_support: bool = True
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    automatic: bool = True  # sets Auto-Submitted (auto-replied/auto-generated)
+    auto_kind: str = "auto-replied"
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    body_text: str | None = None  # relays: the staff member's own words, not a template
+
+
+@dataclass(**FROZEN)
+class Decision:
+    """What the rules decided about one inbound message."""
+
+    action: str  # "thread-new", "thread-join", "answer", "note", "skip", ...
+    thread: Thread | None
+    outgoing: tuple[OutgoingMail, ...] = ()
+    sender: Sender | None = None
+    reason: str = ""  # for the log / summary: why this action
+    counters: dict[str, int] = field(default_factory=dict)

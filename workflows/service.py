@@ -1,0 +1,280 @@
+"""The intake cycle: move mail between the ports and the rules.
+
+This module owns the *order* of things, which is what makes the daemon safe:
+
+1. a message is parsed and the rules decide;
+2. the decision, the updated thread and every mail it causes are written to the
+   store in one transaction (one atomic file write), keyed so that a repeat is a no-op;
+3. only then is the message marked done on the server;
+4. the outbox is drained, each mail marked sent after the server accepted it.
+
+A crash between any two steps loses nothing: step 1-2 is redone from the server,
+step 3 is redone on the next pass, step 4 is redone from the outbox (at worst a
+mail goes out twice with the same Message-ID, which clients fold into one).
+
+It reads no clock and opens no connection: ``now`` and the adapters are passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from . import msgids
+from .autoreply import automatic_reason
+from .errors import BadInput
+from .intake import Candidates, IntakeSettings, decide
+from .model import Decision, InboundMail, OutgoingMail, Thread, ThreadEvent
+from .ports import MailSender, MailSource, RawMail, SendResult
+from .senders import Roster, classify
+
+log = logging.getLogger("partnerdesk.service")
+
+PARTNER_FACING = frozenset({"ack", "relay", "close", "command-partner"})
+MAX_SEND_ATTEMPTS = 8  # transient failures, with backoff, before a mail is reported as failed
+BACKOFF = (60, 300, 900, 1800, 3600, 3600, 3600, 3600)  # seconds
+
+
+@dataclass
+class CycleReport:
+    counts: Counter[str] = field(default_factory=Counter)
+    written: list[str] = field(default_factory=list)  # where a spool sender put mail, for demo output
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        c = self.counts
+        parts = [
+            f"fetched {c['fetched']}",
+            f"new threads {c['new_threads']}",
+            f"acks {c['acks']}",
+            f"notifications {c['notifications']}",
+            f"relayed {c['relayed']}",
+            f"quarantined {c['quarantined']}",
+        ]
+        extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("sent", "send_failed", "duplicates", "history", "skipped")
+                 if c[k]]
+        return ", ".join(parts + extra)
+
+
+class IntakeService:
+    def __init__(
+        self,
+        *,
+        store: Any,
+        settings: IntakeSettings,
+        parse: Callable[..., InboundMail],
+        composer: Any,
+        secret: bytes,
+        history_cutoff: datetime | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.parse = parse
+        self.composer = composer
+        self.secret = secret
+        self.history_cutoff = history_cutoff
+        self.domain = settings.support_address.rpartition("@")[2]
+
+    # -- one inbound message -------------------------------------------------------
+    def take_in(self, raw: RawMail, now: datetime, report: CycleReport, source: MailSource | None = None) -> str:
+        """Record one message and its consequences durably. Returns the action taken."""
+        report.counts["fetched"] += 1
+        try:
+            mail = self.parse(raw.data, received_at=raw.received_at)
+        except BadInput as e:
+            return self._quarantine(raw, "bad-input", str(e), now, report, source)
+        try:
+            with self.store.transaction():
+                action = self._decide_and_record(mail, raw, now, report)
+        except BadInput as e:
+            return self._quarantine(raw, "bad-input", str(e), now, report, source, mail=mail)
+        except Exception as e:  # our bug: keep the message, say where, go on with the rest
+            log.exception("bug while taking in %s (%s)", raw.source_key, mail.message_id)
+            return self._quarantine(raw, "bug", f"{type(e).__name__}: {e}\n{traceback.format_exc()}", now, report,
+                                    source, mail=mail)
+        if source is not None:
+            try:
+                source.mark_done(raw)
+            except Exception as e:  # recorded already; the next pass dedupes it
+                report.problems.append(f"could not mark {raw.source_key} done: {e}")
+        return action
+
+    def _advance_cursor(self, raw: RawMail) -> None:
+        if raw.folder is not None and raw.uidvalidity is not None and raw.uid is not None:
+            cur = self.store.cursor(raw.folder)
+            if cur is None or cur["uidvalidity"] != raw.uidvalidity or cur["last_uid"] < raw.uid:
+                self.store.set_cursor(raw.folder, raw.uidvalidity, raw.uid)
+
+    def _decide_and_record(self, mail: InboundMail, raw: RawMail, now: datetime, report: CycleReport) -> str:
+        store = self.store
+        self._advance_cursor(raw)
+        known = store.message(mail.message_id)
+        if (known and known.get("direction") == "in") or store.seen_raw(mail.raw_sha256):
+            # The same mail delivered twice (To and Cc), or seen again after a UIDVALIDITY change.
+            report.counts["duplicates"] += 1
+            return "duplicate"
+
+        roster = Roster.build(store.partners())
+        sender = classify(mail.from_addr, roster, self.settings.staff)
+        by_ref = None
+        for ref in mail.thread_refs:
+            rec = store.message(ref)
+            tid = rec.get("thread_id") if rec else msgids.thread_of_message_id(self.secret, ref)
+            if tid and (t := store.thread(tid)) is not None:
+                by_ref = t
+                break
+        tagged_id = msgids.tagged_thread(mail.subject)
+        by_tag = store.thread(tagged_id) if tagged_id else None
+        own = (known is not None and known.get("direction") == "out") or (
+            msgids.thread_of_message_id(self.secret, mail.message_id) is not None
+        )
+        hour_ago = now - timedelta(hours=1)
+        candidates = Candidates(
+            by_reference=by_ref,
+            by_tag=by_tag,
+            next_number=store.peek_thread_number(),
+            recent_acks=store.count_outbox_to(mail.from_addr, "ack", hour_ago) if mail.from_addr else 0,
+            own_message=own,
+        )
+        history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
+        decision = decide(mail, sender, candidates, roster, self.settings, history=history)
+        decision = self._loop_guard(mail, decision)
+
+        store.record_raw(mail.raw_sha256, mail.message_id, raw.source_key)
+        if decision.thread is None:
+            report.counts["skipped"] += 1
+            log.info("skipped %s: %s", mail.message_id, decision.reason)
+            store.record_message(mail.message_id, direction="in", thread_id=None, at=mail.received_at.isoformat(),
+                                 source=raw.source_key, note=decision.reason)
+            return decision.action
+
+        thread = decision.thread
+        if decision.action in ("thread-new", "history") and store.thread(thread.id) is None:
+            store.allocate_thread_number()
+            report.counts["new_threads" if decision.action == "thread-new" else "history"] += 1
+        elif decision.action == "history":
+            report.counts["history"] += 1
+        store.record_message(
+            mail.message_id, direction="in", thread_id=thread.id, at=mail.received_at.isoformat(),
+            source=raw.source_key, sender=mail.from_addr, subject=mail.subject, text=mail.text[:20000],
+            defects=list(mail.defects),
+        )
+        thread = self._queue(thread, decision.outgoing, now, report)
+        store.save_thread(thread)
+        log.info("%s %s -> %s (%s)", decision.action, mail.message_id, thread.id, decision.reason)
+        return decision.action
+
+    def _loop_guard(self, mail: InboundMail, decision: Decision) -> Decision:
+        """Automatic mail (bounces, out-of-office) never moves a thread or mails staff.
+
+        A bounce of a staff notification would otherwise open a thread whose
+        notification bounces again, forever. It is still recorded in its thread.
+        """
+        reason = automatic_reason(mail)
+        if not reason or decision.thread is None or decision.sender is None or decision.sender.kind == "staff":
+            return decision
+        if decision.action == "thread-join":
+            thread = decision.thread
+            old = self.store.thread(thread.id)
+            kept = replace(old, messages=thread.messages, partner_messages=thread.partner_messages) if old else thread
+            kept = kept.with_event(ThreadEvent(at=mail.received_at, kind="auto-reply", message_id=mail.message_id,
+                                               by=mail.from_addr, detail=reason))
+            return replace(decision, action="auto-reply", thread=kept, outgoing=(),
+                           reason=f"automatic mail ({reason}): recorded, state unchanged")
+        if decision.action == "thread-new" and decision.sender.kind == "unknown":
+            return replace(decision, outgoing=tuple(o for o in decision.outgoing if o.kind != "notify"),
+                           reason=f"automatic mail from an unknown sender ({reason}): recorded only")
+        return decision
+
+    def _queue(self, thread: Thread, outgoing: tuple[OutgoingMail, ...], now: datetime, report: CycleReport) -> Thread:
+        """Render and queue each mail inside the caller's transaction; return the thread knowing them."""
+        for out in outgoing:
+            mid = msgids.make_message_id(self.secret, thread_number=thread.number, kind=out.kind, key=out.key,
+                                         domain=self.domain)
+            raw = self.composer.render(out, message_id=mid, date=now)
+            envelope_from = "" if out.auto_kind == "auto-replied" and out.automatic else self.settings.support_address
+            added = self.store.outbox_add({
+                "key": out.key,
+                "kind": out.kind,
+                "thread_id": thread.id,
+                "message_id": mid,
+                "mail_from": envelope_from,
+                "rcpt_to": list(out.to),
+                "subject": out.subject,
+                "raw": raw.decode("ascii"),
+                "created_at": now.isoformat(),
+            })
+            if not added:
+                continue
+            self.store.record_message(mid, direction="out", thread_id=thread.id, at=now.isoformat(), kind=out.kind)
+            thread = thread.with_message(mid, partner_side=out.kind in PARTNER_FACING)
+            thread = thread.with_event(ThreadEvent(at=now, kind=out.kind, message_id=mid, by=self.settings.support_address,
+                                                   detail="to " + ", ".join(out.to)))
+            report.counts[{"ack": "acks", "notify": "notifications", "relay": "relayed"}.get(out.kind, out.kind)] += 1
+        return thread
+
+    def _quarantine(self, raw: RawMail, kind: str, reason: str, now: datetime, report: CycleReport,
+                    source: MailSource | None, mail: InboundMail | None = None) -> str:
+        report.counts["quarantined"] += 1
+        first = reason.splitlines()[0] if reason else kind
+        report.problems.append(f"quarantined {raw.source_key}: {first}")
+        with self.store.transaction():
+            self._advance_cursor(raw)
+            self.store.quarantine(raw.source_key, {
+                "kind": kind,  # "bad-input": their mail; "bug": ours, with a traceback
+                "reason": reason[:20000],
+                "at": now.isoformat(),
+                "received_at": raw.received_at.isoformat(),
+                "message_id": mail.message_id if mail else None,
+                "from": mail.from_addr if mail else None,
+                "subject": mail.subject if mail else None,
+                "size": len(raw.data),
+            })
+        if source is not None:
+            try:
+                source.quarantine(raw, first)
+            except Exception as e:
+                report.problems.append(f"could not move {raw.source_key} to quarantine on the server: {e}")
+        return "quarantined"
+
+    # -- the outbox ------------------------------------------------------------------
+    def drain_outbox(self, sender: MailSender, now: datetime, report: CycleReport,
+                     wanted: Callable[[dict[str, Any]], str | None] | None = None) -> None:
+        """Send what is queued and due. ``wanted(entry)`` may return a reason to cancel an entry instead."""
+        due = [e for e in self.store.outbox("pending") if e.get("next_attempt", "") <= now.isoformat()]
+        if not due:
+            return
+        to_send = []
+        for e in due:
+            why_not = wanted(e) if wanted else None
+            if why_not:
+                with self.store.transaction():
+                    self.store.outbox_update(e["key"], status="cancelled", detail=why_not, finished_at=now.isoformat())
+                report.counts["cancelled"] += 1
+            else:
+                to_send.append(e)
+        results: list[SendResult] = sender.send(to_send) if to_send else []
+        with self.store.transaction():
+            for r in results:
+                entry = next(e for e in to_send if e["key"] == r.key)
+                attempts = int(entry.get("attempts", 0)) + 1
+                if r.status == "sent":
+                    self.store.outbox_update(r.key, status="sent", sent_at=now.isoformat(), attempts=attempts,
+                                             detail=r.detail)
+                    report.counts["sent"] += 1
+                    if r.detail and r.detail.endswith(".eml"):
+                        report.written.append(r.detail)
+                elif r.status == "transient" and attempts < MAX_SEND_ATTEMPTS:
+                    wait = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
+                    self.store.outbox_update(r.key, attempts=attempts, detail=r.detail,
+                                             next_attempt=(now + timedelta(seconds=wait)).isoformat())
+                    report.counts["send_retry"] += 1
+                else:
+                    self.store.outbox_update(r.key, status="failed", attempts=attempts, detail=r.detail,
+                                             finished_at=now.isoformat())
+                    report.counts["send_failed"] += 1
+                    report.problems.append(f"could not send {r.key} to {', '.join(entry['rcpt_to'])}: {r.detail}")

@@ -20,7 +20,7 @@ import sys
 import time
 import tomllib
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -118,6 +118,19 @@ class App:
     sender: Any
     clock: Clock
     spool_root: Path | None
+    # Scheduled work run after intake in every cycle: each is tick(now, report) and decides
+    # from the store what is due (escalations, mailings). Listed explicitly in build().
+    ticks: list[Callable[[datetime, Any], None]] = field(default_factory=list)
+    # Checks run on each queued mail just before sending: a reason string cancels it
+    # (an escalation for a thread answered in the meantime, say).
+    cancel_checks: list[Callable[[dict[str, Any]], str | None]] = field(default_factory=list)
+
+    def still_wanted(self, entry: dict[str, Any]) -> str | None:
+        for check in self.cancel_checks:
+            reason = check(entry)
+            if reason:
+                return reason
+        return None
 
 
 def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | None = None,
@@ -179,10 +192,12 @@ def cycle(app: App) -> Any:
 
     report = CycleReport()
     now = app.clock.now()
-    app.service.drain_outbox(app.sender, now, report)
+    app.service.drain_outbox(app.sender, now, report, app.still_wanted)
     for raw in app.source.fetch_new(app.store):
         app.service.take_in(raw, app.clock.now(), report, app.source)
-    app.service.drain_outbox(app.sender, app.clock.now(), report)
+    for tick in app.ticks:
+        tick(app.clock.now(), report)
+    app.service.drain_outbox(app.sender, app.clock.now(), report, app.still_wanted)
     return report
 
 

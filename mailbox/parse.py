@@ -182,6 +182,11 @@ def _suppresses_autoreply(msg: Message) -> bool:
     return any(word in value for word in ("all", "autoreply", "oof"))
 
 
+def calendar_parts(msg: Message, defects: list[str]) -> tuple[str, ...]:
+    return tuple(_part_text(p, defects) for p in msg.walk()
+                 if not p.is_multipart() and p.get_content_type() == "text/calendar")[:5]
+
+
 def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
     """Parse one message. ``received_at`` is our server's receipt time (IMAP INTERNALDATE)."""
     if not isinstance(raw, (bytes, bytearray)) or not raw.strip():
@@ -240,6 +245,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         other_auto_headers=tuple(h for h in _AUTO_HEADERS if msg.get(h) is not None)
         + (("X-Auto-Response-Suppress",) if _suppresses_autoreply(msg) else ()),
         content_type=msg.get_content_type(),
+        calendar_parts=calendar_parts(msg, defects),
         size=len(raw),
         defects=tuple(defects),
     )

@@ -154,12 +154,16 @@ class MailServers:
     # -- lifecycle ---------------------------------------------------------
 
     def __enter__(self) -> MailServers:
-        return self.start()
+        # `with MailServers(...).start() as ms:` works too.
+        return self if self._dovecot is not None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
     def start(self) -> MailServers:
+        if self._dovecot is not None or self._smtp is not None:
+            # A second start would orphan the running Dovecot.
+            raise RuntimeError("MailServers already started")
         for sub in ("run", "state", "log", "mail", "outbound", "users"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         _make_traversable(self.root)

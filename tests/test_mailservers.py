@@ -112,8 +112,12 @@ def test_stop_leaves_nothing_running_and_restart_keeps_mail(tmp_path):
         with pytest.raises(OSError):
             socket.create_connection((ms.host, port), timeout=1).close()
 
-    with ms.start():  # same root, new ports
+    with ms:  # starts again: same root, new ports
+        pgid = ms._dovecot.pid
         assert len(ms.fetch_all("keep@example.test")) == 1
+        with pytest.raises(RuntimeError):
+            ms.start()  # would orphan the running Dovecot
+    assert _alive_in_group(pgid) == []
 
 
 def test_new_user_can_log_in_at_once(servers):

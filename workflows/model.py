@@ -42,6 +42,7 @@ class InboundMail:
     list_id: str = ""
     other_auto_headers: tuple[str, ...] = ()  # X-Autoreply, X-Auto-Response-Suppress...
     content_type: str = "text/plain"
+    calendar_parts: tuple[str, ...] = ()  # text/calendar bodies (RSVPs to our invitations)
     size: int = 0
     defects: tuple[str, ...] = ()
 

@@ -70,6 +70,7 @@ class IntakeService:
         composer: Any,
         secret: bytes,
         history_cutoff: datetime | None = None,
+        interceptors: list[Callable[[InboundMail, datetime], str | None]] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -77,6 +78,10 @@ class IntakeService:
         self.composer = composer
         self.secret = secret
         self.history_cutoff = history_cutoff
+        # Mail that is not a support request (calendar RSVPs, unsubscribe requests) is
+        # claimed by these before threading. Each runs inside the intake transaction and
+        # returns an action name when it took the mail, None otherwise.
+        self.interceptors = list(interceptors or ())
         self.domain = settings.support_address.rpartition("@")[2]
 
     # -- one inbound message -------------------------------------------------------
@@ -117,6 +122,16 @@ class IntakeService:
             # The same mail delivered twice (To and Cc), or seen again after a UIDVALIDITY change.
             report.counts["duplicates"] += 1
             return "duplicate"
+
+        for intercept in self.interceptors:
+            action = intercept(mail, now)
+            if action:
+                store.record_raw(mail.raw_sha256, mail.message_id, raw.source_key)
+                store.record_message(mail.message_id, direction="in", thread_id=None,
+                                     at=mail.received_at.isoformat(), source=raw.source_key, note=action,
+                                     sender=mail.from_addr, subject=mail.subject)
+                report.counts[action] += 1
+                return action
 
         roster = Roster.build(store.partners())
         sender = classify(mail.from_addr, roster, self.settings.staff)

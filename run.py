@@ -154,7 +154,9 @@ def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | N
         with store.transaction():
             stored = store.meta("history_cutoff")
             if stored is None:
-                stored = clock.now().isoformat()
+                # Whole seconds: INTERNALDATE has no fractions, and mail arriving in the
+                # very second of the first start counts as new rather than being ignored.
+                stored = clock.now().replace(microsecond=0).isoformat()
                 store.set_meta("history_cutoff", stored)
         cutoff = datetime.fromisoformat(stored)
 

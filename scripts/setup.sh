@@ -16,6 +16,4 @@ if [ -s /run/dovecot/master.pid ]; then
     doveadm stop 2>/dev/null || kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
 fi
 
-if [ -f requirements.txt ]; then
-    python3 -m pip install -r requirements.txt
-fi
+python3 -m pip install --disable-pip-version-check -q -r requirements-test.txt

@@ -338,7 +338,9 @@ service anvil {{
         return f"{local.split('+')[0]}@{domain}" in self._users  # Dovecot strips +detail
 
     def _is_local(self, address: str) -> bool:
-        return address.rpartition("@")[2].lower() in self.local_domains
+        # Subdomains count too, so tests can give each partner shop a domain of its own.
+        domain = address.rpartition("@")[2].lower()
+        return any(domain == d or domain.endswith("." + d) for d in self.local_domains)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         # SMTP AUTH (optional for clients) accepts the same credentials as IMAP.

@@ -1,0 +1,276 @@
+"""Support intake end to end, on a real Dovecot and a real SMTP server on 127.0.0.1.
+
+Every test drives partnerdesk as a user would (``python run.py --config ... once``)
+and reads the results back from the mailboxes of the people involved.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import json
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from email.message import EmailMessage
+
+import pytest
+
+from tests.conftest import ROOT
+from workflows.calendar import BusinessCalendar, format_due
+
+pytestmark = pytest.mark.integration
+
+
+def mail(frm: str, to: str, subject: str, body: str, *, msgid: str | None = None, cc: str | None = None,
+         **headers: str) -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = frm
+    m["To"] = to
+    if cc:
+        m["Cc"] = cc
+    m["Subject"] = subject
+    m["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
+    m["Message-ID"] = msgid or email.utils.make_msgid(domain=frm.rpartition("@")[2].strip(">"))
+    for k, v in headers.items():
+        m[k.replace("_", "-")] = v
+    m.set_content(body)
+    return m
+
+
+def send(desk, m: EmailMessage) -> None:
+    with smtplib.SMTP("127.0.0.1", desk.servers.smtp_port) as s:
+        s.send_message(m)
+
+
+def parsed(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def text_of(m) -> str:
+    return m.get_body(preferencelist=("plain",)).get_content()
+
+
+def threads(desk) -> list[dict]:
+    return json.loads(desk.run("threads", "list", "--json").stdout)
+
+
+def setup_desk(desk) -> None:
+    n = desk.n
+    roster = desk.roster([
+        f"shop{n},Nuvole {n},standard,2027-03-31,Antonio,{desk.partner},primary;technical,2026-06-12",
+        f"shop{n},Nuvole {n},standard,2027-03-31,Giulia,{desk.colleague},technical,",
+    ])
+    out = desk.run("partners", "import", str(roster)).stdout
+    assert "imported 1 partners, 2 contacts" in out
+    # First start on the (empty) mailbox: sets the history cut-off.
+    assert desk.run("once").stdout.startswith("fetched 0")
+
+
+def test_request_ack_notify_reply_relay(desk):
+    setup_desk(desk)
+    s = desk.servers
+    request = mail(f"Antonio <{desk.partner}>", desk.support, "Spaces override lost",
+                   "After features revert our spaces lose overrides.\nOA beta 4.")
+    send(desk, request)
+
+    summary = desk.run("once").stdout.strip()
+    assert summary.startswith("fetched 1, new threads 1, acks 1, notifications 1, relayed 0, quarantined 0")
+
+    # The acknowledgement, as the partner sees it.
+    [ack_raw] = s.wait_for(desk.partner, 1)
+    ack = parsed(ack_raw)
+    assert ack["In-Reply-To"] == request["Message-ID"]
+    assert request["Message-ID"] in ack["References"]
+    assert "[OA-1]" in ack["Subject"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["X-Auto-Response-Suppress"] == "All"
+    assert email.utils.parseaddr(ack["From"])[1] == desk.support
+
+    [thread] = threads(desk)
+    assert thread["id"] == "OA-1" and thread["partner_id"] == f"shop{desk.n}"
+    assert thread["requester"] == desk.partner and thread["state"] == "new"
+    # The clock starts at the server's receipt time (INTERNALDATE), promised in ET words.
+    with s.imap(desk.support) as c:
+        c.select_folder("INBOX", readonly=True)
+        c.normalise_times = False
+        [item] = c.fetch(c.search(["ALL"]), ["INTERNALDATE"]).values()
+    expected_due = BusinessCalendar().due_at(item[b"INTERNALDATE"])
+    assert datetime.fromisoformat(thread["due_at"]) == expected_due
+    assert f"by {format_due(expected_due, BusinessCalendar())}" in text_of(ack).replace("\n", " ")
+    assert thread["messages"][0] == request["Message-ID"] and ack["Message-ID"] in thread["messages"]
+
+    # Staff are told, with the seat status; Reply goes back to the support address.
+    for staff in desk.staff:
+        [note_raw] = s.wait_for(staff, 1)
+        note = parsed(note_raw)
+        assert email.utils.parseaddr(note["Reply-To"])[1] == desk.support
+        assert "[OA-1]" in note["Subject"]
+        body = text_of(note)
+        assert "holds a seat" in body and "After features revert" in body
+        assert note["Message-ID"] in thread["messages"]
+
+    # Nothing twice.
+    again = desk.run("once").stdout.strip()
+    assert again.startswith("fetched 0, new threads 0, acks 0, notifications 0, relayed 0")
+    assert len(s.fetch_all(desk.partner)) == 1
+
+    # A staff member presses Reply in their mail client.
+    note = parsed(s.fetch_all(desk.staff[0])[0])
+    quoted = "\n".join("> " + line for line in text_of(note).splitlines())
+    reply = mail(f"Young <{desk.staff[0]}>", str(note["Reply-To"]), "Re: " + note["Subject"],
+                 f"Run drush cc all, then revert again.\n\nOn Monday, Open Atrium Support wrote:\n{quoted}\n",
+                 In_Reply_To=note["Message-ID"], References=note["Message-ID"])
+    send(desk, reply)
+    assert "relayed 1" in desk.run("once").stdout
+
+    relay = parsed(s.wait_for(desk.partner, 2)[1])
+    name, addr = email.utils.parseaddr(relay["From"])
+    assert addr == desk.support and name == "Young via Open Atrium Support"
+    assert relay["In-Reply-To"] in (request["Message-ID"], ack["Message-ID"])
+    assert request["Message-ID"] in relay["References"]
+    body = text_of(relay)
+    assert "Run drush cc all" in body and "> " not in body and "After features revert" not in body
+    assert "Auto-Submitted" not in relay  # a person wrote it
+
+    [thread] = threads(desk)
+    assert thread["state"] == "waiting_on_partner" and thread["due_at"] is None
+    assert thread["first_responder"] == desk.staff[0] and thread["first_response_at"]
+    assert reply["Message-ID"] in thread["messages"] and relay["Message-ID"] in thread["messages"]
+
+    # The partner answers the relay: back to staff, a new clock, no second ack.
+    follow = mail(desk.partner, desk.support, "Re: " + relay["Subject"], "Still broken, sorry.",
+                  In_Reply_To=relay["Message-ID"], References=relay["Message-ID"])
+    send(desk, follow)
+    out = desk.run("once").stdout
+    assert "acks 0, notifications 1" in out
+    [thread] = threads(desk)
+    assert thread["state"] == "waiting_on_staff" and thread["due_at"]
+    assert len(s.fetch_all(desk.partner)) == 2
+    assert "Still broken" in text_of(parsed(s.wait_for(desk.staff[1], 2)[1]))
+
+
+def test_reply_all_and_note_are_not_relayed(desk):
+    setup_desk(desk)
+    s = desk.servers
+    send(desk, mail(desk.partner, desk.support, "Theme question", "How to override?"))
+    desk.run("once")
+    note = parsed(s.wait_for(desk.staff[0], 1)[0])
+
+    internal = mail(desk.staff[0], desk.support, "Re: " + note["Subject"], "#note asking Young first",
+                    In_Reply_To=note["Message-ID"])
+    send(desk, internal)
+    assert "relayed 0" in desk.run("once").stdout
+    [thread] = threads(desk)
+    assert thread["state"] == "new"  # a note does not stop the clock
+    assert any(e["kind"] == "note" for e in json.loads(desk.run("threads", "show", "OA-1", "--json").stdout)["events"])
+
+    # Reply-all: the partner is a direct recipient, so partnerdesk records it and sends nothing.
+    answer = mail(desk.staff[0], desk.support, "Re: " + note["Subject"], "Use a subtheme.",
+                  cc=desk.partner, In_Reply_To=note["Message-ID"])
+    send(desk, answer)
+    assert "relayed 0" in desk.run("once").stdout
+    partner_box = s.fetch_all(desk.partner)
+    assert len(partner_box) == 2  # the ack and the staff member's own reply-all copy, no relay
+    [thread] = threads(desk)
+    assert thread["state"] == "waiting_on_partner" and thread["first_responder"] == desk.staff[0]
+
+
+def test_senders_seats_and_loops(desk):
+    setup_desk(desk)
+    s = desk.servers
+    n = desk.n
+    send(desk, mail(desk.colleague, desk.support, "No seat yet", "Question from a contact without training"))
+    send(desk, mail(f"someone@shop{n}.example.test", desk.support, "Colleague", "Not on the roster"))
+    s.add_user(f"someone@shop{n}.example.test")
+    send(desk, mail(desk.stranger, desk.support, "Stranger", "Who are you?"))
+    send(desk, mail("mailer-daemon@example.test", desk.support, "Undelivered Mail Returned to Sender",
+                    "bounce", Auto_Submitted="auto-replied"))
+    send(desk, mail(desk.partner, desk.support, "Weekly list", "digest", Precedence="bulk"))
+    out = desk.run("once").stdout
+    assert "new threads 5" in out and "acks 3" in out
+    by_requester = {t["requester"]: t for t in threads(desk)}
+    assert by_requester[desk.colleague]["partner_id"] == f"shop{n}" and by_requester[desk.colleague]["due_at"] is None
+    assert by_requester[f"someone@shop{n}.example.test"]["partner_id"] == f"shop{n}"
+    assert by_requester[desk.stranger]["partner_id"] is None
+    # No seat: a polite answer on how the channel works, no promise.
+    info = text_of(parsed(s.wait_for(desk.colleague, 1)[0]))
+    assert "training" in info and "by " not in info.split("ET")[0][-40:]
+    assert "not recognise your address" in text_of(parsed(s.wait_for(desk.stranger, 1)[0]))
+    # Automatic mail is never answered.
+    assert s.fetch_all(desk.partner) == []
+    # Staff see seat status.
+    bodies = [text_of(parsed(r)) for r in s.wait_for(desk.staff[0], 4)]
+    assert any("without a seat" in b for b in bodies) and any("unknown sender" in b for b in bodies)
+
+
+def test_dedupe_seen_flag_history_and_bad_mail(desk):
+    s = desk.servers
+    n = desk.n
+    desk.roster([f"shop{n},Shop,solo,2027-03-31,Antonio,{desk.partner},primary,2026-06-12"])
+    desk.run("partners", "import", str(desk.dir / "roster.csv"))
+    # Mail already in the mailbox on the first start is history: imported, never answered.
+    desk.append(mail(desk.partner, desk.support, "Old question", "from last year").as_bytes(),
+                when=datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc))
+    out = desk.run("once").stdout
+    assert "new threads 0" in out and "history 1" in out
+    assert s.fetch_all(desk.partner) == []
+
+    # One message delivered twice (To and Cc both reach the support box): one record.
+    m = mail(desk.partner, desk.support, "Twice", "same mail", cc=desk.support.replace("@", "+cc@"))
+    send(desk, m)
+    # A person reading the mailbox first (\Seen) must not hide it from partnerdesk.
+    with s.imap(desk.support) as c:
+        c.select_folder("INBOX")
+        c.add_flags(c.search(["ALL"]), [b"\\Seen"])
+    # Hostile input: broken MIME, unknown charset, no From, a huge header: kept and recorded.
+    bad = (b"Subject: =?klingon?q?=FF=FE?=\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n"
+           b"X-Junk: " + b"a" * 5000 + b"\r\n\r\n--y\r\nContent-Type: text/plain; charset=klingon\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n!!!!\r\n")
+    desk.append(bad)
+    out = desk.run("once").stdout
+    assert "fetched 3" in out and "duplicates 1" in out and "acks 1" in out
+    assert len(s.fetch_all(desk.partner)) == 1
+    subjects = [t["subject"] for t in threads(desk)]
+    assert subjects.count("Twice") == 1 and len(subjects) == 3
+    # Taken-in mail is flagged done on the server, and nothing was deleted.
+    with s.imap(desk.support) as c:
+        c.select_folder("INBOX", readonly=True)
+        flags = c.get_flags(c.search(["ALL"]))
+        assert len(flags) == 4 and all(b"$PartnerdeskDone" in f for f in flags.values())
+
+
+def test_config_errors_and_single_daemon(desk):
+    bad = desk.dir / "bad.toml"
+    bad.write_text('[support]\naddress = "support@example.test"\n[imap]\nhost = "x"\nsecurity = "ssl"\n')
+    p = desk.run("once", check=False)
+    assert p.returncode == 0
+    p = subprocess.run([sys.executable, str(ROOT / "run.py"), "--config", str(bad), "once"], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "bad.toml: [imap] security" in p.stderr and "Traceback" not in p.stderr
+
+    env_missing = subprocess.run([sys.executable, str(ROOT / "run.py"), "--config", str(desk.config), "once"],
+                                 capture_output=True, text=True, cwd=desk.dir)
+    assert env_missing.returncode == 2 and "PD_TEST_PASSWORD" in env_missing.stderr
+
+    # The daemon, woken by IDLE, takes in new mail; a second instance refuses to start.
+    import os
+
+    daemon = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--config", str(desk.config), "run"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=desk.dir,
+                              env=dict(os.environ, PD_TEST_PASSWORD="pw"))
+    try:
+        time.sleep(1.5)
+        second = desk.run("once", check=False)
+        assert second.returncode == 3 and "already working on the store" in second.stderr
+        send(desk, mail(desk.stranger, desk.support, "While running", "hello daemon"))
+        desk.servers.wait_for(desk.stranger, 1, timeout=15)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=20)
+    assert daemon.returncode == 0, err
+    assert "stopped" in err

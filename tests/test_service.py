@@ -1,0 +1,177 @@
+"""The intake cycle's guarantees with fake mail ports and the real TinyDB store on disk:
+nothing lost, nothing twice, one bad message never blocks the rest."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+
+import pytest
+
+from mailbox.compose import Composer
+from mailbox.parse import parse
+from store.tinystore import Store
+from workflows.intake import IntakeSettings
+from workflows.ports import RawMail, SendResult
+from workflows.service import CycleReport, IntakeService
+
+SUPPORT = "support@openatrium.example"
+NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)
+
+
+def raw_mail(n: int, *, uid: int | None = None, uidvalidity: int = 1, frm: str = "someone@elsewhere.example",
+             subject: str | None = None) -> RawMail:
+    m = EmailMessage()
+    m["From"] = frm
+    m["To"] = SUPPORT
+    m["Subject"] = subject or f"Question {n}"
+    m["Message-ID"] = f"<q{n}@elsewhere.example>"
+    m.set_content(f"body {n}")
+    uid = uid if uid is not None else n
+    return RawMail(source_key=f"imap:INBOX:{uidvalidity}:{uid}", data=m.as_bytes(), received_at=NOW,
+                   folder="INBOX", uidvalidity=uidvalidity, uid=uid)
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.done: list[str] = []
+        self.quarantined: list[tuple[str, str]] = []
+
+    def mark_done(self, raw: RawMail) -> None:
+        self.done.append(raw.source_key)
+
+    def quarantine(self, raw: RawMail, reason: str) -> None:
+        self.quarantined.append((raw.source_key, reason))
+
+
+class RecordingSender:
+    def __init__(self, status: str = "sent") -> None:
+        self.sent: list[dict] = []
+        self.status = status
+
+    def send(self, entries):
+        self.sent += entries
+        return [SendResult(key=e["key"], status=self.status, detail="550 no such user" if self.status == "permanent"
+                           else "") for e in entries]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "store.json")
+    yield s
+    s.close()
+
+
+def service(store, **kw) -> IntakeService:
+    composer = kw.pop("composer", Composer(support_address=SUPPORT, support_name="Open Atrium Support"))
+    return IntakeService(store=store, settings=IntakeSettings(support_address=SUPPORT, staff=frozenset({"s@x.example"})),
+                         parse=parse, composer=composer, secret=b"k", **kw)
+
+
+def test_decision_and_mail_are_stored_before_sending_and_sent_once(store):
+    svc, src, report = service(store), FakeSource(), CycleReport()
+    svc.take_in(raw_mail(1), NOW, report, src)
+    assert src.done == ["imap:INBOX:1:1"]
+    pending = store.outbox("pending")
+    assert {e["kind"] for e in pending} == {"ack", "notify"}  # queued, nothing sent yet
+    assert store.cursor("INBOX") == {"uidvalidity": 1, "last_uid": 1}
+
+    sender = RecordingSender()
+    svc.drain_outbox(sender, NOW, report)
+    svc.drain_outbox(sender, NOW, report)  # a second pass sends nothing
+    assert len(sender.sent) == 2 and not store.outbox("pending")
+    # The same message again (a crash before mark_done, a second copy): nothing new.
+    svc.take_in(raw_mail(1, uid=2), NOW, report, src)
+    svc.drain_outbox(sender, NOW, report)
+    assert len(sender.sent) == 2 and report.counts["duplicates"] == 1
+
+
+def test_crash_during_send_leaves_mail_queued(store):
+    svc, report = service(store), CycleReport()
+    svc.take_in(raw_mail(1), NOW, report)
+
+    class Dies:
+        def send(self, entries):
+            raise KeyboardInterrupt  # the process is killed mid-send
+
+    with pytest.raises(KeyboardInterrupt):
+        svc.drain_outbox(Dies(), NOW, report)
+    sender = RecordingSender()
+    svc.drain_outbox(sender, NOW, report)
+    assert len(sender.sent) == 2
+
+
+def test_uidvalidity_change_rescans_without_duplicates(store):
+    svc, report = service(store), CycleReport()
+    for n in (1, 2, 3):
+        svc.take_in(raw_mail(n), NOW, report)
+    # The server renumbered everything: same mail, new UIDVALIDITY and UIDs.
+    for n in (1, 2, 3):
+        svc.take_in(raw_mail(n, uid=n + 10, uidvalidity=2), NOW, report)
+    assert len(store.threads()) == 3 and report.counts["duplicates"] == 3
+    assert store.cursor("INBOX") == {"uidvalidity": 2, "last_uid": 13}
+
+
+def test_bad_input_and_bugs_are_quarantined_and_the_rest_goes_on(store):
+    class Fragile(Composer):
+        def render(self, out, *, message_id, date):
+            if "boom" in out.subject:
+                raise ZeroDivisionError("template bug")
+            return super().render(out, message_id=message_id, date=date)
+
+    svc = service(store, composer=Fragile(support_address=SUPPORT, support_name="S"))
+    src, report = FakeSource(), CycleReport()
+    empty = RawMail(source_key="imap:INBOX:1:1", data=b"  \r\n", received_at=NOW, folder="INBOX", uidvalidity=1, uid=1)
+    assert svc.take_in(empty, NOW, report, src) == "quarantined"
+    assert svc.take_in(raw_mail(2, subject="boom"), NOW, report, src) == "quarantined"
+    assert svc.take_in(raw_mail(3), NOW, report, src) == "thread-new"
+
+    q = {r["source"]: r for r in store.quarantined()}
+    assert q["imap:INBOX:1:1"]["kind"] == "bad-input" and "empty" in q["imap:INBOX:1:1"]["reason"]
+    assert q["imap:INBOX:1:2"]["kind"] == "bug" and "ZeroDivisionError" in q["imap:INBOX:1:2"]["reason"]
+    assert "Traceback" in q["imap:INBOX:1:2"]["reason"]
+    assert [k for k, _ in src.quarantined] == ["imap:INBOX:1:1", "imap:INBOX:1:2"]
+    assert src.done == ["imap:INBOX:1:3"]
+    # The failed decision left nothing half-written: one thread, only its mail queued.
+    assert [t.subject for t in store.threads()] == ["Question 3"]
+    assert store.cursor("INBOX")["last_uid"] == 3
+    assert report.counts["quarantined"] == 2
+
+
+def test_transient_failures_back_off_and_permanent_ones_are_reported(store):
+    svc, report = service(store), CycleReport()
+    svc.take_in(raw_mail(1), NOW, report)
+    svc.drain_outbox(RecordingSender("transient"), NOW, report)
+    entry = store.outbox("pending")[0]
+    assert entry["attempts"] == 1 and entry["next_attempt"] > NOW.isoformat()
+    # Not due again before the backoff has passed.
+    sender = RecordingSender("permanent")
+    svc.drain_outbox(sender, NOW + timedelta(seconds=10), report)
+    assert sender.sent == []
+    svc.drain_outbox(sender, NOW + timedelta(minutes=2), report)
+    assert {e["status"] for e in store.outbox()} == {"failed"}
+    assert any("550 no such user" in p for p in report.problems)
+
+
+def test_ack_rate_limit_holds_across_messages(store):
+    svc, report = service(store), CycleReport()
+    for n in range(6):
+        svc.take_in(raw_mail(n, frm="loop@elsewhere.example"), NOW + timedelta(minutes=n), report)
+    acks = [e for e in store.outbox() if e["kind"] == "ack"]
+    assert len(acks) == 3 and report.counts["new_threads"] == 6
+    # An hour later the address may be answered again.
+    svc.take_in(raw_mail(99, frm="loop@elsewhere.example"), NOW + timedelta(hours=2), report)
+    assert len([e for e in store.outbox() if e["kind"] == "ack"]) == 4
+
+
+def test_bounce_of_our_notification_does_not_loop(store):
+    svc, report = service(store), CycleReport()
+    m = EmailMessage()
+    m["From"] = "MAILER-DAEMON@mx.example"
+    m["To"] = SUPPORT
+    m["Subject"] = "Undelivered Mail Returned to Sender"
+    m["Auto-Submitted"] = "auto-replied"
+    m["Message-ID"] = "<bounce1@mx.example>"
+    m.set_content("could not deliver to s@x.example")
+    svc.take_in(RawMail(source_key="spool:b", data=m.as_bytes(), received_at=NOW), NOW, report)
+    assert store.outbox() == [] and len(store.threads()) == 1

@@ -65,6 +65,8 @@ class AtomicJSONStorage(Storage):
         if self._txn is None:
             # A write outside a transaction would be a read-modify-write without the
             # file lock: another process's change could be silently lost.
+            self._cache = None  # TinyDB may have changed the cached dicts before calling us
+            self._cache_stamp = None
             raise RuntimeError("store writes must happen inside Store.transaction()")
         self._txn = data
 
@@ -88,14 +90,21 @@ class AtomicJSONStorage(Storage):
             return
         with self._file_lock():
             self._depth = 1
-            # Work on a private copy: a rollback must leave the cache untouched.
-            self._txn = json.loads(json.dumps(self._load() or {}))
+            # A shallow copy is enough to keep the cache clean for TinyDB's table
+            # replacements; TinyDB updates documents in place, though, so after a
+            # rollback the cache is dropped and the file read again.
+            self._txn = dict(self._load() or {})
+            committed = False
             try:
                 yield
                 self._save(self._txn)
+                committed = True
             finally:
                 self._txn = None
                 self._depth = 0
+                if not committed:
+                    self._cache = None
+                    self._cache_stamp = None
 
     # -- file handling -------------------------------------------------------
     @contextlib.contextmanager
@@ -123,7 +132,7 @@ class AtomicJSONStorage(Storage):
                 raw = f.read()
             try:
                 self._cache = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError as e:
+            except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for binary junk
                 raise RuntimeError(
                     f"the store {self.path} is not valid JSON ({e}); it was written atomically, so this is "
                     f"outside damage: restore it from a backup"

@@ -45,6 +45,19 @@ class KeyedTable(Table):
 
     document_id_class = str
 
+    def _update_table(self, updater):  # type: ignore[no-untyped-def]
+        # TinyDB rebuilds the whole table dict twice per write to convert ids; with
+        # string ids both copies are identity maps, and they made every write cost
+        # O(table size). Update in place instead: AtomicJSONStorage only allows
+        # writes inside a transaction and drops its cache when one rolls back.
+        tables = self._storage.read()
+        if tables is None:
+            tables = {}
+        table = tables.setdefault(self.name, {})
+        updater(table)
+        self._storage.write(tables)
+        self.clear_cache()
+
 
 class KeyedTinyDB(TinyDB):
     table_class = KeyedTable
@@ -184,12 +197,17 @@ class Store:
         table.upsert(Document({**doc, **fields}, doc_id=key))
 
     def count_outbox_to(self, address: str, kind: str, since: datetime) -> int:
+        """How many mails of ``kind`` were queued to ``address`` since ``since`` (the ack rate limit)."""
+        d = self._t("recent").get(doc_id=f"{kind}:{address}")
         since_s = since.isoformat()
-        n = 0
-        for d in self._t("outbox").all():
-            if d.get("kind") == kind and address in d.get("rcpt_to", ()) and d.get("created_at", "") >= since_s:
-                n += 1
-        return n
+        return sum(1 for at in (d or {}).get("at", ()) if at >= since_s)
+
+    def remember_sent(self, address: str, kind: str, at: datetime, keep: int = 50) -> None:
+        # A small per-address index, so the rate limit does not scan the whole outbox.
+        table = self._t("recent")
+        key = f"{kind}:{address}"
+        times = ((table.get(doc_id=key) or {}).get("at", []) + [at.isoformat()])[-keep:]
+        table.upsert(Document({"at": times}, doc_id=key))
 
     # -- IMAP cursors ---------------------------------------------------------------
     def cursor(self, folder: str) -> dict[str, Any] | None:

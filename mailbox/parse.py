@@ -68,12 +68,14 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
 
 
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
-    values = [decode_header(v) for v in msg.get_all(name, [])]
+    # Split the raw header into addresses first and decode only the display names: decoding first
+    # would let an encoded word in the name ("=?utf-8?Q?staff=40us?= <evil@x>") become the address.
+    values = [_clean(str(v)) for v in msg.get_all(name, [])]
     out = []
     for display, addr in email.utils.getaddresses(values):
         addr = addr.strip().lower()
         if "@" in addr and " " not in addr:
-            out.append((display.strip(), addr))
+            out.append((decode_header(display), addr))
     return out
 
 
@@ -136,7 +138,7 @@ def body_text(msg: Message, defects: list[str]) -> str:
     for part in msg.walk():
         if part.is_multipart():
             continue
-        disposition = (part.get("Content-Disposition") or "").lower()
+        disposition = str(part.get("Content-Disposition") or "").lower()  # a Header object if 8-bit
         if disposition.startswith("attachment"):
             continue
         ctype = part.get_content_type()
@@ -198,6 +200,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
     except Exception as e:  # compat32 practically never raises; be safe anyway
         raise BadInput(f"not a parseable mail message: {e}") from e
     defects = [type(d).__name__ for d in msg.defects]
+    top_defects = len(msg.defects)
 
     message_id = (_msgids(decode_header(msg.get("Message-ID"))) or (None,))[0]
     if message_id is None:
@@ -224,6 +227,11 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         return_path = "" if rp in ("<>", "") else rp.strip("<>").lower()
 
     text = body_text(msg, defects)
+    calendars = calendar_parts(msg, defects)
+    # Decoding a body (bad base64, say) records its defects on the part only now, after the copy above.
+    late = [type(d).__name__ for part in msg.walk()
+            for d in (part.defects[top_defects:] if part is msg else part.defects)]
+    defects.extend(dict.fromkeys(d for d in late if d not in defects))
     return InboundMail(
         message_id=message_id,
         raw_sha256=sha,
@@ -245,7 +253,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         other_auto_headers=tuple(h for h in _AUTO_HEADERS if msg.get(h) is not None)
         + (("X-Auto-Response-Suppress",) if _suppresses_autoreply(msg) else ()),
         content_type=msg.get_content_type(),
-        calendar_parts=calendar_parts(msg, defects),
+        calendar_parts=calendars,
         size=len(raw),
         defects=tuple(defects),
     )

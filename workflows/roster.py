@@ -85,6 +85,12 @@ def parse_roster(text: str) -> RosterImport:
             rejected.append(Rejected(line=line, reason=f"partner {pid} has a different plan or renewal date on an "
                                                         f"earlier row; one partner, one plan"))
             continue
+        owner = next((q.id for q in partners.values() if q.id != pid and any(c.email == email for c in q.contacts)),
+                     None)
+        if owner is not None:
+            # One address, one partner: otherwise who is writing would depend on row order.
+            rejected.append(Rejected(line=line, reason=f"{email} is already a contact of partner {owner}"))
+            continue
         if any(c.email == email for c in p.contacts):
             rejected.append(Rejected(line=line, reason=f"{email} is listed twice for partner {pid}"))
             continue

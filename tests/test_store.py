@@ -1,0 +1,333 @@
+"""store.tinystore and store.atomic: one atomic file write per transaction, nothing half-done, one daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from store import atomic
+from store.tinystore import Store, open_store
+from workflows.errors import AlreadyRunning
+from workflows.model import Contact, Partner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def path(tmp_path) -> Path:
+    return tmp_path / "data" / "partnerdesk.json"  # the folder does not exist yet
+
+
+@pytest.fixture
+def store(path):
+    with open_store(path) as s:
+        yield s
+
+
+def entry(key: str, **kw) -> dict:
+    return {"key": key, "kind": "ack", "thread_id": "OA-1", "message_id": f"<{key}@x>", "mail_from": "s@x",
+            "rcpt_to": ["a@x.example"], "subject": "s", "raw": "raw", "created_at": "2026-11-30T15:00:00+00:00",
+            **kw}
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# -- writes only inside a transaction -----------------------------------------------------------------------------
+@pytest.mark.parametrize("write", [
+    lambda s: s.set_meta("x", 1),
+    lambda s: s.outbox_add(entry("k1")),
+    lambda s: s.save_partner(Partner(id="p", name="P", plan="solo", renews_on=None)),
+    lambda s: s.quarantine("src", {"reason": "r"}),
+])
+def test_write_outside_a_transaction_raises(store, path, write):
+    with pytest.raises(RuntimeError, match="transaction"):
+        write(store)
+    assert not path.exists()  # nothing reached the disk
+    assert store.meta("x") is None and store.outbox() == []
+
+
+def test_reads_outside_a_transaction_are_fine(store):
+    assert store.meta("nothing", "default") == "default"
+    assert store.partners() == [] and store.threads() == [] and store.outbox() == []
+
+
+def test_transaction_commits(store, path):
+    with store.transaction():
+        store.set_meta("next_thread", 7)
+        store.outbox_add(entry("k1"))
+    data = json.loads(path.read_bytes())
+    assert data["meta"]["next_thread"] == {"value": 7}
+    assert "k1" in data["outbox"]
+    assert store.meta("next_thread") == 7
+
+
+def test_a_transaction_that_raises_writes_nothing(store, path):
+    with store.transaction():
+        store.set_meta("a", 1)
+    before = path.read_bytes()
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction():
+            store.set_meta("a", 2)
+            store.set_meta("b", 3)
+            store.outbox_add(entry("k1"))
+            1 / 0
+    assert path.read_bytes() == before
+    # the in-memory view is rolled back too
+    assert store.meta("a") == 1 and store.meta("b") is None and store.outbox() == []
+    assert leftovers(path.parent) == []
+
+
+def test_first_transaction_that_raises_creates_no_file(store, path):
+    with pytest.raises(KeyError):
+        with store.transaction():
+            store.set_meta("a", 1)
+            raise KeyError("boom")
+    assert not path.exists()
+
+
+def test_one_transaction_is_one_file_write(store, path, monkeypatch):
+    calls = []
+    real_replace = os.replace
+
+    def counting_replace(src, dst, *a, **kw):
+        calls.append(Path(dst))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(atomic.os, "replace", counting_replace)
+    with store.transaction():
+        n = store.allocate_thread_number()
+        store.set_meta("history_cutoff", "2026-11-30T15:00:00+00:00")
+        store.outbox_add(entry("k1"))
+        store.outbox_add(entry("k2"))
+        store.record_message("<m@x>", thread="OA-1")
+        store.record_raw("sha", "<m@x>", "INBOX:1")
+        store.set_cursor("INBOX", 1, 1)
+        with store.transaction():  # nested: joins the outer one
+            store.quarantine("src", {"reason": "r"})
+    assert calls == [path]
+    assert n == 1 and store.peek_thread_number() == 2
+    assert [e["key"] for e in store.outbox()] == ["k1", "k2"]
+    with store.transaction():
+        pass
+    assert len(calls) == 2  # an empty transaction still writes once; never more
+
+
+def test_nested_transaction_failure_rolls_back_the_outer_one(store, path):
+    with pytest.raises(ValueError):
+        with store.transaction():
+            store.set_meta("outer", 1)
+            with store.transaction():
+                store.set_meta("inner", 1)
+                raise ValueError
+    assert not path.exists()
+    assert store.meta("outer") is None and store.meta("inner") is None
+
+
+def test_no_temp_files_left_behind(store, path, monkeypatch):
+    for i in range(5):
+        with store.transaction():
+            store.set_meta(f"k{i}", i)
+    assert leftovers(path.parent) == []
+
+    def failing_replace(src, dst, *a, **kw):
+        raise OSError("disk full")
+
+    before = path.read_bytes()
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        with store.transaction():
+            store.set_meta("lost", 1)
+    assert leftovers(path.parent) == []  # the temporary file was removed
+    assert path.read_bytes() == before
+    assert store.meta("lost") is None  # the cache did not take the failed write
+
+
+def test_file_is_ascii_json(store, path):
+    with store.transaction():
+        store.set_meta("name", "Grüße ✓")
+    raw = path.read_bytes()
+    raw.decode("ascii")
+    assert json.loads(raw)["meta"]["name"]["value"] == "Grüße ✓"
+
+
+# -- several processes on one file --------------------------------------------------------------------------------
+def test_two_stores_on_one_file_see_each_others_writes(path):
+    with open_store(path) as daemon, open_store(path) as cli:
+        with daemon.transaction():
+            daemon.set_meta("from_daemon", 1)
+        assert cli.meta("from_daemon") == 1
+        with cli.transaction():
+            cli.save_partner(Partner(id="nuvole", name="Nuvole Web", plan="standard", renews_on=None))
+        assert [p.id for p in daemon.partners()] == ["nuvole"]
+        # a read-modify-write in one never loses the other's write
+        with daemon.transaction():
+            daemon.set_meta("counter", daemon.meta("counter", 0) + 1)
+        with cli.transaction():
+            cli.set_meta("counter", cli.meta("counter", 0) + 1)
+        assert daemon.meta("counter") == 2 and daemon.meta("from_daemon") == 1
+        assert cli.partner("nuvole") is not None
+
+
+def test_thread_numbers_are_not_handed_out_twice_across_stores(path):
+    with open_store(path) as a, open_store(path) as b:
+        got = []
+        for s in (a, b, a, b):
+            with s.transaction():
+                got.append(s.allocate_thread_number())
+        assert got == [1, 2, 3, 4]
+
+
+# -- outbox -------------------------------------------------------------------------------------------------------
+def test_outbox_add_refuses_a_duplicate_key(store):
+    with store.transaction():
+        assert store.outbox_add(entry("ack:OA-1:<m@x>", subject="first")) is True
+        assert store.outbox_add(entry("ack:OA-1:<m@x>", subject="second")) is False
+    with store.transaction():
+        store.outbox_update("ack:OA-1:<m@x>", status="sent")
+        assert store.outbox_add(entry("ack:OA-1:<m@x>", subject="third")) is False  # sent counts too
+    [e] = store.outbox()
+    assert e["subject"] == "first" and e["status"] == "sent" and e["attempts"] == 0
+
+
+def test_outbox_filters_and_orders(store):
+    with store.transaction():
+        store.outbox_add(entry("b", created_at="2026-11-30T15:00:02+00:00"))
+        store.outbox_add(entry("a", created_at="2026-11-30T15:00:01+00:00"))
+        store.outbox_add(entry("c", created_at="2026-11-30T15:00:03+00:00", status="failed"))
+    assert [e["key"] for e in store.outbox()] == ["a", "b", "c"]
+    assert [e["key"] for e in store.outbox("pending")] == ["a", "b"]
+    assert [e["key"] for e in store.outbox("failed")] == ["c"]
+
+
+def test_outbox_update_of_unknown_key(store):
+    with store.transaction(), pytest.raises(KeyError, match="nope"):
+        store.outbox_update("nope", status="sent")
+
+
+# -- the daemon lock ----------------------------------------------------------------------------------------------
+def try_lock_in_subprocess(path: Path) -> subprocess.CompletedProcess:
+    code = textwrap.dedent(f"""
+        import sys
+        from store.tinystore import Store
+        from workflows.errors import AlreadyRunning
+        s = Store({str(path)!r})
+        try:
+            s.acquire_daemon_lock()
+        except AlreadyRunning as e:
+            print(e)
+            sys.exit(3)
+        s.release_daemon_lock()
+        print("acquired")
+    """)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_daemon_lock_excludes_a_second_process(path):
+    with open_store(path) as s:
+        s.acquire_daemon_lock()
+        r = try_lock_in_subprocess(path)
+        assert r.returncode == 3, r.stderr
+        assert f"pid {os.getpid()}" in r.stdout
+        assert str(path) in r.stdout
+        s.release_daemon_lock()
+        r = try_lock_in_subprocess(path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "acquired"
+
+
+def test_daemon_lock_excludes_a_second_store_in_this_process(path):
+    with open_store(path) as a, open_store(path) as b:
+        a.acquire_daemon_lock()
+        with pytest.raises(AlreadyRunning, match=f"pid {os.getpid()}"):
+            b.acquire_daemon_lock()
+        a.release_daemon_lock()
+        b.acquire_daemon_lock()  # free again
+        b.release_daemon_lock()
+
+
+def test_close_releases_the_daemon_lock(path):
+    s = Store(path)
+    s.acquire_daemon_lock()
+    s.close()
+    assert try_lock_in_subprocess(path).returncode == 0
+
+
+def test_daemon_lock_does_not_block_transactions_from_others(path):
+    with open_store(path) as daemon, open_store(path) as cli:
+        daemon.acquire_daemon_lock()
+        with cli.transaction():  # `partners import` while the daemon runs
+            cli.set_meta("x", 1)
+        assert daemon.meta("x") == 1
+
+
+# -- meta, secret, quarantine, tables -----------------------------------------------------------------------------
+def test_secret_is_generated_once_and_stable(path):
+    with open_store(path) as s:
+        first = s.secret()
+        assert isinstance(first, bytes) and len(first) == 64
+        assert s.secret() == first
+    with open_store(path) as s:
+        assert s.secret() == first  # kept across restarts
+        assert s.secret("configured") == b"configured"  # config wins, and is not stored
+        assert s.meta("secret") == first.decode()
+
+
+def test_quarantine_increments_attempts(store):
+    with store.transaction():
+        store.quarantine("INBOX:7", {"reason": "bug one", "message_id": "<m@x>"})
+    with store.transaction():
+        store.quarantine("INBOX:7", {"reason": "bug two"})
+    rec = store.quarantine_record("INBOX:7")
+    assert rec["attempts"] == 2
+    assert rec["reason"] == "bug two" and rec["message_id"] == "<m@x>"  # the old fields are kept
+    assert [q["source"] for q in store.quarantined()] == ["INBOX:7"]
+
+
+def test_partner_round_trip(store):
+    p = Partner(id="nuvole", name="Nuvole Web", plan="standard", renews_on=None, contacts=(
+        Contact(partner_id="nuvole", name="A", email="a@nuvole.example", roles=frozenset({"primary"})),))
+    with store.transaction():
+        store.save_partner(p)
+    assert store.partner("nuvole") == p
+    assert store.partner("other") is None
+
+
+def test_own_table_with_string_keys(store):
+    from tinydb.table import Document
+
+    with store.transaction():
+        store.table("ladder").upsert(Document({"stage": 1}, doc_id="OA-1"))
+        store.table("ladder").upsert(Document({"stage": 2}, doc_id="OA-1"))
+    assert store.table("ladder").get(doc_id="OA-1") == {"stage": 2}
+    assert len(store.table("ladder").all()) == 1
+
+
+# -- damage from outside ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("garbage", [b"{not json", b"\x00\xff\xfe garbage", b'{"meta": '])
+def test_garbage_store_file_is_a_clear_error(path, garbage):
+    path.parent.mkdir(parents=True)
+    path.write_bytes(garbage)
+    with pytest.raises(RuntimeError) as info:
+        with open_store(path) as s:
+            s.meta("secret")
+    assert str(path) in str(info.value)
+    assert "backup" in str(info.value)
+    assert path.read_bytes() == garbage  # never "repaired" by overwriting
+
+
+def test_empty_store_file_is_an_empty_store(path):
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    with open_store(path) as s:
+        assert s.meta("x") is None
+        with s.transaction():
+            s.set_meta("x", 1)
+        assert s.meta("x") == 1

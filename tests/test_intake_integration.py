@@ -55,6 +55,24 @@ def text_of(m) -> str:
     return m.get_body(preferencelist=("plain",)).get_content()
 
 
+INTAKE_KINDS = {"ack", "notify", "relay", None}  # None: mail a person wrote (a reply-all copy)
+
+
+def box(servers, address: str) -> list[bytes]:
+    """The intake's mail in a person's INBOX; scheduled mailings (welcome, digest…) are left out."""
+    return [r for r in servers.fetch_all(address) if parsed(r)["X-Partnerdesk-Kind"] in INTAKE_KINDS]
+
+
+def wait_box(servers, address: str, count: int, timeout: float = 5) -> list[bytes]:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = box(servers, address)
+        if len(got) >= count or time.monotonic() > deadline:
+            assert len(got) >= count, f"{address} has {len(got)} of {count} expected messages"
+            return got
+        time.sleep(0.1)
+
+
 def threads(desk) -> list[dict]:
     return json.loads(desk.run("threads", "list", "--json").stdout)
 
@@ -82,7 +100,7 @@ def test_request_ack_notify_reply_relay(desk):
     assert summary.startswith("fetched 1, new threads 1, acks 1, notifications 1, relayed 0, quarantined 0")
 
     # The acknowledgement, as the partner sees it.
-    [ack_raw] = s.wait_for(desk.partner, 1)
+    [ack_raw] = wait_box(s, desk.partner, 1)
     ack = parsed(ack_raw)
     assert ack["In-Reply-To"] == request["Message-ID"]
     assert request["Message-ID"] in ack["References"]
@@ -106,7 +124,7 @@ def test_request_ack_notify_reply_relay(desk):
 
     # Staff are told, with the seat status; Reply goes back to the support address.
     for staff in desk.staff:
-        [note_raw] = s.wait_for(staff, 1)
+        [note_raw] = wait_box(s, staff, 1)
         note = parsed(note_raw)
         assert email.utils.parseaddr(note["Reply-To"])[1] == desk.support
         assert "[OA-1]" in note["Subject"]
@@ -117,10 +135,10 @@ def test_request_ack_notify_reply_relay(desk):
     # Nothing twice.
     again = desk.run("once").stdout.strip()
     assert again.startswith("fetched 0, new threads 0, acks 0, notifications 0, relayed 0")
-    assert len(s.fetch_all(desk.partner)) == 1
+    assert len(box(s, desk.partner)) == 1
 
     # A staff member presses Reply in their mail client.
-    note = parsed(s.fetch_all(desk.staff[0])[0])
+    note = parsed(box(s, desk.staff[0])[0])
     quoted = "\n".join("> " + line for line in text_of(note).splitlines())
     reply = mail(f"Young <{desk.staff[0]}>", str(note["Reply-To"]), "Re: " + note["Subject"],
                  f"Run drush cc all, then revert again.\n\nOn Monday, Open Atrium Support wrote:\n{quoted}\n",
@@ -128,7 +146,7 @@ def test_request_ack_notify_reply_relay(desk):
     send(desk, reply)
     assert "relayed 1" in desk.run("once").stdout
 
-    relay = parsed(s.wait_for(desk.partner, 2)[1])
+    relay = parsed(wait_box(s, desk.partner, 2)[1])
     name, addr = email.utils.parseaddr(relay["From"])
     assert addr == desk.support and name == "Young via Open Atrium Support"
     assert relay["In-Reply-To"] in (request["Message-ID"], ack["Message-ID"])
@@ -150,8 +168,8 @@ def test_request_ack_notify_reply_relay(desk):
     assert "acks 0, notifications 1" in out
     [thread] = threads(desk)
     assert thread["state"] == "waiting_on_staff" and thread["due_at"]
-    assert len(s.fetch_all(desk.partner)) == 2
-    assert "Still broken" in text_of(parsed(s.wait_for(desk.staff[1], 2)[1]))
+    assert len(box(s, desk.partner)) == 2
+    assert "Still broken" in text_of(parsed(wait_box(s, desk.staff[1], 2)[1]))
 
 
 def test_reply_all_and_note_are_not_relayed(desk):
@@ -159,7 +177,7 @@ def test_reply_all_and_note_are_not_relayed(desk):
     s = desk.servers
     send(desk, mail(desk.partner, desk.support, "Theme question", "How to override?"))
     desk.run("once")
-    note = parsed(s.wait_for(desk.staff[0], 1)[0])
+    note = parsed(wait_box(s, desk.staff[0], 1)[0])
 
     internal = mail(desk.staff[0], desk.support, "Re: " + note["Subject"], "#note asking Young first",
                     In_Reply_To=note["Message-ID"])
@@ -174,7 +192,7 @@ def test_reply_all_and_note_are_not_relayed(desk):
                   cc=desk.partner, In_Reply_To=note["Message-ID"])
     send(desk, answer)
     assert "relayed 0" in desk.run("once").stdout
-    partner_box = s.fetch_all(desk.partner)
+    partner_box = box(s, desk.partner)
     assert len(partner_box) == 2  # the ack and the staff member's own reply-all copy, no relay
     [thread] = threads(desk)
     assert thread["state"] == "waiting_on_partner" and thread["first_responder"] == desk.staff[0]
@@ -198,13 +216,13 @@ def test_senders_seats_and_loops(desk):
     assert by_requester[f"someone@shop{n}.example.test"]["partner_id"] == f"shop{n}"
     assert by_requester[desk.stranger]["partner_id"] is None
     # No seat: a polite answer on how the channel works, no promise.
-    info = text_of(parsed(s.wait_for(desk.colleague, 1)[0]))
+    info = text_of(parsed(wait_box(s, desk.colleague, 1)[0]))
     assert "training" in info and "by " not in info.split("ET")[0][-40:]
-    assert "not recognise your address" in text_of(parsed(s.wait_for(desk.stranger, 1)[0]))
+    assert "not recognise your address" in text_of(parsed(wait_box(s, desk.stranger, 1)[0]))
     # Automatic mail is never answered.
-    assert s.fetch_all(desk.partner) == []
+    assert box(s, desk.partner) == []
     # Staff see seat status.
-    bodies = [text_of(parsed(r)) for r in s.wait_for(desk.staff[0], 4)]
+    bodies = [text_of(parsed(r)) for r in wait_box(s, desk.staff[0], 4)]
     assert any("without a seat" in b for b in bodies) and any("unknown sender" in b for b in bodies)
 
 
@@ -218,7 +236,7 @@ def test_dedupe_seen_flag_history_and_bad_mail(desk):
                 when=datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc))
     out = desk.run("once").stdout
     assert "new threads 0" in out and "history 1" in out
-    assert s.fetch_all(desk.partner) == []
+    assert box(s, desk.partner) == []
 
     # One message delivered twice (To and Cc both reach the support box): one record.
     m = mail(desk.partner, desk.support, "Twice", "same mail", cc=desk.support.replace("@", "+cc@"))
@@ -234,7 +252,7 @@ def test_dedupe_seen_flag_history_and_bad_mail(desk):
     desk.append(bad)
     out = desk.run("once").stdout
     assert "fetched 3" in out and "duplicates 1" in out and "acks 1" in out
-    assert len(s.fetch_all(desk.partner)) == 1
+    assert len(box(s, desk.partner)) == 1
     subjects = [t["subject"] for t in threads(desk)]
     assert subjects.count("Twice") == 1 and len(subjects) == 3
     # Taken-in mail is flagged done on the server, and nothing was deleted.
@@ -268,9 +286,51 @@ def test_config_errors_and_single_daemon(desk):
         second = desk.run("once", check=False)
         assert second.returncode == 3 and "already working on the store" in second.stderr
         send(desk, mail(desk.stranger, desk.support, "While running", "hello daemon"))
-        desk.servers.wait_for(desk.stranger, 1, timeout=15)
+        wait_box(desk.servers, desk.stranger, 1, timeout=15)
     finally:
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=20)
     assert daemon.returncode == 0, err
     assert "stopped" in err
+
+
+def test_huge_and_headerless_mail_is_taken_in(desk):
+    setup_desk(desk)
+    s = desk.servers
+    big = mail(desk.partner, desk.support, "Log attached", "see below\n" + "x" * 80 + "\n")
+    big.add_attachment(b"\0" * (6 * 1024 * 1024), maintype="application", subtype="octet-stream", filename="db.sql")
+    desk.append(big.as_bytes())
+    desk.append(b"X-Nothing: here\r\n\r\n ")  # no From, no Message-ID, no Subject: recorded, not answered
+    desk.append(mail(desk.stranger, desk.support, "After the odd one", "still processed").as_bytes())
+    out = desk.run("once")
+    assert out.stdout.startswith("fetched 3, new threads 3, acks 2, notifications 2")
+    by_subject = {t["subject"]: t for t in threads(desk)}
+    assert by_subject["Log attached"]["state"] == "new" and by_subject["(no subject)"]["requester"] == ""
+    assert len(box(s, desk.partner)) == 1
+
+
+def test_imap_quarantine_and_done_folder(desk):
+    """The IMAP adapter moves mail aside (never deletes it) and can file taken-in mail in a folder."""
+    from mailbox.imap import ImapSource
+    from store.tinystore import Store
+    from workflows.settings import ImapSettings
+
+    s = desk.servers
+    for i in range(3):
+        desk.append(mail(desk.stranger, desk.support, f"m{i}", "x").as_bytes())
+    settings = ImapSettings(host="127.0.0.1", port=s.imap_port, security="none", username=desk.support,
+                            done_folder="Done", quarantine_folder="Quarantine")
+    source = ImapSource(settings, "pw")
+    store = Store(desk.dir / "s.json")
+    try:
+        raws = list(source.fetch_new(store))
+        assert [r.uid for r in raws] == sorted(r.uid for r in raws) and len(raws) == 3
+        assert all(r.received_at.tzinfo is not None for r in raws)
+        source.quarantine(raws[0], "test")
+        source.mark_done(raws[1])
+    finally:
+        source.close()
+        store.close()
+    assert len(s.fetch_all(desk.support, "Quarantine")) == 1
+    assert len(s.fetch_all(desk.support, "Done")) == 1
+    assert len(s.fetch_all(desk.support)) == 1

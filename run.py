@@ -181,11 +181,57 @@ def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | N
         staff=settings.staff,
         calendar=settings.calendar,
         acks_per_hour=settings.acks_per_hour,
+        reopen_days=settings.lifecycle.reopen_days if settings.lifecycle else 30,
     )
     service = IntakeService(store=store, settings=intake, parse=parse, composer=composer, secret=secret,
                             history_cutoff=cutoff)
-    return App(settings=settings, store=store, service=service, source=source, sender=sender, clock=clock,
-               spool_root=spool_root)
+    app = App(settings=settings, store=store, service=service, source=source, sender=sender, clock=clock,
+              spool_root=spool_root)
+
+    # Issue 3: the reply-time promise (escalation ladder, auto-close, daily digest).
+    promise = promise_ticks(settings, store, service, intake)
+    app.ticks.append(promise.tick)
+    app.cancel_checks.append(promise.cancel_reason)
+
+    # Issue 4: scheduled mailings (quarterly calls, renewals, trainings, welcome). The tick decides
+    # from ledger + roster + now; RSVPs and unsubscribe requests are claimed before threading.
+    mailings = mailing_runner(settings, store, composer, secret)
+    app.ticks.append(mailings.tick)
+    app.cancel_checks.append(mailings.cancel_reason)
+    service.interceptors.append(mailings.intercept)
+    return app
+
+
+def mailing_runner(settings: Any, store: Any, composer: Any, secret: bytes) -> Any:
+    from mailbox.ical import parse_replies
+    from workflows.mailings.config import parse_mailings
+    from workflows.mailings.runner import MailingRunner, RunnerSettings
+
+    config = parse_mailings(settings.raw, settings.source)
+    return MailingRunner(store=store, composer=composer, secret=secret, parse_replies=parse_replies,
+                         settings=RunnerSettings(support_address=settings.support_address,
+                                                 support_name=settings.support_name, staff=settings.staff,
+                                                 config=config))
+
+
+def ladder_config(settings: Any) -> Any:
+    from workflows.escalation import DEFAULT_STAGES, LadderConfig
+
+    return LadderConfig(support_address=settings.support_address, support_name=settings.support_name,
+                        staff=settings.staff, escalation=settings.escalation, program_lead=settings.program_lead,
+                        stages=tuple(settings.ladder) or DEFAULT_STAGES)
+
+
+def promise_ticks(settings: Any, store: Any, service: Any, intake: Any) -> Any:
+    from workflows.autoclose import LifecycleConfig
+    from workflows.digest import DigestConfig
+    from workflows.ticks import PromiseTicks
+
+    return PromiseTicks(store=store, service=service, settings=intake, ladder=ladder_config(settings),
+                        lifecycle=settings.lifecycle or LifecycleConfig(), digest=settings.digest or DigestConfig())
+
+
+INTAKE_BATCH = 50  # messages per durable store write; nothing is sent or marked done before it
 
 
 def cycle(app: App) -> Any:
@@ -195,8 +241,13 @@ def cycle(app: App) -> Any:
     report = CycleReport()
     now = app.clock.now()
     app.service.drain_outbox(app.sender, now, report, app.still_wanted)
+    batch: list[Any] = []
     for raw in app.source.fetch_new(app.store):
-        app.service.take_in(raw, app.clock.now(), report, app.source)
+        batch.append(raw)
+        if len(batch) >= INTAKE_BATCH:
+            app.service.take_in_many(batch, app.clock.now(), report, app.source)
+            batch = []
+    app.service.take_in_many(batch, app.clock.now(), report, app.source)
     for tick in app.ticks:
         tick(app.clock.now(), report)
     app.service.drain_outbox(app.sender, app.clock.now(), report, app.still_wanted)
@@ -205,7 +256,25 @@ def cycle(app: App) -> Any:
 
 # --------------------------------------------------------------------------------------
 # verbs
+class ReadOnlySource:
+    """A mail source that reads but never marks done or moves anything (for `once --dry-run`)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def fetch_new(self, store: Any) -> Any:
+        return self.source.fetch_new(store)
+
+    def mark_done(self, raw: Any) -> None:
+        pass
+
+    def quarantine(self, raw: Any, reason: str) -> None:
+        pass
+
+
 def cmd_once(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
+    if getattr(args, "dry_run", False):
+        return dry_run(args, settings, clock)
     with ExitStack() as stack:
         app = build(settings, clock, stack, daemon=True)
         report = cycle(app)
@@ -215,10 +284,44 @@ def cmd_once(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
     return 0
 
 
+def dry_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
+    """One cycle on a copy of the store: what would be sent goes to .eml files; nothing is sent or changed.
+
+    The real store is only read (copied); the mail source is wrapped so nothing is marked
+    done or moved on the server; the sender writes files instead of talking SMTP.
+    """
+    import tempfile
+    from dataclasses import replace
+
+    from mailbox.spool import SpoolSender
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    out_root = Path(args.dry_run_dir or "partnerdesk-dry-run").resolve() / stamp
+    real_store = Path(settings.store_path)
+    spool_root = real_store.parent / "spool"
+    with tempfile.TemporaryDirectory(prefix="partnerdesk-dry-run-") as tmp, ExitStack() as stack:
+        copy = Path(tmp) / real_store.name
+        if real_store.exists():
+            shutil.copyfile(real_store, copy)
+        app = build(replace(settings, store_path=str(copy)), clock, stack, spool_root=spool_root, daemon=True)
+        app.source = ReadOnlySource(app.source)
+        app.sender = SpoolSender(out_root)
+        report = cycle(app)
+    for p in report.problems:
+        print(f"warning: {p}", file=sys.stderr)
+    print(f"dry run at {clock.now().isoformat()}: nothing was sent, nothing changed")
+    print(report.summary())
+    files = sorted((out_root / "outbox").glob("*.eml"))
+    print(f"would send {len(files)} mail(s); written to {out_root / 'outbox'}")
+    for f in files:
+        print(f"  {f.name}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
     import schedule
 
-    from workflows.errors import ConfigError, Transient
+    from workflows.errors import AlreadyRunning, ConfigError, Transient
 
     stop = {"flag": False}
 
@@ -274,6 +377,14 @@ def cmd_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
                 log.warning("%s; retrying in %.0f s", e, backoff)
                 _sleep(backoff, stop)
                 backoff = min(backoff * 2, 300.0)
+            except (ConfigError, AlreadyRunning):
+                raise
+            except Exception:
+                # A bug or a full disk must not end the daemon: say it loudly, wait, try again.
+                # Nothing is lost: every step is redone from the server and the store.
+                log.exception("cycle failed; retrying in %.0f s", backoff)
+                _sleep(backoff, stop)
+                backoff = min(backoff * 2, 300.0)
     log.info("stopped")
     return 0
 
@@ -299,15 +410,21 @@ def cmd_partners(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
                 print(f"error: {args.file} is not UTF-8 text; save the spreadsheet as CSV UTF-8", file=sys.stderr)
                 return 2
             result = parse_roster(text)
+            welcome = mailing_runner(settings, store, None, b"")
             with store.transaction():
                 for p in result.partners:
-                    store.save_partner(merge(store.partner(p.id), p))
+                    old = store.partner(p.id)
+                    store.save_partner(merge(old, p))
+                    if old is None:  # a new partner: the next cycle sends the welcome mail
+                        welcome.request_welcome(p.id, clock.now())
             contacts = sum(len(p.contacts) for p in result.partners)
             print(f"imported {len(result.partners)} partners, {contacts} contacts from {result.rows} rows; "
                   f"rejected {len(result.rejected)}")
             for r in result.rejected:
                 print(f"  {args.file}:{r.line}: {r.reason}")
             return 1 if result.rejected and not result.partners else 0
+        if args.partners_verb in ("renew", "trained"):
+            return partners_mailing_verb(args, settings, clock, store)
         partners = store.partners()
         if args.json:
             print(json.dumps([p.to_dict() for p in partners], indent=2))
@@ -326,33 +443,63 @@ def thread_json(t: Any) -> dict[str, Any]:
         "events": d["events"]}
 
 
+def promise_info(t: Any, now: datetime, settings: Any, ladder: Any) -> dict[str, Any]:
+    """What `threads` shows about the reply-time promise: clock, due (ET), business time waited, ladder."""
+    from workflows import escalation, sla
+    from workflows.calendar import format_due
+
+    cal = settings.calendar
+    info: dict[str, Any] = sla.summary(t, now, cal)
+    info["stage"] = escalation.current_stage(t) if sla.has_clock(t) else "-"
+    nxt = escalation.next_stage(t, ladder, cal) if sla.has_clock(t) else None
+    info["next_stage"] = (f"{nxt[0].name} at {format_due(nxt[1], cal)} to "
+                          f"{', '.join(escalation.recipients(nxt[0], t, ladder)) or '-'}") if nxt else "-"
+    info["assignee"] = t.extra.get("assignee", "")
+    info["previous"] = t.extra.get("previous", "")
+    return info
+
+
 def cmd_threads(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
     from store.tinystore import open_store
     from workflows.calendar import format_due
 
     cal = settings.calendar
+    now = clock.now()
+    ladder = ladder_config(settings)
     with open_store(settings.store_path) as store:
         if args.threads_verb == "show":
             t = store.thread(args.id)
             if t is None:
                 print(f"error: no thread {args.id}", file=sys.stderr)
                 return 1
+            info = promise_info(t, now, settings, ladder)
             if args.json:
-                print(json.dumps(thread_json(t), indent=2))
+                print(json.dumps(thread_json(t) | {"promise": info}, indent=2))
                 return 0
             print(f"{t.id}  {t.subject}")
-            print(f"  partner {t.partner_id or '-'}  requester {t.requester}  seat {'yes' if t.seat else 'no'}")
-            print(f"  state {t.state}  due {format_due(t.due_at, cal) if t.due_at else '-'}")
+            print(f"  partner {t.partner_id or '-'}  requester {t.requester}  seat {'yes' if t.seat else 'no'}"
+                  + (f"  assigned to {info['assignee']}" if info["assignee"] else "")
+                  + (f"  continues {info['previous']}" if info["previous"] else ""))
+            print(f"  state {t.state}  clock {info['clock']}  due {info['due']} {info['overdue']}  "
+                  f"waited {info['waited']} (business time)")
+            print(f"  ladder: fired {info['stage']}; next {info['next_stage']}")
+            print("  timeline (ET):")
             for e in t.events:
-                print(f"  {format_due(e.at, cal, with_year=True):<40} {e.kind:<10} {e.by:<30} {e.detail[:80]}")
+                detail = " ".join(e.detail.split())
+                print(f"  {format_due(e.at, cal, with_year=True):<40} {e.kind:<14} {e.by:<30} {detail[:100]}")
             return 0
         threads = store.threads()
         if args.json:
-            print(json.dumps([thread_json(t) for t in threads], indent=2))
+            print(json.dumps([thread_json(t) | {"promise": promise_info(t, now, settings, ladder)}
+                              for t in threads], indent=2))
             return 0
+        print(f"{'thread':<8} {'state':<19} {'due (ET)':<34} {'waited':<8} {'ladder':<13} {'partner':<14} "
+              f"{'requester':<30} subject")
         for t in threads:
-            due = format_due(t.due_at, cal) if t.due_at else "-"
-            print(f"{t.id:<8} {t.state:<19} {(t.partner_id or '-'):<14} {t.requester:<32} due {due:<34} {t.subject[:50]}")
+            info = promise_info(t, now, settings, ladder)
+            due = info["due"] + (" !" if info["overdue"] else "")
+            print(f"{t.id:<8} {t.state:<19} {due:<34} {info['waited']:<8} {info['stage']:<13} "
+                  f"{(t.partner_id or '-'):<14} {t.requester:<30} {t.subject[:50]}")
     return 0
 
 
@@ -454,6 +601,156 @@ def cmd_demo(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# issue 4: scheduled mailings
+def _local_moment(value: str, tz: Any, end_of_day: bool = False) -> datetime:
+    """A CLI date or date-time; without an offset it is New York time (the program's)."""
+    from workflows.errors import ConfigError
+
+    try:
+        if len(value) == 10:
+            from datetime import date as date_
+
+            d = date_.fromisoformat(value)
+            dt = datetime(d.year, d.month, d.day, tzinfo=tz) + (timedelta(days=1) if end_of_day else timedelta())
+        else:
+            dt = datetime.fromisoformat(value)
+            dt = dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
+    except ValueError:
+        raise ConfigError(f"{value!r} is not a date like 2027-03-31 or a date-time like 2027-03-31T10:00") from None
+    return dt.astimezone(timezone.utc)
+
+
+def partners_mailing_verb(args: argparse.Namespace, settings: Any, clock: Clock, store: Any) -> int:
+    from datetime import date as date_
+
+    runner = mailing_runner(settings, store, None, b"")
+    what = args.until if args.partners_verb == "renew" else args.on
+    try:
+        day = date_.fromisoformat(what)
+    except ValueError:
+        print(f"error: {what!r} is not a date like 2028-03-31", file=sys.stderr)
+        return 2
+    if args.partners_verb == "renew":
+        try:
+            p, stopped, cancelled = runner.record_renewal(args.id, day, clock.now())
+        except KeyError:
+            print(f"error: no partner {args.id}; see `partners list`", file=sys.stderr)
+            return 1
+        print(f"{p.id}: renewal recorded, paid until {day.isoformat()} ({p.plan} plan, ${p.yearly_fee:,}); "
+              f"{len(stopped)} remaining notice(s) of the old term stopped, {cancelled} queued one(s) cancelled")
+        return 0
+    try:
+        p = runner.record_training(args.address, day)
+    except KeyError:
+        print(f"error: {args.address} is not a contact of any partner; add it with `partners import`",
+              file=sys.stderr)
+        return 1
+    from workflows.mailings.trainings import seats_used
+
+    print(f"{args.address.lower()} ({p.id}) trained on {day.isoformat()}: holds a seat in the support channel; "
+          f"{p.id} has used {seats_used(p, day)} of its training places this term")
+    return 0
+
+
+def cmd_mailings(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
+    from mailbox.compose import Composer
+    from store.tinystore import open_store
+    from workflows.mailings import plan as plan_mod
+    from workflows.mailings.calls import call_dates
+    from workflows.mailings.due import MAILINGS, format_when
+    from workflows.service import CycleReport
+
+    verb = args.mailings_verb
+    now = clock.now()
+    if verb == "send" and not args.dry_run:
+        with ExitStack() as stack:
+            app = build(settings, clock, stack, daemon=True)
+            runner = mailing_runner(settings, app.store, app.service.composer, app.service.secret)
+            report = CycleReport()
+            queued, skipped = runner.tick(now, report, only=args.name)
+            app.service.drain_outbox(app.sender, clock.now(), report, app.still_wanted)
+        for p in report.problems:
+            print(f"warning: {p}", file=sys.stderr)
+        print(f"{args.name}: queued {queued}, skipped {skipped}; {report.summary()}")
+        return 0
+    with open_store(settings.store_path) as store:
+        composer = Composer(support_address=settings.support_address, support_name=settings.support_name)
+        runner = mailing_runner(settings, store, composer, store.secret(settings.secret))
+        cfg = runner.s.config
+        tz = cfg.tz()
+        if verb == "list":
+            counts: dict[tuple[str, str], int] = {}
+            for e in store.ledger_all():
+                k = (e.get("mailing", "?"), e.get("status", "?"))
+                counts[k] = counts.get(k, 0) + 1
+            print("mailings (ledger: queued / skipped):")
+            for name, text in MAILINGS.items():
+                print(f"  {name:<22} {counts.get((name, 'queued'), 0):>4} / {counts.get((name, 'skipped'), 0):<4} "
+                      f"{text}")
+            print(f"enabled: {', '.join(sorted(cfg.enabled))}")
+            calls = call_dates(cfg.calls, now, now + timedelta(days=400))
+            print(f"upcoming calls ({cfg.calls.title}; invitation {cfg.calls.invite_days_before} days before):")
+            for c in calls[:5]:
+                print(f"  {c.id:<22} {format_when(c.start, tz)}")
+            if not calls:
+                print("  none: add [calls] rrule/first or [[calls.dates]] to the config")
+            print("upcoming trainings:")
+            trs = [t for t in cfg.trainings.dates if t.start > now]
+            for t in trs:
+                print(f"  {t.id:<22} {format_when(t.start, tz)}  {t.title}")
+            if not trs:
+                print("  none: add [[trainings.dates]] to the config")
+            print(f"renewal notices: {', '.join(str(o) for o in cfg.renewals.offsets)} days before the renewal date")
+            print(f"unsubscribed: {len(runner.unsubscribed())}; RSVPs: {len(runner.rsvps())}; "
+                  f"contacts with delivery failures: {len(runner.contact_failures())}")
+            return 0
+        if verb == "plan":
+            start = _local_moment(args.start, tz)
+            end = _local_moment(args.end, tz, end_of_day=True)
+            steps = plan_mod.simulate(store.partners(), runner.ledger(), cfg, start, end,
+                                      welcome_requests=runner.welcome_requests(), unsubscribed=runner.unsubscribed())
+            for step in steps:
+                print(plan_mod.describe_step(step, tz))
+            sent = sum(s.sent for s in steps)
+            print(f"-- {sent} mail(s) would go out, {len(steps) - sent} skipped, "
+                  f"{format_when(start, tz)} to {format_when(end, tz)}")
+            return 0
+        if verb == "preview":
+            partner = store.partner(args.partner)
+            if partner is None:
+                print(f"error: no partner {args.partner}; see `partners list`", file=sys.stderr)
+                return 1
+            try:
+                d = plan_mod.preview(args.name, partner, cfg, now)
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            _, _, raw = runner.render(d, now)
+            if args.out:
+                Path(args.out).write_bytes(raw)
+                print(f"wrote {args.out}: {d.mailing} to {d.recipient} ({d.why})")
+            else:
+                sys.stdout.write(raw.decode("ascii"))
+            return 0
+        if verb == "send":  # --dry-run
+            send, skip = runner.plan(now, only=args.name)
+            for d in send:
+                print(f"would send  {d.mailing:<22} {d.recipient:<34} {d.subject}  ({d.why})")
+            for d in skip:
+                print(f"would skip  {d.mailing:<22} {d.recipient:<34} {d.reason}")
+            print(f"-- {len(send)} to send, {len(skip)} to skip (dry run: nothing recorded)")
+            return 0
+        if verb == "rsvps":
+            rows = runner.rsvps(args.call)
+            for r in rows:
+                print(f"{r['call_id']:<22} {r['attendee']:<34} {r['partstat']:<12} {r['at']}")
+            if not rows:
+                print("no RSVPs recorded" + (f" for {args.call}" if args.call else ""))
+            return 0
+    return 2
+
+
+# --------------------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="TOML config file (default: built-in demo settings, local spool)")
@@ -463,7 +760,10 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the intake on sample mail with a local spool; no mail account needed")
     d.add_argument("--dir", default="partnerdesk-demo", help="where the demo keeps its store and spool")
     sub.add_parser("run", help="the daemon: watch the inbox, act, repeat")
-    sub.add_parser("once", help="one full cycle, then exit")
+    once = sub.add_parser("once", help="one full cycle, then exit")
+    once.add_argument("--dry-run", action="store_true",
+                      help="work on a copy of the store; write the mail it would send as .eml files; send nothing")
+    once.add_argument("--dry-run-dir", help="where --dry-run writes (default ./partnerdesk-dry-run/<timestamp>)")
     sub.add_parser("states", help="print the thread lifecycle table")
     pp = sub.add_parser("partners", help="the roster")
     psub = pp.add_subparsers(dest="partners_verb", required=True)
@@ -471,6 +771,28 @@ def parser() -> argparse.ArgumentParser:
     pi.add_argument("file")
     pl = psub.add_parser("list")
     pl.add_argument("--json", action="store_true")
+    pr = psub.add_parser("renew", help="record a payment: the old term's renewal notices stop, a new term begins")
+    pr.add_argument("id")
+    pr.add_argument("--until", required=True, help="the new term's end date, e.g. 2028-03-31")
+    ptr = psub.add_parser("trained", help="record that a contact completed a training (uses a seat, grants "
+                                          "a channel seat)")
+    ptr.add_argument("address")
+    ptr.add_argument("--on", required=True, help="the training date, e.g. 2027-02-10")
+    mp = sub.add_parser("mailings", help="scheduled mailings: calls, renewal notices, trainings, welcome")
+    msub = mp.add_subparsers(dest="mailings_verb", required=True)
+    msub.add_parser("list", help="the mailings, upcoming calls and trainings, ledger counts")
+    mpl = msub.add_parser("plan", help="every mail that would go out between two dates, and every skip")
+    mpl.add_argument("--from", dest="start", required=True, help="date or date-time (New York time if no offset)")
+    mpl.add_argument("--to", dest="end", required=True)
+    mpv = msub.add_parser("preview", help="render one mail for a partner, to stdout or an .eml file")
+    mpv.add_argument("name", help="mailing name (see `mailings list`)")
+    mpv.add_argument("--partner", required=True)
+    mpv.add_argument("--out", help="write the message to this .eml file instead of printing it")
+    ms = msub.add_parser("send", help="queue (and send) what is due now for one mailing")
+    ms.add_argument("name", help="mailing name or group: calls, renewals, trainings, welcome")
+    ms.add_argument("--dry-run", action="store_true", help="only show what would be queued and skipped")
+    mr = msub.add_parser("rsvps", help="calendar replies received for a call")
+    mr.add_argument("call", nargs="?", help="call id, e.g. call-2027-01-12 (default: all)")
     tp = sub.add_parser("threads", help="support threads")
     tsub = tp.add_subparsers(dest="threads_verb", required=True)
     tl = tsub.add_parser("list")
@@ -482,7 +804,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 VERBS = {"once": cmd_once, "run": cmd_run, "partners": cmd_partners, "threads": cmd_threads, "states": cmd_states,
-         "demo": cmd_demo}
+         "demo": cmd_demo, "mailings": lambda *a: cmd_mailings(*a)}
 
 
 def main(argv: list[str] | None = None) -> int:

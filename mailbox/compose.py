@@ -93,4 +93,17 @@ class Composer:
         msg["X-Partnerdesk-Kind"] = out.kind
         msg.set_content(text, charset="utf-8")
         msg.add_alternative(text_to_html(text), subtype="html", charset="utf-8")
+        if out.calendar is not None:
+            self._add_calendar(msg, out.calendar, domain, date)
         return msg.as_bytes(policy=POLICY)
+
+    def _add_calendar(self, msg: EmailMessage, event: Any, domain: str, date: datetime) -> None:
+        """An invitation as mail clients expect it (what Google Calendar sends): the iTIP body as a third
+        alternative, text/calendar; method=REQUEST|CANCEL, which clients turn into Accept/Decline
+        buttons, plus the same data as an invite.ics attachment for clients that only import files."""
+        from .ical import build
+
+        ics = build(event, organizer=self.support_address, organizer_name=self.support_name, domain=domain,
+                    stamp=date)
+        msg.add_alternative(ics, subtype="calendar", charset="utf-8", params={"method": event.method})
+        msg.add_attachment(ics.encode("utf-8"), maintype="application", subtype="ics", filename="invite.ics")

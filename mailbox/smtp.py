@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import aiosmtplib
 
@@ -57,12 +57,16 @@ class SmtpSender:
             kwargs.update(username=s.username, password=self.password or "")
         return aiosmtplib.SMTP(**kwargs)
 
-    def send(self, entries: list[dict[str, Any]]) -> list[SendResult]:
+    def send(self, entries: list[dict[str, Any]],
+             on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
+        """``on_result`` is called with each result as soon as it is known, so the caller can record it
+        durably before the next mail goes out (a crash mid-mailing then resends nothing)."""
         if not entries:
             return []
-        return asyncio.run(self._send_all(entries))
+        return asyncio.run(self._send_all(entries, on_result))
 
-    async def _send_all(self, entries: list[dict[str, Any]]) -> list[SendResult]:
+    async def _send_all(self, entries: list[dict[str, Any]],
+                        on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for e in entries:
             queue.put_nowait(e)
@@ -108,6 +112,8 @@ class SmtpSender:
                             except Exception:
                                 pass
                             client = None
+                    if on_result is not None:
+                        on_result(results[e["key"]])
             finally:
                 if client is not None and client.is_connected:
                     try:

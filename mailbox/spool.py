@@ -12,7 +12,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from store.atomic import atomic_write_bytes
 from workflows.ports import RawMail, SendResult
@@ -53,7 +53,8 @@ class SpoolSender:
         self.outbox = Path(root) / "outbox"
         self.outbox.mkdir(parents=True, exist_ok=True)
 
-    def send(self, entries: list[dict[str, Any]]) -> list[SendResult]:
+    def send(self, entries: list[dict[str, Any]],
+             on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
         results = []
         n = len(list(self.outbox.glob("*.eml")))
         for e in entries:
@@ -63,4 +64,6 @@ class SpoolSender:
             envelope = f"X-Envelope-From: <{e['mail_from']}>\r\nX-Envelope-To: {', '.join(e['rcpt_to'])}\r\n"
             atomic_write_bytes(path, envelope.encode() + e["raw"].encode())
             results.append(SendResult(key=e["key"], status="sent", detail=str(path)))
+            if on_result is not None:
+                on_result(results[-1])
         return results

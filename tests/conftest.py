@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -25,10 +27,15 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mailservers")
-    with MailServers(root) as ms:
-        yield ms
+def servers():
+    # Not under pytest's basetemp: a second pytest run resets that to mode 0700, which
+    # locks Dovecot's mail uid out of a running session's mailboxes.
+    root = Path(tempfile.mkdtemp(prefix="partnerdesk-mail-"))
+    try:
+        with MailServers(root) as ms:
+            yield ms
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

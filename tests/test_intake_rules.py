@@ -240,7 +240,9 @@ def test_reply_all_is_recorded_not_sent_twice():
 def test_note_stays_internal_and_keeps_the_clock():
     t = thread(due_at=datetime(2026, 12, 1, 10, tzinfo=NY))
     d = _decide(staff_reply(reply_text="#note ask Young", text="#note ask Young"), cand=Candidates(by_reference=t))
-    assert d.action == "note" and d.outgoing == () and d.thread.state == "new" and d.thread.due_at == t.due_at
+    assert d.action == "note" and d.thread.state == "new" and d.thread.due_at == t.due_at
+    [confirm] = d.outgoing  # to the writer alone, saying the partner did not get it
+    assert confirm.to == ("young@devseed.example",) and "NOT sent to the partner" in confirm.context["result"]
 
 
 def test_staff_mail_outside_a_thread_is_recorded_without_ack():

@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import lifecycle, msgids
+from .autoclose import reopen_expired
 from .autoreply import automatic_reason
 from .calendar import BusinessCalendar, format_due
+from .commands import apply_command, parse_command
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
 from .senders import Roster
 
@@ -26,6 +28,7 @@ class IntakeSettings:
     staff: frozenset[str] = frozenset()
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3  # per address, whatever happens: a loop can never get past this
+    reopen_days: int = 30  # a partner mail to a thread closed longer ago starts a new thread (issue 3)
 
 
 @dataclass(**FROZEN)
@@ -73,6 +76,11 @@ def decide(
         return _new_thread(mail, sender, candidates, roster, settings, history=history, why=why)
     if sender.kind == "staff":
         return _staff_mail(mail, sender, thread, roster, settings, history=history)
+    if not history and reopen_expired(thread, mail.received_at, settings.reopen_days):
+        # Closed too long ago to reopen: a new request that names the old thread.
+        return _new_thread(mail, sender, candidates, roster, settings, history=False,
+                           why=f"{thread.id} was closed more than {settings.reopen_days} days ago: new thread",
+                           previous=thread)
     return _follow_up(mail, sender, thread, roster, settings, history=history)
 
 
@@ -120,11 +128,13 @@ def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s
             "received": format_due(mail.received_at, s.calendar, with_year=True),
             "support_address": s.support_address,
             "automatic": automatic_reason(mail) or "",
+            "previous": thread.extra.get("previous", ""),  # a closed thread this one continues
         },
     )
 
 
-def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, history: bool, why: str) -> Decision:
+def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, history: bool, why: str,
+                previous: Thread | None = None) -> Decision:
     number = c.next_number
     tid = msgids.thread_id(number)
     auto = automatic_reason(mail)
@@ -143,6 +153,7 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
         created_at=mail.received_at,
         due_at=due,
         clock_started_at=s.calendar.clock_start(mail.received_at) if promised else None,
+        extra={"previous": previous.id} if previous is not None else {},
     ).with_message(mail.message_id, partner_side=True)
     thread = thread.with_event(
         ThreadEvent(at=mail.received_at, kind="history" if history else "request", message_id=mail.message_id,
@@ -226,10 +237,9 @@ def first_line(text: str) -> str:
 def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, history: bool) -> Decision:
     thread = thread.with_message(mail.message_id)
     body = mail.reply_text or mail.text
-    if first_line(body).lower().startswith(NOTE_COMMAND):
-        thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="note", message_id=mail.message_id,
-                                               by=mail.from_addr, detail=body.strip()[:2000]))
-        return Decision(action="note", thread=thread, sender=sender, reason="internal note; not sent to the partner")
+    command = parse_command(body)  # #note, #close, #reopen, #assign, #wait (workflows.commands)
+    if command is not None:
+        return apply_command(command, mail, sender, thread, s, history=history)
 
     reply_all = thread.requester in mail.recipients
     thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="answer", message_id=mail.message_id,

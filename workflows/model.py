@@ -279,6 +279,9 @@ class OutgoingMail:
     auto_kind: str = "auto-replied"
     extra_headers: tuple[tuple[str, str], ...] = ()
     body_text: str | None = None  # relays: the staff member's own words, not a template
+    # Scheduled mailings: a calendar invitation (workflows.mailings.due.CalendarEvent) that the
+    # composer turns into a text/calendar part with mailbox/ical.py. None for ordinary mail.
+    calendar: Any = None
 
 
 @dataclass(**FROZEN)

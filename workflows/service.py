@@ -17,6 +17,7 @@ It reads no clock and opens no connection: ``now`` and the adapters are passed i
 
 from __future__ import annotations
 
+import inspect
 import logging
 import traceback
 from collections import Counter
@@ -55,7 +56,8 @@ class CycleReport:
             f"relayed {c['relayed']}",
             f"quarantined {c['quarantined']}",
         ]
-        extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("sent", "send_failed", "duplicates", "history", "skipped")
+        extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("sent", "send_failed", "duplicates", "history", "skipped",
+                                                            "escalations", "auto_closed", "digests", "cancelled")
                  if c[k]]
         return ", ".join(parts + extra)
 
@@ -107,6 +109,50 @@ class IntakeService:
             except Exception as e:  # recorded already; the next pass dedupes it
                 report.problems.append(f"could not mark {raw.source_key} done: {e}")
         return action
+
+    def take_in_many(self, raws: list[RawMail], now: datetime, report: CycleReport,
+                     source: MailSource | None = None) -> None:
+        """Several messages in one durable write: the store is rewritten once, not once per message.
+
+        Still nothing is marked done or sent before the write. If anything in the
+        batch fails, the batch is rolled back and the messages are taken one by one,
+        so a single bad message is quarantined alone and never blocks the others.
+        """
+        if len(raws) <= 1:
+            for raw in raws:
+                self.take_in(raw, now, report, source)
+            return
+        batch = CycleReport()
+        bad: list[tuple[RawMail, str]] = []
+        try:
+            with self.store.transaction():
+                for raw in raws:
+                    batch.counts["fetched"] += 1
+                    try:
+                        mail = self.parse(raw.data, received_at=raw.received_at)
+                    except BadInput as e:
+                        self._record_quarantine(raw, "bad-input", str(e), now, batch)
+                        bad.append((raw, str(e)))
+                        continue
+                    self._decide_and_record(mail, raw, now, batch)
+        except Exception:
+            log.warning("a batch of %d messages failed; taking them one at a time", len(raws), exc_info=True)
+            for raw in raws:
+                self.take_in(raw, now, report, source)
+            return
+        report.counts.update(batch.counts)
+        report.problems += batch.problems
+        if source is None:
+            return
+        bad_keys = {r.source_key for r, _ in bad}
+        for raw, reason in bad:
+            self._quarantine_on_server(raw, reason, report, source)
+        for raw in raws:
+            if raw.source_key not in bad_keys:
+                try:
+                    source.mark_done(raw)
+                except Exception as e:  # recorded already; the next pass dedupes it
+                    report.problems.append(f"could not mark {raw.source_key} done: {e}")
 
     def _advance_cursor(self, raw: RawMail) -> None:
         if raw.folder is not None and raw.uidvalidity is not None and raw.uid is not None:
@@ -205,17 +251,26 @@ class IntakeService:
                            reason=f"automatic mail from an unknown sender ({reason}): recorded only")
         return decision
 
+    def queue(self, thread: Thread | None, outgoing: tuple[OutgoingMail, ...], now: datetime,
+              report: CycleReport) -> Thread | None:
+        """The one path into the outbox, for ticks too (escalations, digests, mailings).
+
+        Call inside ``store.transaction()``. ``thread`` None: mail about no single thread
+        (a digest); its Message-ID then names thread 0, which no reply can be filed into.
+        """
+        return self._queue(thread, outgoing, now, report)  # type: ignore[arg-type]
+
     def _queue(self, thread: Thread, outgoing: tuple[OutgoingMail, ...], now: datetime, report: CycleReport) -> Thread:
         """Render and queue each mail inside the caller's transaction; return the thread knowing them."""
         for out in outgoing:
-            mid = msgids.make_message_id(self.secret, thread_number=thread.number, kind=out.kind, key=out.key,
-                                         domain=self.domain)
+            mid = msgids.make_message_id(self.secret, thread_number=thread.number if thread else 0, kind=out.kind,
+                                         key=out.key, domain=self.domain)
             raw = self.composer.render(out, message_id=mid, date=now)
             envelope_from = "" if out.auto_kind == "auto-replied" and out.automatic else self.settings.support_address
             added = self.store.outbox_add({
                 "key": out.key,
                 "kind": out.kind,
-                "thread_id": thread.id,
+                "thread_id": thread.id if thread else out.thread_id,
                 "message_id": mid,
                 "mail_from": envelope_from,
                 "rcpt_to": list(out.to),
@@ -225,36 +280,50 @@ class IntakeService:
             })
             if not added:
                 continue
-            self.store.record_message(mid, direction="out", thread_id=thread.id, at=now.isoformat(), kind=out.kind)
-            thread = thread.with_message(mid, partner_side=out.kind in PARTNER_FACING)
-            thread = thread.with_event(ThreadEvent(at=now, kind=out.kind, message_id=mid, by=self.settings.support_address,
-                                                   detail="to " + ", ".join(out.to)))
+            if out.kind == "ack":
+                for address in out.to:
+                    self.store.remember_sent(address, "ack", now)
+            self.store.record_message(mid, direction="out", thread_id=thread.id if thread else None,
+                                      at=now.isoformat(), kind=out.kind)
+            if thread is not None:
+                thread = thread.with_message(mid, partner_side=out.kind in PARTNER_FACING)
+                thread = thread.with_event(ThreadEvent(at=now, kind=out.kind, message_id=mid,
+                                                       by=self.settings.support_address,
+                                                       detail="to " + ", ".join(out.to)))
             report.counts[{"ack": "acks", "notify": "notifications", "relay": "relayed"}.get(out.kind, out.kind)] += 1
         return thread
 
     def _quarantine(self, raw: RawMail, kind: str, reason: str, now: datetime, report: CycleReport,
                     source: MailSource | None, mail: InboundMail | None = None) -> str:
+        with self.store.transaction():
+            self._record_quarantine(raw, kind, reason, now, report, mail)
+        if source is not None:
+            self._quarantine_on_server(raw, reason, report, source)
+        return "quarantined"
+
+    def _record_quarantine(self, raw: RawMail, kind: str, reason: str, now: datetime, report: CycleReport,
+                           mail: InboundMail | None = None) -> None:
         report.counts["quarantined"] += 1
         first = reason.splitlines()[0] if reason else kind
         report.problems.append(f"quarantined {raw.source_key}: {first}")
-        with self.store.transaction():
-            self._advance_cursor(raw)
-            self.store.quarantine(raw.source_key, {
-                "kind": kind,  # "bad-input": their mail; "bug": ours, with a traceback
-                "reason": reason[:20000],
-                "at": now.isoformat(),
-                "received_at": raw.received_at.isoformat(),
-                "message_id": mail.message_id if mail else None,
-                "from": mail.from_addr if mail else None,
-                "subject": mail.subject if mail else None,
-                "size": len(raw.data),
-            })
-        if source is not None:
-            try:
-                source.quarantine(raw, first)
-            except Exception as e:
-                report.problems.append(f"could not move {raw.source_key} to quarantine on the server: {e}")
-        return "quarantined"
+        self._advance_cursor(raw)
+        self.store.quarantine(raw.source_key, {
+            "kind": kind,  # "bad-input": their mail; "bug": ours, with a traceback
+            "reason": reason[:20000],
+            "at": now.isoformat(),
+            "received_at": raw.received_at.isoformat(),
+            "message_id": mail.message_id if mail else None,
+            "from": mail.from_addr if mail else None,
+            "subject": mail.subject if mail else None,
+            "size": len(raw.data),
+        })
+
+    def _quarantine_on_server(self, raw: RawMail, reason: str, report: CycleReport, source: MailSource) -> None:
+        first = reason.splitlines()[0] if reason else "quarantined"
+        try:
+            source.quarantine(raw, first)
+        except Exception as e:
+            report.problems.append(f"could not move {raw.source_key} to quarantine on the server: {e}")
 
     # -- the outbox ------------------------------------------------------------------
     def drain_outbox(self, sender: MailSender, now: datetime, report: CycleReport,
@@ -272,9 +341,15 @@ class IntakeService:
                 report.counts["cancelled"] += 1
             else:
                 to_send.append(e)
-        results: list[SendResult] = sender.send(to_send) if to_send else []
-        with self.store.transaction():
-            for r in results:
+        done: set[str] = set()
+
+        def record(r: SendResult) -> None:
+            # One durable write per result, as soon as it is known: if the process dies in the
+            # middle of a large mailing, what was sent is already marked sent and is not sent again.
+            if r.key in done:
+                return
+            done.add(r.key)
+            with self.store.transaction():
                 entry = next(e for e in to_send if e["key"] == r.key)
                 attempts = int(entry.get("attempts", 0)) + 1
                 if r.status == "sent":
@@ -293,3 +368,11 @@ class IntakeService:
                                              finished_at=now.isoformat())
                     report.counts["send_failed"] += 1
                     report.problems.append(f"could not send {r.key} to {', '.join(entry['rcpt_to'])}: {r.detail}")
+
+        if to_send:
+            if "on_result" in inspect.signature(sender.send).parameters:
+                results: list[SendResult] = sender.send(to_send, on_result=record)
+            else:
+                results = sender.send(to_send)
+            for r in results:
+                record(r)

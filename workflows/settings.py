@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .autoclose import parse_lifecycle
 from .calendar import BusinessCalendar, parse_calendar
+from .digest import parse_digest
+from .escalation import check_people, parse_stages
 from .errors import ConfigError
 from .model import FROZEN
 
@@ -64,6 +67,11 @@ class Settings:
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3
     history_before: datetime | None = None
+    # Issue 3: the escalation ladder, lifecycle timers and digest (parsed by their own modules).
+    program_lead: str | None = None
+    ladder: tuple[Any, ...] = ()  # escalation.Stage, the default ladder unless [escalation] stages
+    lifecycle: Any = None  # autoclose.LifecycleConfig
+    digest: Any = None  # digest.DigestConfig
     raw: dict[str, Any] = field(default_factory=dict)  # the whole table, for later workflows' own sections
 
 
@@ -161,6 +169,9 @@ def load(data: dict[str, Any], source: str) -> Settings:
     unknown = set(data) - set(_KNOWN) - _FREE_TABLES
     if unknown:
         raise r.fail(f"[{sorted(unknown)[0]}]", f"unknown table; known: {', '.join(sorted(set(_KNOWN) | _FREE_TABLES))}")
+    for name in sorted(_FREE_TABLES & set(data)):  # `sla = 5` would otherwise crash their parsers
+        if not isinstance(data[name], dict):
+            raise r.fail(f"[{name}]", "must be a table")
     support = r.table("support", required=True)
     assert support is not None
     address = r.address(r.get(support, "support", "address", str), "[support] address")
@@ -198,6 +209,19 @@ def load(data: dict[str, Any], source: str) -> Settings:
         calendar = parse_calendar(data.get("sla") or {})
     except ValueError as e:
         raise r.fail("[sla]", str(e).removeprefix("[sla] ")) from None
+    program_lead = None
+    if "program_lead" in support:
+        program_lead = r.address(support["program_lead"], "[support] program_lead")
+    for table in ("escalation", "lifecycle", "digest"):
+        if table in data and not isinstance(data[table], dict):
+            raise r.fail(f"[{table}]", "must be a table")
+    try:
+        ladder = parse_stages(data.get("escalation"))
+        check_people(ladder, escalation=escalation, program_lead=program_lead, support_address=address)
+        lifecycle_cfg = parse_lifecycle(data.get("lifecycle"))
+        digest_cfg = parse_digest(data.get("digest"))
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
     return Settings(
         source=source,
         support_address=address,
@@ -211,5 +235,9 @@ def load(data: dict[str, Any], source: str) -> Settings:
         calendar=calendar,
         acks_per_hour=acks,
         history_before=history_before,
+        program_lead=program_lead,
+        ladder=ladder,
+        lifecycle=lifecycle_cfg,
+        digest=digest_cfg,
         raw=data,
     )

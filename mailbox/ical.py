@@ -1,0 +1,131 @@
+"""iTIP calendar messages (RFC 5546) with the icalendar library.
+
+``build(event, organizer, organizer_name, domain)`` -> the text/calendar body of a
+METHOD:REQUEST (invitation or update) or METHOD:CANCEL for one call and one
+attendee: stable UID per call, ORGANIZER the support address, ATTENDEE the
+recipient, SEQUENCE raised on every change, times in America/New_York with its
+VTIMEZONE so clients show the call at the right local time on both sides of a
+DST change.
+
+``parse_replies(text)`` reads an attendee's METHOD:REPLY (Accepted/Declined...)
+into RSVP records.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import icalendar
+
+from workflows.mailings.due import CalendarEvent
+
+PRODID = "-//Open Atrium//partnerdesk//EN"
+
+
+@functools.lru_cache(maxsize=8)
+def _vtimezone(tzid: str, year: int) -> icalendar.Timezone:
+    # Covers a few years either side: enough for any call we announce, cheap to build once.
+    return icalendar.Timezone.from_tzinfo(ZoneInfo(tzid), tzid=tzid,
+                                          first_date=datetime(year - 1, 1, 1), last_date=datetime(year + 2, 1, 1))
+
+
+def uid_for(call_id: str, domain: str) -> str:
+    return call_id if "@" in call_id else f"{call_id}@{domain}"
+
+
+def build(event: CalendarEvent, *, organizer: str, organizer_name: str, domain: str, stamp: datetime) -> str:
+    tz = ZoneInfo(event.tzid)
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", event.method)
+    cal.add_component(_vtimezone(event.tzid, event.start.astimezone(tz).year))
+    ev = icalendar.Event()
+    ev.add("uid", uid_for(event.uid, domain))
+    ev.add("sequence", event.sequence)
+    ev.add("dtstamp", stamp.astimezone(timezone.utc))
+    ev.add("dtstart", event.start.astimezone(tz))
+    ev.add("dtend", event.end.astimezone(tz))
+    ev.add("summary", event.summary)
+    if event.description:
+        ev.add("description", event.description)
+    if event.location:
+        ev.add("location", event.location)
+    org = icalendar.vCalAddress(f"mailto:{organizer}")
+    org.params["cn"] = icalendar.vText(organizer_name)
+    ev.add("organizer", org)
+    att = icalendar.vCalAddress(f"mailto:{event.attendee}")
+    if event.attendee_name:
+        att.params["cn"] = icalendar.vText(event.attendee_name)
+    att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
+    att.params["partstat"] = icalendar.vText("NEEDS-ACTION")
+    att.params["rsvp"] = icalendar.vText("TRUE")
+    ev.add("attendee", att)
+    if event.method == "CANCEL":
+        ev.add("status", "CANCELLED")
+    else:
+        ev.add("status", "CONFIRMED")
+        alarm = icalendar.Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", event.summary)
+        alarm.add("trigger", timedelta(minutes=-15))
+        ev.add_component(alarm)
+    ev.add("transp", "OPAQUE")
+    cal.add_component(ev)
+    return cal.to_ical().decode("utf-8")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rsvp:
+    uid: str
+    attendee: str  # lower-cased address
+    partstat: str  # ACCEPTED | DECLINED | TENTATIVE | ...
+    sequence: int
+    comment: str = ""
+
+
+def parse_replies(text: str) -> list[Rsvp]:
+    """The attendee answers in one METHOD:REPLY body; [] for anything else or unreadable input."""
+    try:
+        cal = icalendar.Calendar.from_ical(text)
+    except (ValueError, KeyError, IndexError):
+        return []
+    if str(cal.get("method", "")).upper() != "REPLY":
+        return []
+    out = []
+    for ev in cal.walk("VEVENT"):
+        uid = str(ev.get("uid", "")).strip()
+        attendees = ev.get("attendee")
+        if not uid or attendees is None:
+            continue
+        for a in attendees if isinstance(attendees, list) else [attendees]:
+            addr = str(a).strip()
+            if addr.lower().startswith("mailto:"):
+                addr = addr[7:]
+            out.append(Rsvp(uid=uid, attendee=addr.lower(), partstat=str(a.params.get("PARTSTAT", "")).upper(),
+                            sequence=int(ev.get("sequence", 0) or 0), comment=str(ev.get("comment", ""))))
+    return out
+
+
+def reply(request_text: str, attendee: str, partstat: str) -> str:
+    """What a calendar client sends back (for tests and the demo): a REPLY to a REQUEST."""
+    req = icalendar.Calendar.from_ical(request_text)
+    src = next(iter(req.walk("VEVENT")))
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//partnerdesk test client//EN")
+    cal.add("version", "2.0")
+    cal.add("method", "REPLY")
+    ev = icalendar.Event()
+    for name in ("uid", "sequence", "dtstart", "dtend", "summary", "organizer"):
+        if name in src:
+            ev[name] = src[name]
+    ev.add("dtstamp", datetime.now(timezone.utc))
+    att = icalendar.vCalAddress(f"mailto:{attendee}")
+    att.params["partstat"] = icalendar.vText(partstat)
+    ev.add("attendee", att)
+    cal.add_component(ev)
+    return cal.to_ical().decode("utf-8")

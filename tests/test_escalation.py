@@ -1,0 +1,160 @@
+"""The escalation ladder over timelines: which stage fires at which instant, to whom, once."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from tests.promise_helpers import CAL, LADDER, SUPPORT, et, mail, request, step
+from workflows import escalation as esc
+from workflows.settings import load
+from workflows.errors import ConfigError
+
+
+def fire(thread, now, config=LADDER, **kw):
+    """Run the ladder at ``now`` and remember what fired, as the tick does."""
+    mails = esc.due_escalations(thread, now, config, CAL, partner_name="Acme Web", request_text="Please help", **kw)
+    for m in mails:
+        thread = esc.record_fired(thread, m.context["stage"], now, m.to)
+    return thread, [(m.context["stage"], m.to) for m in mails], mails
+
+
+# Request Monday 30 Nov 2026 10:00 ET: due Tue 10:00; warning at 75 % = 6 business hours = Mon 16:00;
+# second level 4 business hours after the breach = Tue 14:00.
+LADDER_TABLE = [
+    (et(2026, 11, 30, 15, 59), []),
+    (et(2026, 11, 30, 16, 0), [("warning", ("kim@oa.example", "sam@oa.example"))]),
+    (et(2026, 11, 30, 16, 30), []),
+    (et(2026, 12, 1, 9, 59), []),
+    (et(2026, 12, 1, 10, 0), [("breach", ("boss@oa.example",))]),
+    (et(2026, 12, 1, 13, 59), []),
+    (et(2026, 12, 1, 14, 0), [("second-level", ("lead@oa.example",))]),
+    (et(2026, 12, 2, 14, 0), []),
+]
+
+
+def test_default_ladder_fires_each_stage_once_at_the_right_instant():
+    t = request(et(2026, 11, 30, 10))
+    for now, expected in LADDER_TABLE:
+        t, fired, _ = fire(t, now)
+        assert fired == expected, now
+    assert esc.current_stage(t) == "second-level"
+    assert esc.next_stage(t, LADDER, CAL) is None
+
+
+def test_mail_names_everything_and_never_goes_to_the_partner():
+    t = request(et(2026, 11, 30, 10))
+    t, _, _ = fire(t, et(2026, 11, 30, 16))
+    _, _, [m] = fire(t, et(2026, 12, 1, 10), blocked=frozenset({"ann@acme.example", "bob@acme.example"}))
+    c = m.context
+    assert m.key == f"esc:OA-1:{t.clock_started_at.isoformat()}:breach"
+    assert m.subject == "[OA-1] Reply overdue: Upgrade fails" and m.reply_to_support and m.automatic
+    assert c["partner_name"] == "Acme Web" and c["requester"] == "ann@acme.example"
+    assert c["waited"] == "8h" and c["due"] == "Tuesday, December 1, 10:00 AM ET"
+    assert c["already_told"] == ["warning (Monday, November 30, 4:00 PM ET): kim@oa.example, sam@oa.example"]
+    assert c["request_text"] == "Please help"
+    assert "second-level" in c["next_stage"]
+    # Even a ladder configured to mail the partner does not.
+    bad = replace(LADDER, stages=(esc.Stage(name="x", percent=10, to=("ann@acme.example", "bob@acme.example",
+                                                                        "staff")),))
+    _, fired, _ = fire(request(et(2026, 11, 30, 10)), et(2026, 11, 30, 11),
+                       config=bad, blocked=frozenset({"bob@acme.example"}))
+    assert fired == [("x", ("kim@oa.example", "sam@oa.example"))]
+
+
+def test_assignee_gets_escalations_first():
+    t = request(et(2026, 11, 30, 10))
+    d = step(t, mail("sam@oa.example", et(2026, 11, 30, 11), "#assign kim@oa.example"))
+    t = d.thread
+    _, fired, _ = fire(t, et(2026, 11, 30, 16))
+    assert fired == [("warning", ("kim@oa.example",))]
+    t, _, _ = fire(t, et(2026, 11, 30, 16))
+    _, fired, _ = fire(t, et(2026, 12, 1, 10))
+    assert fired == [("breach", ("kim@oa.example", "boss@oa.example"))]
+
+
+def test_staff_answer_ends_the_ladder_and_a_follow_up_starts_a_new_one():
+    t = request(et(2026, 11, 30, 10))
+    t, _, _ = fire(t, et(2026, 11, 30, 16))
+    t = step(t, mail("sam@oa.example", et(2026, 11, 30, 17, 30), "Here is the fix")).thread
+    assert fire(t, et(2026, 12, 1, 10))[1] == []  # no breach: answered
+    t = step(t, mail("ann@acme.example", et(2026, 12, 3, 10), "Still broken")).thread
+    assert esc.current_stage(t) == "-"
+    t, fired, mails = fire(t, et(2026, 12, 3, 16))
+    assert [f[0] for f in fired] == ["warning"] and mails[0].context["clock"] == "next response"
+    assert mails[0].key.endswith(f":{t.clock_started_at.isoformat()}:warning")
+
+
+def test_note_does_not_stop_the_ladder():
+    t = request(et(2026, 11, 30, 10))
+    t = step(t, mail("sam@oa.example", et(2026, 11, 30, 11), "#note looking")).thread
+    assert [f[0] for f in fire(t, et(2026, 11, 30, 16))[1]] == ["warning"]
+
+
+def test_stage_due_at_night_waits_for_the_opening_unless_urgent():
+    t = request(et(2026, 11, 30, 10))
+    # Nobody ran the ladder on Monday; at 20:00 the warning is due but the office is closed.
+    assert fire(t, et(2026, 11, 30, 20))[1] == []
+    assert [f[0] for f in fire(t, et(2026, 12, 1, 9))[1]] == ["warning"]
+    urgent = replace(LADDER, stages=(esc.Stage(name="page", percent=100, plus_hours=4, urgent=True,
+                                               to=("program_lead",)),))
+    # Due Tue 10:00; urgent: 4 wall-clock hours later = 14:00 ... and at night it still goes.
+    t2 = request(et(2026, 11, 30, 16))  # due Tue 16:00; page at 20:00 Tuesday night
+    assert fire(t2, et(2026, 12, 1, 19, 59), config=urgent)[1] == []
+    assert fire(t2, et(2026, 12, 1, 20, 0), config=urgent)[1] == [("page", ("lead@oa.example",))]
+
+
+def test_over_a_weekend_and_holiday():
+    # Wednesday before Thanksgiving 15:00: due Friday 15:00 (Thursday is a holiday).
+    t = request(et(2026, 11, 25, 15))
+    assert fire(t, et(2026, 11, 27, 12, 59))[1] == []
+    assert [f[0] for f in fire(t, et(2026, 11, 27, 13))[1]] == ["warning"]  # 2 h Wed + 4 h Fri
+    t, _, _ = fire(t, et(2026, 11, 27, 13))
+    t, fired, _ = fire(t, et(2026, 11, 27, 15))
+    assert [f[0] for f in fired] == ["breach"]
+    # second level: 4 business hours after Friday 15:00 = Monday 11:00
+    assert fire(t, et(2026, 11, 30, 10, 59))[1] == []
+    assert [f[0] for f in fire(t, et(2026, 11, 30, 11))[1]] == ["second-level"]
+
+
+def test_missed_stages_all_fire_once_in_order():
+    t = request(et(2026, 11, 30, 10))
+    t, fired, mails = fire(t, et(2026, 12, 2, 10))
+    assert [f[0] for f in fired] == ["warning", "breach", "second-level"]
+    assert len(mails[2].context["already_told"]) == 2
+    assert fire(t, et(2026, 12, 2, 11))[1] == []
+
+
+def toml(extra: dict) -> dict:
+    return {"support": {"address": SUPPORT, "staff": ["sam@oa.example"], "escalation": ["boss@oa.example"],
+                        "program_lead": "lead@oa.example"}} | extra
+
+
+def test_config_parsing():
+    s = load(toml({}), "t.toml")
+    assert s.ladder == esc.DEFAULT_STAGES and s.program_lead == "lead@oa.example"
+    s = load(toml({"escalation": {"stages": [{"name": "heads-up", "percent": 50, "to": ["staff"]},
+                                             {"name": "page", "plus_hours": 2, "urgent": True,
+                                              "to": ["program_lead", "cto@oa.example"]}]}}), "t.toml")
+    assert [x.name for x in s.ladder] == ["heads-up", "page"] and s.ladder[1].urgent
+    assert s.ladder[1].fires_at(et(2026, 11, 30, 10), CAL) == et(2026, 12, 1, 12)
+
+
+@pytest.mark.parametrize("table,message", [
+    ({"stages": [{"name": "Bad Name", "to": ["staff"]}]}, "stages[1] name"),
+    ({"stages": [{"name": "a", "percent": -1, "to": ["staff"]}]}, "stages[1] percent"),
+    ({"stages": [{"name": "a", "to": ["nobody"]}]}, "neither a role"),
+    ({"stages": [{"name": "a", "to": ["staff"]}, {"name": "a", "to": ["staff"]}]}, "used twice"),
+    ({"stages": [{"name": "a", "to": ["staff"], "when": 3}]}, "stages[1] when: unknown key"),
+    ({"ladder": []}, "[escalation] ladder: unknown key"),
+])
+def test_config_errors_name_the_key(table, message):
+    with pytest.raises(ConfigError) as e:
+        load(toml({"escalation": table}), "t.toml")
+    assert "t.toml" in str(e.value) and message in str(e.value)
+
+
+def test_configured_role_without_people_is_an_error():
+    data = {"support": {"address": SUPPORT}, "escalation": {"stages": [{"name": "a", "to": ["program_lead"]}]}}
+    with pytest.raises(ConfigError, match="program_lead is not set"):
+        load(data, "t.toml")

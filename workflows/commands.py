@@ -1,0 +1,233 @@
+"""Commands by mail: staff run a thread from their mail client.
+
+A staff reply in a thread whose first non-empty line starts with ``#word`` is a
+command, not an answer; nothing of it reaches the partner (except the short
+closing mail of ``#close``). Only staff mail gets here: intake routes mail from
+anyone else as a follow-up, whatever its first line says.
+
+| command            | does                                                                 |
+|--------------------|----------------------------------------------------------------------|
+| ``#note``          | internal note in the timeline; the clock keeps running               |
+| ``#close``         | closes; the partner gets a short closing mail                        |
+| ``#close quiet``   | closes without telling the partner                                   |
+| ``#reopen``        | reopens a closed thread; a new response clock starts                 |
+| ``#assign ADDRESS``| the staff member gets the escalations first (``#assign me``: you)    |
+| ``#wait``          | waiting on the partner without answering; the clock stops            |
+
+Every command, ``#note`` included, gets a short confirmation to the staff member
+(for a note it says plainly that the partner did not get it); an unknown command
+(or a bad argument) gets an error reply naming the valid ones and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import lifecycle, msgids
+from .calendar import format_due
+from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
+
+COMMANDS = {
+    "note": "#note: an internal note; never sent to the partner",
+    "close": "#close: close the thread and send the partner a short closing mail (#close quiet: no mail)",
+    "reopen": "#reopen: reopen a closed thread",
+    "assign": "#assign ADDRESS: make a staff member the thread's assignee (#assign me: yourself)",
+    "wait": "#wait: waiting on the partner without answering (stops the clock)",
+}
+_CMD_RE = re.compile(r"^#([A-Za-z][A-Za-z0-9_-]*)(?![A-Za-z0-9_-])[:\s]*(.*)$")
+
+
+@dataclass(**FROZEN)
+class Command:
+    name: str  # a key of COMMANDS, or "unknown"
+    arg: str = ""
+    line: str = ""  # the first line as written
+    rest: str = ""  # the text after the first line (kept in the timeline)
+
+
+def first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def parse_command(text: str) -> Command | None:
+    """The command on the first non-empty line of ``text``, or None when it is an ordinary answer."""
+    lines = text.strip().splitlines()
+    line = first_line(text)
+    m = _CMD_RE.match(line)
+    if not m:
+        return None
+    name = m.group(1).lower()
+    rest = "\n".join(lines[1:]).strip() if lines else ""
+    return Command(name=name if name in COMMANDS else "unknown", arg=m.group(2).strip(), line=line, rest=rest)
+
+
+def valid_commands_text() -> str:
+    return "\n".join(f"  {v}" for v in COMMANDS.values())
+
+
+def apply_command(cmd: Command, mail: InboundMail, sender: Sender, thread: Thread, s: Any, *,
+                  history: bool = False) -> Decision:
+    """The decision for a staff command. ``s``: IntakeSettings (support address/name, staff, calendar)."""
+    at = mail.received_at
+    by = mail.from_addr
+    detail = cmd.line if not cmd.rest else f"{cmd.line}\n{cmd.rest}"
+    if cmd.name == "note":
+        # The note keeps its full text: it is the timeline's record of what staff know.
+        body = (mail.reply_text or mail.text).strip()
+        thread = thread.with_event(ThreadEvent(at=at, kind="note", message_id=mail.message_id, by=by,
+                                               detail=body[:2000]))
+        if history:
+            return Decision(action="history", thread=thread, sender=sender, reason="note before the first start")
+        # Confirmed like every command: the writer's worry is "did that reach the partner?", and the
+        # answer costs one short mail to them alone.
+        running = f" The reply clock keeps running (due {format_due(thread.due_at, s.calendar)})." if thread.due_at else ""
+        result = f"Your note is in {thread.id}'s timeline. It was NOT sent to the partner.{running}"
+        return Decision(action="note", thread=thread, outgoing=(_confirm(mail, thread, s, "note", result),),
+                        sender=sender, reason="internal note; not sent to the partner")
+    if history:
+        thread = thread.with_event(ThreadEvent(at=at, kind="command", message_id=mail.message_id, by=by,
+                                               detail=f"{cmd.line} (before the first start: not acted on)"))
+        return Decision(action="history", thread=thread, sender=sender, reason="command before the first start")
+
+    problem = _check(cmd, sender, s)
+    if problem:
+        thread = thread.with_event(ThreadEvent(at=at, kind="command-error", message_id=mail.message_id, by=by,
+                                               detail=f"{cmd.line}: {problem}"))
+        return Decision(action="command-error", thread=thread, outgoing=(_error(mail, thread, s, cmd, problem),),
+                        sender=sender, reason=f"bad command {cmd.line!r}: {problem}")
+
+    before = thread.state
+    out: list[OutgoingMail] = []
+    if cmd.name == "close":
+        quiet = cmd.arg.lower() == "quiet"
+        if before == "closed":
+            result = f"{thread.id} was already closed; nothing changed."
+        else:
+            thread = _stop_clock(replace(thread, state=lifecycle.next_state(before, "close")))
+            thread = replace(thread, extra={**thread.extra, "closed_at": at.isoformat()})
+            told = not quiet and _partner_reachable(thread, s)
+            if told:
+                out.append(closing_mail(thread, s, key=f"close:{thread.id}:{mail.message_id}", automatic_close=False))
+            result = (f"{thread.id} is closed." + (f" {thread.requester} gets a short closing mail." if told else
+                                                  " The partner is not told (quiet)." if quiet else "")
+                      + f" A partner reply within {s.reopen_days} days reopens it.")
+        kind = "close"
+    elif cmd.name == "reopen":
+        if before != "closed":
+            result = f"{thread.id} is not closed (it is {before.replace('_', ' ')}); nothing changed."
+        else:
+            thread = replace(thread, state=lifecycle.next_state(before, "reopen"))
+            extra = {k: v for k, v in thread.extra.items() if k != "closed_at"}
+            thread = replace(thread, extra=extra)
+            if thread.seat and thread.sender_kind == "partner":
+                thread = replace(thread, due_at=s.calendar.due_at(at), clock_started_at=s.calendar.clock_start(at))
+                result = f"{thread.id} is open again; a reply is due {format_due(thread.due_at, s.calendar)}."
+            else:
+                result = f"{thread.id} is open again (no reply-time promise: the requester holds no seat)."
+        kind = "reopen"
+    elif cmd.name == "assign":
+        who = by if cmd.arg.lower() in ("", "me") else cmd.arg.lower().strip("<>")
+        thread = replace(thread, extra={**thread.extra, "assignee": who})
+        result = f"{thread.id} is assigned to {who}, who now gets its escalations first."
+        kind = "assign"
+    elif cmd.name == "wait":
+        if before == "closed":
+            result = f"{thread.id} is closed; #reopen it first. Nothing changed."
+        elif before == "waiting_on_partner":
+            result = f"{thread.id} was already waiting on the partner; nothing changed."
+        else:
+            thread = _stop_clock(replace(thread, state=lifecycle.next_state(before, "wait")))
+            result = (f"{thread.id} is waiting on the partner; the reply clock is stopped. A partner message "
+                      f"starts a new one.")
+        kind = "wait"
+    else:  # pragma: no cover - _check rejects unknown names
+        raise AssertionError(cmd.name)
+    thread = thread.with_event(ThreadEvent(at=at, kind=kind, message_id=mail.message_id, by=by,
+                                           detail=f"{detail[:500]} -> {thread.state}"))
+    out.insert(0, _confirm(mail, thread, s, kind, result, extra_to=(thread.extra.get("assignee"),)
+                           if kind == "assign" else ()))
+    return Decision(action=f"command-{kind}", thread=thread, outgoing=tuple(out), sender=sender,
+                    reason=f"{cmd.line}: {before} -> {thread.state}")
+
+
+def _check(cmd: Command, sender: Sender, s: Any) -> str:
+    if cmd.name == "unknown":
+        return "unknown command"
+    if cmd.name == "close" and cmd.arg and cmd.arg.lower() != "quiet":
+        return f"#close takes nothing or 'quiet', not {cmd.arg!r}"
+    if cmd.name in ("reopen", "wait") and cmd.arg:
+        return f"#{cmd.name} takes no argument, not {cmd.arg!r}"
+    if cmd.name == "assign":
+        who = cmd.arg.lower().strip("<>")
+        if who not in ("", "me") and who not in s.staff:
+            return f"{cmd.arg!r} is not a staff address; staff are: {', '.join(sorted(s.staff))}"
+    return ""
+
+
+def _stop_clock(thread: Thread) -> Thread:
+    return replace(thread, due_at=None, clock_started_at=None)
+
+
+def _partner_reachable(thread: Thread, s: Any) -> bool:
+    return bool(thread.requester) and thread.requester not in s.staff and thread.requester != s.support_address
+
+
+def _confirm(mail: InboundMail, thread: Thread, s: Any, kind: str, result: str,
+             extra_to: tuple[str | None, ...] = ()) -> OutgoingMail:
+    to = tuple(dict.fromkeys(a for a in (mail.from_addr, *extra_to) if a))
+    return OutgoingMail(
+        key=f"cmd:{thread.id}:{mail.message_id}",
+        kind="command",
+        template="command_ok",
+        to=to,
+        thread_id=thread.id,
+        subject=msgids.reply_subject(thread.subject, thread.id),
+        from_name=s.support_name,
+        in_reply_to=mail.message_id,
+        references=(mail.message_id,),
+        auto_kind="auto-replied",
+        context={"command": kind, "result": result, "thread_id": thread.id, "subject": thread.subject,
+                 "state": thread.state.replace("_", " "), "support_name": s.support_name},
+    )
+
+
+def _error(mail: InboundMail, thread: Thread, s: Any, cmd: Command, problem: str) -> OutgoingMail:
+    return OutgoingMail(
+        key=f"cmd:{thread.id}:{mail.message_id}",
+        kind="command-error",
+        template="command_error",
+        to=(mail.from_addr,),
+        thread_id=thread.id,
+        subject=msgids.reply_subject(thread.subject, thread.id),
+        from_name=s.support_name,
+        in_reply_to=mail.message_id,
+        references=(mail.message_id,),
+        auto_kind="auto-replied",
+        context={"line": cmd.line, "problem": problem, "thread_id": thread.id, "valid": list(COMMANDS.values()),
+                 "state": thread.state.replace("_", " "), "support_name": s.support_name},
+    )
+
+
+def closing_mail(thread: Thread, s: Any, *, key: str, automatic_close: bool, waited_days: int = 0) -> OutgoingMail:
+    """The short mail telling the partner a thread is closed (by staff, or after waiting too long)."""
+    return OutgoingMail(
+        key=key,
+        kind="close",
+        template="close",
+        to=(thread.requester,),
+        thread_id=thread.id,
+        subject=msgids.reply_subject(thread.subject, thread.id),
+        from_name=s.support_name,
+        in_reply_to=thread.partner_messages[-1] if thread.partner_messages else None,
+        references=thread.partner_messages[-20:],
+        auto_kind="auto-generated",
+        extra_headers=(("X-Auto-Response-Suppress", "All"),),
+        context={"name": thread.requester_name, "thread_id": thread.id, "subject": thread.subject,
+                 "automatic_close": automatic_close, "waited_days": waited_days, "reopen_days": s.reopen_days,
+                 "support_name": s.support_name},
+    )

@@ -1,0 +1,331 @@
+"""The escalation ladder: who is told, and when, that a partner is still waiting.
+
+Pure: ``due_escalations(thread, now, config, calendar)`` returns the escalation
+mail due at ``now``; the caller queues it (the outbox refuses a key it already
+holds, so each stage fires at most once per clock) and records the stages fired
+in ``thread.extra["ladder"]`` with ``record_fired``.
+
+The default ladder (the program's promise is one business day):
+
+| stage        | when                                   | to                                   |
+|--------------|----------------------------------------|--------------------------------------|
+| warning      | 75 % of the response time has passed   | the assignee, or all staff           |
+| breach       | the reply is due                       | the ``[support] escalation`` list    |
+| second-level | 4 business hours after the breach      | the ``[support] program_lead``       |
+
+Rules every stage keeps:
+
+- times are business time counted from the clock's start; a new clock (a partner
+  follow-up after an answer) starts a new ladder, and a staff answer ends it;
+- escalation mail never goes to the partner (the requester and the partner's
+  contacts are taken out of every list);
+- it goes out only within opening hours; a stage due at night waits for the
+  next opening, unless the stage is ``urgent`` (then its ``plus_hours`` also
+  count in wall-clock hours, so "4 hours after the breach" can be at night);
+- the thread's assignee (``#assign``) is always the first recipient;
+- each mail says who was already told, so nobody wonders whether to forward it.
+
+Config (replaces the default ladder when ``stages`` is given)::
+
+    [[escalation.stages]]
+    name = "warning"      # letters, digits, "-"; used in keys and in `threads list`
+    percent = 75          # of the response time (business time); default 100
+    plus_hours = 0        # business hours added (wall-clock hours if urgent)
+    to = ["assignee"]     # roles: assignee, staff, escalation, program_lead; or addresses
+    urgent = false
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from . import msgids
+from .calendar import BusinessCalendar, format_due, format_duration
+from .model import FROZEN, OutgoingMail, Thread
+from .sla import clock_id, running_clock
+
+ROLES = ("assignee", "staff", "escalation", "program_lead")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+_ADDR_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+_STAGE_KEYS = {"name", "percent", "plus_hours", "to", "urgent", "title"}
+
+TITLES = {
+    "warning": "Reply due soon",
+    "breach": "Reply overdue",
+    "second-level": "Still unanswered, second level",
+}
+
+
+@dataclass(**FROZEN)
+class Stage:
+    name: str
+    percent: float = 100.0  # of the response time
+    plus_hours: float = 0.0
+    to: tuple[str, ...] = ("staff",)
+    urgent: bool = False
+    title: str = ""
+
+    @property
+    def heading(self) -> str:
+        return self.title or TITLES.get(self.name, f"Escalation ({self.name})")
+
+    def fires_at(self, started_at: datetime, cal: BusinessCalendar) -> datetime:
+        """The instant this stage is due for a clock started at ``started_at``."""
+        base = cal.add_business_time(started_at, cal.response_time() * (self.percent / 100.0))
+        if not self.plus_hours:
+            return base
+        if self.urgent:
+            return base + timedelta(hours=self.plus_hours)
+        return cal.add_business_time(base, timedelta(hours=self.plus_hours))
+
+    def describe(self) -> str:
+        when = "when due" if self.percent == 100 else f"at {self.percent:g}% of the response time"
+        if self.plus_hours:
+            when += f" + {self.plus_hours:g} {'hours' if self.urgent else 'business hours'}"
+        return f"{self.name}: {when}, to {', '.join(self.to)}{' (urgent)' if self.urgent else ''}"
+
+
+DEFAULT_STAGES = (
+    Stage(name="warning", percent=75, to=("assignee",)),
+    Stage(name="breach", percent=100, to=("escalation",)),
+    Stage(name="second-level", percent=100, plus_hours=4, to=("program_lead",)),
+)
+
+
+@dataclass(**FROZEN)
+class LadderConfig:
+    """The ladder plus the people its roles name (from ``[support]``)."""
+
+    support_address: str
+    support_name: str = "Open Atrium Support"
+    staff: frozenset[str] = frozenset()
+    escalation: tuple[str, ...] = ()
+    program_lead: str | None = None
+    stages: tuple[Stage, ...] = DEFAULT_STAGES
+
+    def resolve(self, role_or_address: str, assignee: str | None) -> list[str]:
+        """Addresses for one entry of a stage's ``to``. Missing people fall back upwards to staff,
+        so the default ladder works with a minimal config (validated configs never rely on it)."""
+        staff = sorted(self.staff)
+        if role_or_address == "assignee":
+            return [assignee] if assignee else staff
+        if role_or_address == "staff":
+            return staff
+        if role_or_address == "escalation":
+            return list(self.escalation) or staff
+        if role_or_address == "program_lead":
+            return [self.program_lead] if self.program_lead else (list(self.escalation) or staff)
+        return [role_or_address]
+
+
+# -- config ---------------------------------------------------------------------------
+def parse_stages(table: Mapping[str, Any] | None) -> tuple[Stage, ...]:
+    """Stages from the ``[escalation]`` table; the default ladder when it has no ``stages``.
+
+    Raises ValueError naming the key, e.g. "[escalation] stages[2] percent: ...".
+    """
+    if not table:
+        return DEFAULT_STAGES
+    unknown = sorted(set(table) - {"stages"})
+    if unknown:
+        raise ValueError(f"[escalation] {unknown[0]}: unknown key; allowed: stages (an array of tables "
+                         f"[[escalation.stages]] with {', '.join(sorted(_STAGE_KEYS))})")
+    raw = table.get("stages", None)
+    if raw is None:
+        return DEFAULT_STAGES
+    if not isinstance(raw, list):
+        raise ValueError("[escalation] stages: must be an array of tables ([[escalation.stages]])")
+    stages: list[Stage] = []
+    for i, s in enumerate(raw, start=1):
+        where = f"[escalation] stages[{i}]"
+        if not isinstance(s, dict):
+            raise ValueError(f"{where}: must be a table with name, percent, plus_hours, to, urgent")
+        bad = sorted(set(s) - _STAGE_KEYS)
+        if bad:
+            raise ValueError(f"{where} {bad[0]}: unknown key; allowed: {', '.join(sorted(_STAGE_KEYS))}")
+        name = s.get("name")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ValueError(f"{where} name: {name!r}: use lower-case letters, digits and '-', like \"warning\"")
+        if any(x.name == name for x in stages):
+            raise ValueError(f"{where} name: {name!r} is used twice")
+        nums = {}
+        for key, default in (("percent", 100.0), ("plus_hours", 0.0)):
+            v = s.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"{where} {key}: must be a number >= 0, got {v!r}")
+            nums[key] = float(v)
+        if nums["percent"] == 0 and nums["plus_hours"] == 0:
+            raise ValueError(f"{where}: percent and plus_hours are both 0; a stage needs some waiting")
+        to = s.get("to")
+        if not isinstance(to, list) or not to or not all(isinstance(x, str) for x in to):
+            raise ValueError(f"{where} to: must be a non-empty list of roles ({', '.join(ROLES)}) or addresses")
+        cleaned = []
+        for x in to:
+            x = x.strip().lower()
+            if x not in ROLES and not _ADDR_RE.match(x):
+                raise ValueError(f"{where} to: {x!r} is neither a role ({', '.join(ROLES)}) nor a mail address")
+            cleaned.append(x)
+        urgent = s.get("urgent", False)
+        if not isinstance(urgent, bool):
+            raise ValueError(f"{where} urgent: must be true or false")
+        title = s.get("title", "")
+        if not isinstance(title, str):
+            raise ValueError(f"{where} title: must be a string")
+        stages.append(Stage(name=name, percent=nums["percent"], plus_hours=nums["plus_hours"], to=tuple(cleaned),
+                            urgent=urgent, title=title.strip()))
+    return tuple(stages)
+
+
+def check_people(stages: tuple[Stage, ...], *, escalation: tuple[str, ...], program_lead: str | None,
+                 support_address: str) -> None:
+    """A configured ladder must name people who exist (the default ladder falls back instead)."""
+    if stages == DEFAULT_STAGES:
+        return
+    for i, st in enumerate(stages, start=1):
+        where = f"[escalation] stages[{i}] to"
+        if "escalation" in st.to and not escalation:
+            raise ValueError(f"{where}: names the role escalation but [support] escalation is empty")
+        if "program_lead" in st.to and not program_lead:
+            raise ValueError(f"{where}: names the role program_lead but [support] program_lead is not set")
+        if support_address in st.to:
+            raise ValueError(f"{where}: the support address itself would escalate to itself")
+
+
+# -- the ladder's memory ----------------------------------------------------------------
+def ladder_state(thread: Thread) -> dict[str, Any]:
+    """``thread.extra["ladder"]`` for the running clock; empty for a clock that fired nothing yet."""
+    lad = thread.extra.get("ladder") or {}
+    if lad.get("clock") != clock_id(thread) or not clock_id(thread):
+        return {"clock": clock_id(thread), "fired": []}
+    return {"clock": lad["clock"], "fired": list(lad.get("fired", []))}
+
+
+def fired_stages(thread: Thread) -> list[str]:
+    return [f["stage"] for f in ladder_state(thread)["fired"]]
+
+
+def record_fired(thread: Thread, stage: str, at: datetime, to: tuple[str, ...]) -> Thread:
+    """The thread, remembering that ``stage`` went to ``to`` at ``at`` on the running clock."""
+    lad = ladder_state(thread)
+    if stage in [f["stage"] for f in lad["fired"]]:
+        return thread
+    lad["fired"].append({"stage": stage, "at": at.isoformat(), "to": list(to)})
+    return replace(thread, extra={**thread.extra, "ladder": lad})
+
+
+def current_stage(thread: Thread) -> str:
+    """The last stage fired on the running clock, for `threads list` ("-" if none)."""
+    fired = fired_stages(thread)
+    return fired[-1] if fired else "-"
+
+
+def next_stage(thread: Thread, config: LadderConfig, cal: BusinessCalendar) -> tuple[Stage, datetime] | None:
+    """The next stage still to fire on the running clock, and when it is due."""
+    if not clock_id(thread) or thread.due_at is None:
+        return None
+    done = set(fired_stages(thread))
+    assert thread.clock_started_at is not None
+    pending = [(st.fires_at(thread.clock_started_at, cal), st) for st in config.stages if st.name not in done]
+    if not pending:
+        return None
+    at, st = min(pending, key=lambda p: p[0])
+    return st, at
+
+
+def recipients(stage: Stage, thread: Thread, config: LadderConfig, blocked: frozenset[str] = frozenset()
+               ) -> tuple[str, ...]:
+    """Who gets ``stage`` for ``thread``: assignee first, never the partner, never ourselves."""
+    assignee = thread.extra.get("assignee") or None
+    out: list[str] = [assignee] if assignee else []
+    for entry in stage.to:
+        out += config.resolve(entry, assignee)
+    never = {thread.requester.lower(), config.support_address} | {b.lower() for b in blocked}
+    return tuple(dict.fromkeys(a for a in out if a and a.lower() not in never))
+
+
+# -- the rule --------------------------------------------------------------------------
+def due_escalations(
+    thread: Thread,
+    now: datetime,
+    config: LadderConfig,
+    calendar: BusinessCalendar,
+    *,
+    partner_name: str = "",
+    request_text: str = "",
+    blocked: frozenset[str] = frozenset(),
+) -> list[OutgoingMail]:
+    """The escalation mail due for ``thread`` at ``now``, oldest stage first.
+
+    ``blocked``: addresses that must never get escalations (the partner's contacts).
+    Stages already fired on this clock (``thread.extra["ladder"]``) are skipped; the
+    outbox key ``esc:<thread>:<clock start>:<stage>`` makes a repeat a no-op anyway.
+    """
+    clock = running_clock(thread, now, calendar)
+    if clock is None:
+        return []
+    state = ladder_state(thread)
+    told: list[dict[str, Any]] = list(state["fired"])
+    done = {f["stage"] for f in told}
+    out: list[OutgoingMail] = []
+    stages = list(config.stages)
+    for i, stage in enumerate(stages):
+        if stage.name in done:
+            continue
+        at = stage.fires_at(clock.started_at, calendar)
+        if now < at:
+            continue
+        if not stage.urgent and not calendar.is_open(now):
+            continue  # goes out at the next opening
+        to = recipients(stage, thread, config, blocked)
+        if not to:
+            continue
+        later = [(s.fires_at(clock.started_at, calendar), s) for s in stages[i + 1:] if s.name not in done]
+        nxt = min(later, key=lambda p: p[0]) if later else None
+        out.append(_mail(thread, stage, to, clock, now, config, calendar, told, nxt, partner_name, request_text))
+        told.append({"stage": stage.name, "at": now.isoformat(), "to": list(to)})
+    return out
+
+
+def _mail(thread: Thread, stage: Stage, to: tuple[str, ...], clock: Any, now: datetime, config: LadderConfig,
+          cal: BusinessCalendar, told: list[dict[str, Any]], nxt: tuple[datetime, Stage] | None,
+          partner_name: str, request_text: str) -> OutgoingMail:
+    already = [
+        f"{f['stage']} ({format_due(datetime.fromisoformat(f['at']), cal)}): {', '.join(f['to'])}" for f in told
+    ]
+    context = {
+        "stage": stage.name,
+        "heading": stage.heading,
+        "thread_id": thread.id,
+        "subject": thread.subject,
+        "partner_name": partner_name or "(no partner)",
+        "partner_id": thread.partner_id or "",
+        "requester": thread.requester,
+        "requester_name": thread.requester_name,
+        "clock": clock.label,
+        "waited": format_duration(clock.waited),
+        "due": format_due(clock.due_at, cal),
+        "overdue": now >= clock.due_at,
+        "already_told": already,
+        "recipients": list(to),
+        "assignee": thread.extra.get("assignee") or "",
+        "next_stage": (f"{nxt[1].name} to {', '.join(nxt[1].to)} at {format_due(nxt[0], cal)}" if nxt else ""),
+        "request_text": request_text.strip() or "(the request text is not stored)",
+        "support_address": config.support_address,
+    }
+    return OutgoingMail(
+        key=f"esc:{thread.id}:{clock_id(thread)}:{stage.name}",
+        kind="escalation",
+        template="escalation",
+        to=to,
+        thread_id=thread.id,
+        subject=msgids.with_tag(f"{stage.heading}: {thread.subject}", thread.id),
+        from_name=config.support_name,
+        in_reply_to=thread.partner_messages[-1] if thread.partner_messages else None,
+        references=thread.partner_messages[-10:],
+        auto_kind="auto-generated",
+        extra_headers=(("X-Partnerdesk-Stage", stage.name),),
+        context=context,
+    )

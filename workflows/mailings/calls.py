@@ -1,0 +1,178 @@
+"""The quarterly "State of Open Atrium" call: invitations, reminders, updates and cancellations.
+
+Call dates come from config: an RRULE expanded from ``first`` and/or an explicit
+list. A call keeps its id when it moves (an explicit entry with the id of a rule
+occurrence moves that occurrence), and the id is the calendar UID, so a moved
+call reaches attendees as an update of the same entry with a higher SEQUENCE.
+A call that disappears from config after invitations went out is cancelled.
+
+What was sent is read back from the ledger: each queued invitation/update
+records the call's start and SEQUENCE.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from dateutil.rrule import rrulestr
+
+from .config import CallDate, CallsConfig, MailingsConfig
+from .due import CalendarEvent, Due, format_when, ledger_key, partners_of, queued, stamp
+
+CALENDAR_MAILINGS = ("call-invite", "call-update", "call-cancel")
+LOOKBACK = timedelta(days=45)  # a call longer ago than this is history: no skips recorded for it
+_RULE_SLACK = timedelta(days=400)  # an explicit entry may move a rule occurrence by up to this much
+
+
+def call_dates(cfg: CallsConfig, start: datetime, end: datetime) -> list[CallDate]:
+    """Calls starting in [start, end), moves and cancellations applied, in time order."""
+    by_id: dict[str, CallDate] = {}
+    if cfg.rrule and cfg.first is not None:
+        rule = rrulestr(cfg.rrule, dtstart=cfg.first)
+        for occ in rule.between(start - _RULE_SLACK, end + _RULE_SLACK, inc=True):
+            cid = f"call-{occ.date().isoformat()}"  # the occurrence's local date, as the rule produced it
+            by_id[cid] = CallDate(id=cid, start=occ, dial_in=cfg.dial_in)
+    for d in cfg.dates:
+        by_id[d.id] = CallDate(id=d.id, start=d.start, dial_in=d.dial_in or cfg.dial_in)
+    for cid in cfg.cancelled:
+        by_id.pop(cid, None)
+    return sorted((c for c in by_id.values() if start <= c.start < end), key=lambda c: (c.start, c.id))
+
+
+def calendar_state(ledger: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """(call id, recipient) -> the ledger record of the last calendar message queued for it."""
+    state: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for rec in queued(ledger):
+        if rec.get("mailing") in CALENDAR_MAILINGS:
+            k = (rec["call_id"], rec["recipient"])
+            if k not in state or rec.get("sequence", 0) > state[k].get("sequence", 0):
+                state[k] = rec
+    return state
+
+
+def _event(cfg: CallsConfig, call: CallDate, mc: MailingsConfig, method: str, sequence: int, email: str,
+           name: str) -> CalendarEvent:
+    desc = f"{cfg.title}: the program's quarterly call for partners."
+    if call.dial_in:
+        desc += f"\n\nHow to join: {call.dial_in}"
+    if cfg.agenda:
+        desc += f"\n\nAgenda: {cfg.agenda}"
+    return CalendarEvent(method=method, uid=call.id, sequence=sequence, start=call.start,
+                         end=call.start + cfg.duration, summary=cfg.title, description=desc,
+                         location=call.dial_in, attendee=email, attendee_name=name, tzid=mc.timezone)
+
+
+def _context(cfg: CallsConfig, call: CallDate, mc: MailingsConfig, name: str, partner_name: str,
+             **extra: Any) -> dict[str, Any]:
+    return {"name": name, "partner_name": partner_name, "title": cfg.title, "when": format_when(call.start, mc.tz()),
+            "duration_minutes": int(cfg.duration.total_seconds() // 60), "dial_in": call.dial_in,
+            "agenda": cfg.agenda, "call_id": call.id, **extra}
+
+
+def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig, now: datetime,
+        unsubscribed: frozenset[str] = frozenset()) -> tuple[list[Due], list[Due]]:
+    cfg = mc.calls
+    tz = mc.tz()
+    send: list[Due] = []
+    skip: list[Due] = []
+    known = {c.id: c for c in call_dates(cfg, now - _RULE_SLACK, now + _RULE_SLACK)}
+    state = calendar_state(ledger)
+    people = [(p, c) for p in partners_of(roster) if p.active for c in p.contacts]
+
+    def offer(d: Due, *, passed: bool, unsub: bool = False) -> None:
+        if d.key in ledger:
+            return
+        if passed:
+            skip.append(d.skipped(f"the call on {format_when(datetime.fromisoformat(d.record['start']), tz)} has already started"))
+        elif unsub:
+            skip.append(d.skipped("the recipient unsubscribed from the call invitations"))
+        else:
+            send.append(d)
+
+    for call in known.values():
+        invite_at = call.start - timedelta(days=cfg.invite_days_before)
+        remind_at = call.start - timedelta(days=cfg.reminder_days_before)
+        invited = {email for (cid, email) in state if cid == call.id}
+        if call.start < now - LOOKBACK or (invite_at > now and not invited):
+            continue
+        passed = call.start <= now
+        record = {"call_id": call.id, "start": call.start.isoformat()}
+        for p, c in people:
+            unsub = f"calls:{c.email}" in unsubscribed
+            last = state.get((call.id, c.email))
+            calendar_going_now = False
+            if last is None:
+                if invite_at > now:
+                    continue
+                d = Due(mailing="call-invite", occurrence=call.id, recipient=c.email, partner_id=p.id,
+                        due_at=invite_at, template="call_invite", list_name="calls",
+                        why=f"invitation {cfg.invite_days_before} days before the call on {format_when(call.start, tz)}",
+                        subject=f"Invitation: {cfg.title}, {format_when(call.start, tz)}",
+                        context=_context(cfg, call, mc, c.name, p.name),
+                        event=_event(cfg, call, mc, "REQUEST", 0, c.email, c.name),
+                        record={**record, "sequence": 0, "method": "REQUEST"})
+                offer(d, passed=passed, unsub=unsub)
+                calendar_going_now = bool(send) and send[-1] is d
+            elif last.get("method") == "REQUEST" and last.get("start") != call.start.isoformat():
+                seq = int(last.get("sequence", 0)) + 1
+                before = datetime.fromisoformat(last["start"])
+                d = Due(mailing="call-update", occurrence=f"{call.id}@{stamp(call.start)}", recipient=c.email,
+                        partner_id=p.id, due_at=max(invite_at, now), template="call_update", list_name="calls",
+                        why=f"the call moved from {format_when(before, tz)} to {format_when(call.start, tz)}",
+                        subject=f"Moved: {cfg.title}, now {format_when(call.start, tz)}",
+                        context=_context(cfg, call, mc, c.name, p.name, was=format_when(before, tz)),
+                        event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
+                        record={**record, "sequence": seq, "method": "REQUEST"})
+                # An attendee who has the entry in their calendar gets the correction even if unsubscribed.
+                offer(d, passed=passed)
+                calendar_going_now = bool(send) and send[-1] is d
+            elif last.get("method") == "CANCEL":
+                continue
+            if remind_at > now:
+                continue
+            r = Due(mailing="call-reminder", occurrence=f"{call.id}@{stamp(call.start)}", recipient=c.email,
+                    partner_id=p.id, due_at=remind_at, template="call_reminder", list_name="calls",
+                    why=f"reminder the day before the call on {format_when(call.start, tz)}",
+                    subject=f"Reminder: {cfg.title}, {format_when(call.start, tz)}",
+                    context=_context(cfg, call, mc, c.name, p.name), record=dict(record))
+            if calendar_going_now and r.key not in ledger:
+                skip.append(r.skipped("the invitation goes out less than a day before the call; "
+                                      "a separate reminder would be a second mail about the same thing"))
+            else:
+                offer(r, passed=passed, unsub=unsub)
+
+    # Calls that were announced and are gone from the config: cancel the calendar entry.
+    names = {c.email: (p, c) for p, c in people}
+    for (cid, email), last in state.items():
+        if cid in known or last.get("method") == "CANCEL":
+            continue
+        start = datetime.fromisoformat(last["start"])
+        if start <= now:
+            continue  # it took place (or was meant to) before it left the config: nothing to correct
+        p, c = names.get(email, (None, None))
+        gone = CallDate(id=cid, start=start)
+        seq = int(last.get("sequence", 0)) + 1
+        d = Due(mailing="call-cancel", occurrence=cid, recipient=email, partner_id=last.get("partner_id", ""),
+                due_at=now, template="call_cancel", list_name="calls",
+                why=f"the call on {format_when(start, tz)} was removed from the calendar",
+                subject=f"Cancelled: {cfg.title}, {format_when(start, tz)}",
+                context=_context(cfg, gone, mc, c.name if c else "", p.name if p else ""),
+                event=_event(cfg, gone, mc, "CANCEL", seq, email, c.name if c else ""),
+                record={"call_id": cid, "start": start.isoformat(), "sequence": seq,
+                        "method": "CANCEL"})
+        if ledger_key(d.mailing, d.occurrence, d.recipient) not in ledger:
+            send.append(d)
+    return send, skip
+
+
+def times(mc: MailingsConfig, start: datetime, end: datetime) -> set[datetime]:
+    """Moments in [start, end) when something about a call may become due (for `mailings plan`)."""
+    cfg = mc.calls
+    out = set()
+    for call in call_dates(cfg, start, end + timedelta(days=cfg.invite_days_before + 1)):
+        for t in (call.start - timedelta(days=cfg.invite_days_before),
+                  call.start - timedelta(days=cfg.reminder_days_before)):
+            if start <= t < end:
+                out.add(t)
+    return out

@@ -1,0 +1,151 @@
+"""What one scheduled mail is, before it is rendered: ``Due``, and its ledger key.
+
+Every mailing to a recipient has a ledger key (mailing, occurrence, recipient),
+e.g. ("renewal", "acme/2027-03-31/60d", "billing@acme.example"). A key found in
+the ledger is never sent again, whatever restarts happen in the middle of a
+mailing; the planner only ever proposes keys the ledger does not hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo
+
+from ..model import FROZEN, Contact, Partner
+
+MAILINGS = {
+    "call-invite": "quarterly call: invitation with a calendar entry (METHOD:REQUEST)",
+    "call-update": "quarterly call moved: updated calendar entry, higher SEQUENCE",
+    "call-cancel": "quarterly call removed: calendar cancellation (METHOD:CANCEL)",
+    "call-reminder": "quarterly call: reminder the day before",
+    "renewal": "renewal notice to billing contacts (60, 30, 7 days before, on the day, 14 days after)",
+    "training-announcement": "training announcement to partners with unused seats this term",
+    "training-refresher": "refresher invitation to contacts who trained a while ago",
+    "welcome": "welcome mail when a partner is added",
+}
+UNSUBSCRIBE_LISTS = {"calls": "the quarterly call invitations", "trainings": "training announcements"}
+SEP = "|"
+
+
+def ledger_key(mailing: str, occurrence: str, recipient: str) -> str:
+    return SEP.join((mailing, occurrence, recipient.lower()))
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    mailing, occurrence, recipient = key.split(SEP, 2)
+    return mailing, occurrence, recipient
+
+
+def outbox_key(ledger_key_: str) -> str:
+    return "mailing:" + ledger_key_
+
+
+@dataclass(**FROZEN)
+class CalendarEvent:
+    """What mailbox/ical.py needs to build one iTIP message; plain data."""
+
+    method: str  # "REQUEST" | "CANCEL"
+    uid: str  # stable per call: the call id; ical adds "@<support domain>"
+    sequence: int
+    start: datetime  # aware
+    end: datetime
+    summary: str
+    description: str = ""
+    location: str = ""
+    attendee: str = ""
+    attendee_name: str = ""
+    tzid: str = "America/New_York"
+
+
+@dataclass(**FROZEN)
+class Due:
+    """One mail to one recipient that the schedule asks for (or a skip, when ``reason`` is set)."""
+
+    mailing: str  # a key of MAILINGS
+    occurrence: str
+    recipient: str
+    partner_id: str
+    due_at: datetime
+    why: str  # for people: "invitation 14 days before the call on ..."
+    template: str
+    subject: str
+    context: dict[str, Any] = field(default_factory=dict)
+    list_name: str = ""  # unsubscribable list ("calls", "trainings"); "" for contract mail
+    event: CalendarEvent | None = None
+    record: dict[str, Any] = field(default_factory=dict)  # extra ledger fields (call start, sequence...)
+    reason: str = ""  # set on skips: why it is not sent
+
+    @property
+    def key(self) -> str:
+        return ledger_key(self.mailing, self.occurrence, self.recipient)
+
+    def skipped(self, reason: str) -> Due:
+        return replace(self, reason=reason)
+
+    def ledger_record(self, status: str, now: datetime) -> dict[str, Any]:
+        return {
+            "mailing": self.mailing,
+            "occurrence": self.occurrence,
+            "recipient": self.recipient,
+            "partner_id": self.partner_id,
+            "status": status,  # "queued" (in the outbox) | "skipped"
+            "reason": self.reason,
+            "why": self.why,
+            "due_at": self.due_at.isoformat(),
+            "at": now.isoformat(),
+            "outbox_key": outbox_key(self.key) if status == "queued" else None,
+            **self.record,
+        }
+
+
+def partners_of(roster: Any) -> list[Partner]:
+    """Accept a senders.Roster or a plain list of partners."""
+    if hasattr(roster, "partners") and isinstance(roster.partners, Mapping):
+        return list(roster.partners.values())
+    return list(roster)
+
+
+def billing_contacts(partner: Partner) -> tuple[Contact, ...]:
+    """Billing contacts; the primary contact if none; the first contact if neither is marked."""
+    for role in ("billing", "primary"):
+        found = tuple(c for c in partner.contacts if role in c.roles)
+        if found:
+            return found
+    return partner.contacts[:1]
+
+
+def primary_contacts(partner: Partner) -> tuple[Contact, ...]:
+    return tuple(c for c in partner.contacts if "primary" in c.roles) or partner.contacts[:1]
+
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+
+
+def format_day(d: date) -> str:
+    """"Wednesday, March 31, 2027": spelled out by hand, independent of the locale."""
+    return f"{_DAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}"
+
+
+def format_when(dt: datetime, tz: ZoneInfo) -> str:
+    """"Tuesday, January 12, 2027, 2:00 PM ET"."""
+    local = dt.astimezone(tz)
+    zone = "ET" if str(tz) == "America/New_York" else (local.tzname() or str(tz))
+    return f"{format_day(local.date())}, {local.hour % 12 or 12}:{local.minute:02d} " \
+           f"{'AM' if local.hour < 12 else 'PM'} {zone}"
+
+
+def money(dollars: int) -> str:
+    return f"${dollars:,}"
+
+
+def stamp(dt: datetime) -> str:
+    """Compact UTC form for occurrence names: 20270112T190000Z."""
+    return dt.astimezone(ZoneInfo("UTC")).strftime("%Y%m%dT%H%M%SZ")
+
+
+def queued(ledger: Mapping[str, Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    return (r for r in ledger.values() if r.get("status") == "queued")

@@ -1,0 +1,124 @@
+"""Renewal notices: a series per term, to billing contacts, the amount from the plan.
+
+A partner's ``renews_on`` is the end of its current term. The series for that
+term has one notice per offset (default 60, 30 and 7 days before, on the day,
+and 14 days after as a lapse notice), each due at ``send_at`` local time.
+
+After downtime only the latest due notice of a series goes out; the older ones
+are recorded as skipped ("superseded"), never sent as a burst. Recording a
+payment (``partners renew``) moves ``renews_on``: the old series is no longer
+computed, and the runner records its remaining notices as skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any, Mapping
+
+from ..model import PLANS, Partner
+from .config import MailingsConfig, local_day
+from .due import Due, billing_contacts, format_day, ledger_key, money, partners_of
+
+
+def occurrence(partner_id: str, term_end: date, offset: int) -> str:
+    return f"{partner_id}/{term_end.isoformat()}/{offset}d"
+
+
+def term_of_occurrence(occ: str) -> tuple[str, date, int]:
+    pid, end, off = occ.rsplit("/", 2)
+    return pid, date.fromisoformat(end), int(off.removesuffix("d"))
+
+
+def describe(offset: int) -> str:
+    if offset > 0:
+        return f"{offset} days before the renewal date"
+    if offset == 0:
+        return "on the renewal date"
+    return f"{-offset} days after the renewal date (lapse notice)"
+
+
+def next_term_end(term_end: date) -> date:
+    try:
+        return term_end.replace(year=term_end.year + 1)
+    except ValueError:  # February 29
+        return term_end + timedelta(days=365)
+
+
+def notice(partner: Partner, contact_email: str, contact_name: str, term_end: date, offset: int,
+           mc: MailingsConfig) -> Due:
+    at = local_day(term_end - timedelta(days=offset), mc.renewals.send_at, mc.tz())
+    amount = money(PLANS[partner.plan])
+    when = format_day(term_end)
+    if offset > 0:
+        subject = f"Your Open Atrium partnership renews on {when}: {amount}"
+    elif offset == 0:
+        subject = f"Your Open Atrium partnership renews today: {amount}"
+    else:
+        subject = f"Your Open Atrium partnership lapsed on {when}"
+    return Due(
+        mailing="renewal", occurrence=occurrence(partner.id, term_end, offset), recipient=contact_email,
+        partner_id=partner.id, due_at=at, template="renewal_notice", subject=subject,
+        why=f"renewal notice {describe(offset)} ({when}), {partner.plan} plan {amount}",
+        context={
+            "name": contact_name, "partner_name": partner.name, "partner_id": partner.id, "plan": partner.plan,
+            "amount": amount, "renews_on": when, "days": abs(offset),
+            "phase": "before" if offset > 0 else "today" if offset == 0 else "lapsed",
+            "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
+        },
+        record={"term_end": term_end.isoformat(), "offset": offset},
+    )
+
+
+def series(partner: Partner, term_end: date, mc: MailingsConfig) -> list[Due]:
+    """Every notice of one term's series, to every billing contact, oldest first."""
+    return sorted((notice(partner, c.email, c.name, term_end, off, mc)
+                   for off in mc.renewals.offsets for c in billing_contacts(partner)),
+                  key=lambda d: (d.due_at, d.recipient))
+
+
+def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig,
+        now: datetime) -> tuple[list[Due], list[Due]]:
+    send: list[Due] = []
+    skip: list[Due] = []
+    for p in partners_of(roster):
+        if not p.active or p.renews_on is None:
+            continue
+        by_recipient: dict[str, list[Due]] = {}
+        for d in series(p, p.renews_on, mc):
+            by_recipient.setdefault(d.recipient, []).append(d)
+        for notices in by_recipient.values():
+            due_now = [d for d in notices if d.due_at <= now]
+            if not due_now:
+                continue
+            latest = due_now[-1]
+            # A later notice already in the ledger (sent or skipped) supersedes anything older.
+            newest_done = max((d.due_at for d in notices if d.key in ledger), default=None)
+            for d in due_now:
+                if d.key in ledger:
+                    continue
+                if d is latest and (newest_done is None or newest_done < d.due_at):
+                    send.append(d)
+                else:
+                    newer = describe(latest.record["offset"]) if d is not latest else "a later one"
+                    skip.append(d.skipped(f"superseded by the notice {newer}: after downtime only the "
+                                          f"latest due notice of a series goes out"))
+    return send, skip
+
+
+def stop_series(partner: Partner, old_end: date, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig,
+                paid_on: date, new_end: date) -> list[Due]:
+    """The old term's notices not yet decided, as skips: a payment was recorded."""
+    return [d.skipped(f"renewal recorded on {paid_on.isoformat()} (paid until {new_end.isoformat()}); "
+                      f"the series for the term ending {old_end.isoformat()} stopped")
+            for d in series(partner, old_end, mc) if ledger_key(d.mailing, d.occurrence, d.recipient) not in ledger]
+
+
+def times(roster: Any, mc: MailingsConfig, start: datetime, end: datetime) -> set[datetime]:
+    out = set()
+    for p in partners_of(roster):
+        if p.active and p.renews_on is not None:
+            for off in mc.renewals.offsets:
+                t = local_day(p.renews_on - timedelta(days=off), mc.renewals.send_at, mc.tz())
+                if start <= t < end:
+                    out.add(t)
+    return out

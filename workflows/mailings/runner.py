@@ -1,0 +1,284 @@
+"""Scheduled mailings against the store: the tick, the CLI's actions, the inbox interceptor.
+
+Orchestration like workflows/service.py: the store and composer are passed in,
+``now`` is a parameter, nothing here opens a connection or reads the clock.
+
+Exactly once: each mail's ledger entry and its outbox entry are written in ONE
+store transaction, after re-checking the ledger inside it. A crash before the
+write leaves nothing (the next tick decides again); after it, the ledger holds
+the key and the outbox sends the mail once (drain_outbox records each send as
+it happens). Skips are recorded in the ledger with their reason.
+
+Tables of its own: ``mailing_requests`` (welcome mails asked for by `partners
+import`), ``unsubscribed`` ("list:address"), ``rsvps`` ("uid|address"),
+``contact_failures`` (address -> permanent delivery failures), ``payments``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any, Callable, Iterable
+
+from .. import msgids
+from ..model import InboundMail, OutgoingMail, Partner
+from . import renewals
+from .config import MailingsConfig
+from .due import UNSUBSCRIBE_LISTS, Due, ledger_key, outbox_key, split_key
+from .plan import due_mailings
+
+log = logging.getLogger("partnerdesk.mailings")
+
+MAILING_KINDS = frozenset({"call-invite", "call-update", "call-cancel", "call-reminder", "renewal",
+                           "training-announcement", "training-refresher", "welcome"})
+_TOKEN_RE = re.compile(r"\bunsubscribe\s+([a-z]+)\.([A-Za-z0-9_-]+)\.([0-9a-f]{16})\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerSettings:
+    support_address: str
+    support_name: str
+    staff: frozenset[str]
+    config: MailingsConfig
+
+
+def _put(table: Any, key: str, data: dict[str, Any]) -> None:
+    # Documents keyed by our own string keys (see store.tinystore.KeyedTable).
+    table.upsert(table.document_class(data, doc_id=key))
+
+
+class MailingRunner:
+    def __init__(self, *, store: Any, composer: Any, settings: RunnerSettings, secret: bytes,
+                 parse_replies: Callable[[str], list[Any]] | None = None) -> None:
+        self.store = store
+        self.composer = composer
+        self.s = settings
+        self.secret = secret
+        self.domain = settings.support_address.rpartition("@")[2]
+        # mailbox.ical.parse_replies, passed in by run.py: reading iCalendar is the adapters' job.
+        self.parse_replies = parse_replies
+
+    # -- inputs of the plan ------------------------------------------------------------------
+    def ledger(self) -> dict[str, dict[str, Any]]:
+        return {e["key"]: e for e in self.store.ledger_all()}
+
+    def welcome_requests(self) -> dict[str, datetime]:
+        return {d.doc_id.removeprefix("welcome:"): datetime.fromisoformat(d["at"])
+                for d in self.store.table("mailing_requests").all() if d.doc_id.startswith("welcome:")}
+
+    def unsubscribed(self) -> frozenset[str]:
+        return frozenset(d.doc_id for d in self.store.table("unsubscribed").all())
+
+    def plan(self, now: datetime, only: str | None = None) -> tuple[list[Due], list[Due]]:
+        return due_mailings(self.store.partners(), self.ledger(), self.s.config, now,
+                            welcome_requests=self.welcome_requests(), unsubscribed=self.unsubscribed(), only=only)
+
+    # -- the tick ------------------------------------------------------------------------------
+    def tick(self, now: datetime, report: Any, only: str | None = None) -> tuple[int, int]:
+        """Queue what is due, record what is skipped; report permanent failures. Returns (queued, skipped)."""
+        self.report_failures(now, report)
+        send, skip = self.plan(now, only)
+        if skip:
+            with self.store.transaction():
+                for d in skip:
+                    if self.store.ledger(d.key) is None:
+                        self.store.record_ledger(d.key, d.ledger_record("skipped", now))
+            report.counts["mailings_skipped"] += len(skip)
+            for d in skip:
+                log.info("skipped %s: %s", d.key, d.reason)
+        queued = 0
+        for d in send:
+            # One transaction per mail: the ledger entry and the outbox entry exist together or not at all.
+            with self.store.transaction():
+                if self.store.ledger(d.key) is not None:
+                    continue  # another process decided it meanwhile
+                self._queue(d, now)
+                self.store.record_ledger(d.key, d.ledger_record("queued", now))
+            queued += 1
+            report.counts[d.mailing] += 1
+        if queued:
+            report.counts["mailings_queued"] += queued
+        return queued, len(skip)
+
+    def outgoing(self, d: Due) -> OutgoingMail:
+        context = {"support_name": self.s.support_name, "support_address": self.s.support_address,
+                   "unsubscribe": "", **d.context}
+        headers: tuple[tuple[str, str], ...] = ()
+        if d.list_name:
+            token = self.unsubscribe_token(d.list_name, d.recipient)
+            subject = f"unsubscribe%20{token}"  # the token is URL-safe already: only the space needs escaping
+            headers = (("List-Unsubscribe", f"<mailto:{self.s.support_address}?subject={subject}>"),
+                       ("List-Id", f"{UNSUBSCRIBE_LISTS[d.list_name]} <{d.list_name}.{self.domain}>"))
+            context["unsubscribe"] = (f"To stop receiving {UNSUBSCRIBE_LISTS[d.list_name]}, send a mail to "
+                                      f"{self.s.support_address} with the subject \"unsubscribe {token}\".")
+        return OutgoingMail(
+            key=outbox_key(d.key), kind=d.mailing, template=d.template, to=(d.recipient,), context=context,
+            subject=d.subject, automatic=True, auto_kind="auto-generated", extra_headers=headers,
+            calendar=d.event,
+        )
+
+    def render(self, d: Due, now: datetime) -> tuple[OutgoingMail, str, bytes]:
+        out = self.outgoing(d)
+        mid = msgids.make_message_id(self.secret, thread_number=0, kind=d.mailing, key=out.key, domain=self.domain)
+        return out, mid, self.composer.render(out, message_id=mid, date=now)
+
+    def _queue(self, d: Due, now: datetime) -> None:
+        out, mid, raw = self.render(d, now)
+        added = self.store.outbox_add({
+            "key": out.key, "kind": out.kind, "thread_id": None, "message_id": mid,
+            "mail_from": self.s.support_address,  # bounces come back to us, not to nobody
+            "rcpt_to": list(out.to), "subject": out.subject, "raw": raw.decode("ascii"),
+            "created_at": now.isoformat(), "partner_id": d.partner_id,
+        })
+        if added:
+            self.store.record_message(mid, direction="out", thread_id=None, at=now.isoformat(), kind=out.kind,
+                                      mailing=d.key)
+
+    # -- send-time check ----------------------------------------------------------------------
+    def cancel_reason(self, entry: dict[str, Any]) -> str | None:
+        """A renewal notice of a term that was paid while it sat in the outbox is not sent."""
+        if entry.get("kind") != "renewal" or not str(entry.get("key", "")).startswith("mailing:"):
+            return None
+        _, occ, _ = split_key(entry["key"].removeprefix("mailing:"))
+        pid, term_end, _ = renewals.term_of_occurrence(occ)
+        p = self.store.partner(pid)
+        if p is None or not p.active:
+            return f"partner {pid} is no longer on the roster"
+        if p.renews_on != term_end:
+            return f"renewal recorded: {pid} now renews on {p.renews_on}; this notice was for {term_end}"
+        return None
+
+    # -- roster actions (CLI) -----------------------------------------------------------------
+    def request_welcome(self, partner_id: str, now: datetime) -> None:
+        """Call inside the transaction that adds the partner: the next tick sends the welcome."""
+        _put(self.store.table("mailing_requests"), f"welcome:{partner_id}", {"at": now.isoformat()})
+
+    def record_renewal(self, partner_id: str, until: date, now: datetime) -> tuple[Partner, list[Due], int]:
+        """Record a payment: the old term's series stops (remaining notices skipped, queued ones cancelled)."""
+        with self.store.transaction():
+            p = self.store.partner(partner_id)
+            if p is None:
+                raise KeyError(partner_id)
+            old_end = p.renews_on
+            stopped: list[Due] = []
+            cancelled = 0
+            if old_end is not None and old_end != until:
+                stopped = renewals.stop_series(p, old_end, self.ledger(), self.s.config, now.date(), until)
+                for d in stopped:
+                    self.store.record_ledger(d.key, d.ledger_record("skipped", now))
+                prefix = outbox_key(ledger_key("renewal", f"{p.id}/{old_end.isoformat()}/", ""))[:-1]
+                for e in self.store.outbox("pending"):
+                    if e["key"].startswith(prefix):
+                        self.store.outbox_update(e["key"], status="cancelled", finished_at=now.isoformat(),
+                                                 detail=f"renewal recorded; paid until {until.isoformat()}")
+                        cancelled += 1
+            p = replace(p, renews_on=until, active=True)
+            self.store.save_partner(p)
+            _put(self.store.table("payments"), f"{p.id}|{now.isoformat()}",
+                 {"partner_id": p.id, "recorded_at": now.isoformat(), "old_term_end": str(old_end) if old_end else None,
+                  "paid_until": until.isoformat(), "plan": p.plan, "amount": p.yearly_fee})
+        return p, stopped, cancelled
+
+    def record_training(self, address: str, on: date) -> Partner:
+        """``address`` completed a training on ``on``: that uses a seat of the term and grants a channel seat."""
+        address = address.strip().lower()
+        with self.store.transaction():
+            for p in self.store.partners():
+                if any(c.email == address for c in p.contacts):
+                    contacts = tuple(replace(c, trained_on=on) if c.email == address else c for c in p.contacts)
+                    p = replace(p, contacts=contacts)
+                    self.store.save_partner(p)
+                    return p
+        raise KeyError(address)
+
+    # -- inbound: RSVPs and unsubscribe requests ------------------------------------------------
+    def unsubscribe_token(self, list_name: str, address: str) -> str:
+        who = base64.urlsafe_b64encode(address.lower().encode()).decode().rstrip("=")
+        return f"{list_name}.{who}.{self._mac(list_name, address.lower())}"
+
+    def _mac(self, list_name: str, address: str) -> str:
+        return hmac.new(self.secret, f"unsubscribe:{list_name}:{address}".encode(), hashlib.sha256).hexdigest()[:16]
+
+    def intercept(self, mail: InboundMail, now: datetime) -> str | None:
+        """IntakeService interceptor: calendar replies and unsubscribe requests never become threads."""
+        if mail.calendar_parts and self.parse_replies is not None:
+            answers = [a for text in mail.calendar_parts for a in self.parse_replies(text)
+                       if a.uid.lower().endswith("@" + self.domain) and a.uid.lower().startswith("call-")]
+            if answers:
+                for a in answers:
+                    _put(self.store.table("rsvps"), f"{a.uid.lower()}|{a.attendee}", {
+                        "call_id": a.uid.lower().rpartition("@")[0], "attendee": a.attendee,
+                        "partstat": a.partstat, "sequence": a.sequence, "comment": a.comment,
+                        "at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
+                return "rsvp"
+        m = _TOKEN_RE.search(mail.subject) or _TOKEN_RE.search(mail.text[:2000])
+        if m:
+            list_name, who, mac = m.group(1).lower(), m.group(2), m.group(3)
+            try:
+                address = base64.urlsafe_b64decode(who + "=" * (-len(who) % 4)).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
+            if list_name in UNSUBSCRIBE_LISTS and hmac.compare_digest(self._mac(list_name, address), mac):
+                _put(self.store.table("unsubscribed"), f"{list_name}:{address}",
+                     {"at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
+                return "unsubscribed"
+        return None
+
+    def rsvps(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        rows = [dict(d) for d in self.store.table("rsvps").all()]
+        return sorted((r for r in rows if call_id is None or r["call_id"] == call_id.lower()),
+                      key=lambda r: (r["call_id"], r["attendee"]))
+
+    # -- permanent failures ---------------------------------------------------------------------
+    def report_failures(self, now: datetime, report: Any) -> int:
+        """Each outbox entry that failed for good: recorded against the contact, reported to staff once."""
+        failures = self.store.table("contact_failures")
+        n = 0
+        for e in self.store.outbox("failed"):
+            if e.get("kind") == "mailing-failure" or e.get("failure_reported"):
+                continue
+            with self.store.transaction():
+                for rcpt in e.get("rcpt_to", ()):
+                    old = failures.get(doc_id=rcpt) or {}
+                    keys = list(old.get("keys", ()))
+                    if e["key"] not in keys:
+                        keys.append(e["key"])
+                    _put(failures, rcpt, {"count": len(keys), "keys": keys, "last_at": now.isoformat(),
+                                          "last_detail": e.get("detail", ""), "partner_id": e.get("partner_id")})
+                if self.s.staff:
+                    mailing = split_key(e["key"].removeprefix("mailing:"))[0] if e["key"].startswith("mailing:") \
+                        else e.get("kind", "")
+                    out = OutgoingMail(
+                        key=f"failure-report:{e['key']}", kind="mailing-failure", template="mailing_failure",
+                        to=tuple(sorted(self.s.staff)), subject=f"Undeliverable: {e.get('subject', '')}"[:200],
+                        automatic=True, auto_kind="auto-generated", reply_to_support=False,
+                        context={"mailing": mailing, "recipient": ", ".join(e.get("rcpt_to", ())),
+                                 "partner_id": e.get("partner_id") or "", "subject": e.get("subject", ""),
+                                 "detail": e.get("detail", ""), "support_name": self.s.support_name,
+                                 "failures": max((failures.get(doc_id=r) or {}).get("count", 1)
+                                                 for r in e.get("rcpt_to", ()) or ("",))})
+                    mid = msgids.make_message_id(self.secret, thread_number=0, kind="failure", key=out.key,
+                                                 domain=self.domain)
+                    self.store.outbox_add({
+                        "key": out.key, "kind": out.kind, "thread_id": None, "message_id": mid,
+                        "mail_from": "", "rcpt_to": list(out.to), "subject": out.subject,
+                        "raw": self.composer.render(out, message_id=mid, date=now).decode("ascii"),
+                        "created_at": now.isoformat()})
+                self.store.outbox_update(e["key"], failure_reported=now.isoformat())
+            n += 1
+            report.problems.append(f"permanent failure for {', '.join(e.get('rcpt_to', ()))} ({e['key']}): "
+                                   f"{e.get('detail', '')}; recorded against the contact"
+                                   + (", staff told" if self.s.staff else ""))
+        return n
+
+    def contact_failures(self) -> dict[str, dict[str, Any]]:
+        return {d.doc_id: dict(d) for d in self.store.table("contact_failures").all()}
+
+
+def kinds() -> Iterable[str]:
+    return sorted(MAILING_KINDS)

@@ -91,3 +91,9 @@ def test_no_work_at_import_time():
             "mailbox.spool, store.tinystore; import threading; print(threading.active_count())") % str(ROOT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
     assert out.stdout.strip() == "1" and out.stderr == ""
+
+
+def test_readme_shows_the_lifecycle_table_the_code_uses():
+    from workflows.lifecycle import table_text
+
+    assert table_text() in (ROOT / "README.md").read_text()

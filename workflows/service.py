@@ -57,7 +57,9 @@ class CycleReport:
             f"quarantined {c['quarantined']}",
         ]
         extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("sent", "send_failed", "duplicates", "history", "skipped",
-                                                            "escalations", "auto_closed", "digests", "cancelled")
+                                                            "escalations", "auto_closed", "digests", "mailings_queued",
+                                                            "mailings_skipped", "rsvp", "unsubscribed", "send_retry",
+                                                            "cancelled")
                  if c[k]]
         return ", ".join(parts + extra)
 

@@ -222,6 +222,11 @@ def load(data: dict[str, Any], source: str) -> Settings:
         digest_cfg = parse_digest(data.get("digest"))
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
+    # The mailings' own tables are checked now too, so that every verb reports a bad
+    # [calls] or [renewals] key before it does anything (parse_mailings names file and key).
+    from .mailings.config import parse_mailings
+
+    parse_mailings(data, source)
     return Settings(
         source=source,
         support_address=address,

@@ -66,7 +66,8 @@ def load_settings(path: str | None) -> Any:
     from workflows.errors import ConfigError
 
     if path is None:
-        return settings_mod.load({"support": {"address": "support@openatrium.example"}}, "(built-in defaults)")
+        return settings_mod.load({"support": {"address": "support@openatrium.example",
+                                               "staff": ["staff@openatrium.example"]}}, "(built-in defaults)")
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -140,8 +141,13 @@ def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | N
     from mailbox.parse import parse
     from store.tinystore import Store
     from workflows.intake import IntakeSettings
+    from workflows.errors import ConfigError
     from workflows.service import IntakeService
 
+    if not settings.staff:
+        # Checked here, not at load: read-only verbs work without staff, the intake cannot.
+        raise ConfigError(f"{settings.source}: [support] staff: list at least one staff address; they are told of "
+                          f"every request, and only their replies reach partners")
     store = Store(settings.store_path)
     stack.callback(store.close)
     if daemon:
@@ -179,6 +185,7 @@ def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | N
         support_address=settings.support_address,
         support_name=settings.support_name,
         staff=settings.staff,
+        team=frozenset(settings.escalation) | frozenset(a for a in (settings.program_lead,) if a),
         calendar=settings.calendar,
         acks_per_hour=settings.acks_per_hour,
         reopen_days=settings.lifecycle.reopen_days if settings.lifecycle else 30,
@@ -235,22 +242,35 @@ INTAKE_BATCH = 50  # messages per durable store write; nothing is sent or marked
 
 
 def cycle(app: App) -> Any:
-    """One full pass: retry what is queued, take in new mail, send what it caused."""
+    """One full pass: retry what is queued, take in new mail, send what it caused.
+
+    An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
+    auto-close and mailings still fire and the outbox is still drained; then the Transient is
+    re-raised, with the report attached as ``.report``, so the daemon backs off and `once` exits 75.
+    """
+    from workflows.errors import Transient
     from workflows.service import CycleReport
 
     report = CycleReport()
     now = app.clock.now()
     app.service.drain_outbox(app.sender, now, report, app.still_wanted)
     batch: list[Any] = []
-    for raw in app.source.fetch_new(app.store):
-        batch.append(raw)
-        if len(batch) >= INTAKE_BATCH:
-            app.service.take_in_many(batch, app.clock.now(), report, app.source)
-            batch = []
-    app.service.take_in_many(batch, app.clock.now(), report, app.source)
+    intake_failed: Transient | None = None
+    try:
+        for raw in app.source.fetch_new(app.store):
+            batch.append(raw)
+            if len(batch) >= INTAKE_BATCH:
+                app.service.take_in_many(batch, app.clock.now(), report, app.source)
+                batch = []
+    except Transient as e:  # reported by whoever catches it below
+        intake_failed = e
+    app.service.take_in_many(batch, app.clock.now(), report, app.source)  # what arrived before a failure
     for tick in app.ticks:
         tick(app.clock.now(), report)
     app.service.drain_outbox(app.sender, app.clock.now(), report, app.still_wanted)
+    if intake_failed is not None:
+        intake_failed.report = report  # type: ignore[attr-defined]
+        raise intake_failed
     return report
 
 
@@ -275,9 +295,19 @@ class ReadOnlySource:
 def cmd_once(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
     if getattr(args, "dry_run", False):
         return dry_run(args, settings, clock)
+    from workflows.errors import Transient
+
     with ExitStack() as stack:
         app = build(settings, clock, stack, daemon=True)
-        report = cycle(app)
+        try:
+            report = cycle(app)
+        except Transient as e:  # the intake failed; the rest of the cycle ran: say what it did
+            done = getattr(e, "report", None)
+            if done is not None:
+                for p in done.problems:
+                    print(f"warning: {p}", file=sys.stderr)
+                print(done.summary())
+            raise
     for p in report.problems:
         print(f"warning: {p}", file=sys.stderr)
     print(report.summary())
@@ -374,6 +404,8 @@ def cmd_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
                 else:
                     _sleep(wait, stop)
             except Transient as e:
+                for p in getattr(getattr(e, "report", None), "problems", ()):
+                    log.warning("%s", p)
                 log.warning("%s; retrying in %.0f s", e, backoff)
                 _sleep(backoff, stop)
                 backoff = min(backoff * 2, 300.0)
@@ -800,11 +832,56 @@ def parser() -> argparse.ArgumentParser:
     ts = tsub.add_parser("show")
     ts.add_argument("id")
     ts.add_argument("--json", action="store_true")
+    op = sub.add_parser("outbox", help="outgoing mail: what is queued, sent, failed; put failed mail back")
+    osub = op.add_subparsers(dest="outbox_verb", required=True)
+    ol = osub.add_parser("list", help="outbox entries, oldest first")
+    ol.add_argument("--status", choices=("pending", "sent", "failed", "cancelled"), help="only entries in this state")
+    ol.add_argument("--json", action="store_true")
+    orr = osub.add_parser("retry", help="put failed mail back in the queue; the next cycle sends it")
+    which = orr.add_mutually_exclusive_group(required=True)
+    which.add_argument("key", nargs="?", help="the entry's key (see `outbox list --status failed`)")
+    which.add_argument("--all-failed", action="store_true", help="every failed entry")
     return p
 
 
+def cmd_outbox(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
+    from store.tinystore import open_store
+
+    with open_store(settings.store_path) as store:
+        if args.outbox_verb == "list":
+            rows = store.outbox(args.status)
+            if args.json:
+                print(json.dumps([{k: v for k, v in e.items() if k != "raw"} for e in rows], indent=2))
+                return 0
+            for e in rows:
+                detail = " ".join(str(e.get("detail", "")).split())
+                print(f"{e['key']:<44} {e['status']:<9} {e.get('kind', ''):<16} tries {e.get('attempts', 0):<3} "
+                      f"to {', '.join(e.get('rcpt_to', ()))}" + (f"  ({detail[:120]})" if detail else ""))
+            print(f"-- {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}" + (f" {args.status}" if args.status else ""))
+            return 0
+        # retry: failed -> pending, with a fresh retry window; the next cycle sends it
+        failed = {e["key"]: e for e in store.outbox("failed")}
+        if args.all_failed:
+            keys = list(failed)
+        else:
+            if args.key not in failed:
+                known = {e["key"]: e["status"] for e in store.outbox()}
+                why = f"it is {known[args.key]}, not failed" if args.key in known else "no such entry"
+                print(f"error: cannot retry {args.key}: {why}; see `outbox list --status failed`", file=sys.stderr)
+                return 1
+            keys = [args.key]
+        now = clock.now().isoformat()
+        with store.transaction():
+            for key in keys:
+                store.outbox_update(key, status="pending", attempts=0, next_attempt="", first_failed_at=None,
+                                    failure_reported=False, finished_at=None,
+                                    detail=f"put back by `outbox retry` at {now}; was: {failed[key].get('detail', '')}")
+        print(f"{len(keys)} failed mail(s) put back in the queue; the next cycle (`once` or the daemon) sends them")
+        return 0
+
+
 VERBS = {"once": cmd_once, "run": cmd_run, "partners": cmd_partners, "threads": cmd_threads, "states": cmd_states,
-         "demo": cmd_demo, "mailings": lambda *a: cmd_mailings(*a)}
+         "demo": cmd_demo, "mailings": lambda *a: cmd_mailings(*a), "outbox": cmd_outbox}
 
 
 def main(argv: list[str] | None = None) -> int:

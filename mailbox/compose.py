@@ -95,6 +95,10 @@ class Composer:
         msg.add_alternative(text_to_html(text), subtype="html", charset="utf-8")
         if out.calendar is not None:
             self._add_calendar(msg, out.calendar, domain, date)
+        for a in out.attachments:
+            maintype, _, subtype = a.content_type.partition("/")
+            msg.add_attachment(a.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                               filename=_header_safe(a.filename))
         return msg.as_bytes(policy=POLICY)
 
     def _add_calendar(self, msg: EmailMessage, event: Any, domain: str, date: datetime) -> None:

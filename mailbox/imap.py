@@ -17,14 +17,24 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from workflows.errors import ConfigError, Transient
 from workflows.ports import RawMail
 from workflows.settings import ImapSettings
 
 log = logging.getLogger("partnerdesk.imap")
-BATCH = 200  # messages per FETCH: big enough to be fast, small enough for a 50 MB mail or two
+BATCH = 200  # messages per body FETCH: big enough to be fast
+BATCH_BYTES = 25 * 1024 * 1024  # ... and at most this much mail per body FETCH (one bigger mail goes alone)
+SIZE_BATCH = 1000  # UIDs per RFC822.SIZE FETCH: keeps the command line short
+# The connection itself broke (server restart, `doveadm kick`, BYE, timeout): always worth a retry.
+# IMAPClientAbortError is imaplib's abort, a subclass of IMAPClientError, so it is caught first.
+DROPPED = (IMAPClientAbortError, OSError, socket.timeout)
+
+
+def _same_name(a: str, b: str) -> bool:
+    # INBOX is case-insensitive in IMAP (RFC 3501 5.1); other names are not.
+    return a == b or (a.upper() == "INBOX" and b.upper() == "INBOX")
 
 
 def tls_context(settings: Any) -> ssl.SSLContext:
@@ -42,6 +52,16 @@ class ImapSource:
         self.password = password
         self.client: IMAPClient | None = None
         self.uidvalidity: int | None = None
+        # Once login and SELECT have worked, a later refusal is the server restarting (its
+        # auth backend or storage not back yet), not a wrong config: retry instead of exiting.
+        self.logged_in_once = False
+        self.selected_once = False
+        self._warned_no_uidplus = False
+        for key in ("done_folder", "quarantine_folder"):
+            other = getattr(settings, key)
+            if other and _same_name(other, settings.folder):
+                raise ConfigError(f"[imap] {key} = {other!r} is the folder partnerdesk reads ([imap] folder = "
+                                  f"{settings.folder!r}); choose a different folder for {key}")
 
     # -- connection -----------------------------------------------------------------
     def connect(self) -> None:
@@ -55,6 +75,12 @@ class ImapSource:
             if s.username:
                 client.login(s.username, self.password or "")
         except LoginError as e:
+            # imapclient turns every failure during LOGIN into LoginError, a dropped connection
+            # (BYE while the server shuts down) included; RFC 5530 [UNAVAILABLE] says "try later".
+            dropped = isinstance(e.__context__, DROPPED) or "UNAVAILABLE" in str(e).upper()
+            if dropped or self.logged_in_once:
+                raise Transient(f"IMAP login as {s.username!r} on {s.host}:{s.port} failed ({e}); it worked "
+                                f"before, so the server is probably restarting: retrying") from e
             raise ConfigError(f"IMAP login as {s.username!r} on {s.host}:{s.port} was refused ({e}); "
                               f"check [imap] username and password") from e
         except ssl.SSLCertVerificationError as e:
@@ -62,24 +88,39 @@ class ImapSource:
                               f"server, set [imap] ca_file, or (only if you must) verify_tls = false") from e
         except (OSError, IMAPClientError) as e:
             raise Transient(f"cannot reach IMAP server {s.host}:{s.port}: {e}") from e
+        if s.username:
+            self.logged_in_once = True
         self.client = client
         self._select()
 
     def _select(self) -> None:
+        """SELECT the folder. A refusal at the very first connect is a config error; anything else is Transient."""
         assert self.client is not None
+        s = self.s
         try:
-            info = self.client.select_folder(self.s.folder)
-        except IMAPClientError as e:
-            raise ConfigError(f"IMAP folder {self.s.folder!r} cannot be opened ({e}); check [imap] folder") from e
+            info = self.client.select_folder(s.folder)
+        except DROPPED as e:
+            self.close()
+            raise Transient(f"IMAP connection to {s.host}:{s.port} was dropped ({e}); will reconnect") from e
+        except IMAPClientError as e:  # a tagged NO or BAD to SELECT
+            self.close()
+            if self.selected_once:
+                raise Transient(f"IMAP folder {s.folder!r} on {s.host}:{s.port} cannot be opened right now ({e}); "
+                                f"it could before, retrying. If it was renamed, fix [imap] folder") from e
+            raise ConfigError(f"IMAP folder {s.folder!r} cannot be opened ({e}); check [imap] folder") from e
+        self.selected_once = True
         self.uidvalidity = int(info[b"UIDVALIDITY"])
 
     def close(self) -> None:
         if self.client is not None:
+            client, self.client = self.client, None
             try:
-                self.client.logout()
-            except Exception:
-                pass
-            self.client = None
+                client.logout()
+            except Exception:  # the connection is already gone: drop the socket
+                try:
+                    client.shutdown()
+                except Exception:
+                    pass
 
     def _c(self) -> IMAPClient:
         if self.client is None:
@@ -88,11 +129,25 @@ class ImapSource:
         return self.client
 
     # -- reading ------------------------------------------------------------------------
+    def _ready(self) -> IMAPClient:
+        """A connection with the folder freshly selected (new mail, maybe a new UIDVALIDITY).
+
+        A connection kept from the last cycle may have been dropped by the server since
+        (restart, idle timeout, `doveadm kick`): then reconnect once, right away.
+        """
+        if self.client is None:
+            return self._c()  # connect() selects
+        try:
+            self._select()
+        except Transient as e:
+            log.info("IMAP connection was dropped (%s); reconnecting", e)
+            return self._c()
+        return self.client
+
     def fetch_new(self, store: Any) -> Iterator[RawMail]:
         """Messages above the cursor, oldest first. A changed UIDVALIDITY means a rescan from UID 1."""
-        c = self._c()
+        c = self._ready()
         try:
-            self._select()  # refresh: the server may have new mail or a new UIDVALIDITY
             cur = store.cursor(self.s.folder)
             last = 0
             if cur is not None and cur["uidvalidity"] == self.uidvalidity:
@@ -102,8 +157,7 @@ class ImapSource:
                             "Message-ID and content", self.s.folder, cur["uidvalidity"], self.uidvalidity)
             # "N:*" always matches the highest UID even when it is below N; filter.
             uids = sorted(u for u in c.search(["UID", f"{last + 1}:*"]) if u > last)
-            for i in range(0, len(uids), BATCH):
-                batch = uids[i:i + BATCH]
+            for batch in self._batches(c, uids):
                 data = c.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
                 for uid in batch:
                     item = data.get(uid)
@@ -124,6 +178,31 @@ class ImapSource:
             self.close()
             raise Transient(f"IMAP connection to {self.s.host}:{self.s.port} failed while reading: {e}") from e
 
+    @staticmethod
+    def _batches(c: IMAPClient, uids: list[int]) -> Iterator[list[int]]:
+        """UIDs in batches of at most BATCH messages and BATCH_BYTES bytes, so memory stays bounded.
+
+        Sizes come from RFC822.SIZE first; a message expunged in the meantime has none and is left out.
+        """
+        sizes: dict[int, int] = {}
+        for i in range(0, len(uids), SIZE_BATCH):
+            chunk = uids[i:i + SIZE_BATCH]
+            for uid, item in c.fetch(chunk, ["RFC822.SIZE"]).items():
+                sizes[uid] = int(item.get(b"RFC822.SIZE") or 0)
+        batch: list[int] = []
+        total = 0
+        for uid in uids:
+            if uid not in sizes:
+                continue
+            size = sizes[uid]
+            if batch and (len(batch) >= BATCH or total + size > BATCH_BYTES):
+                yield batch
+                batch, total = [], 0
+            batch.append(uid)
+            total += size
+        if batch:
+            yield batch
+
     # -- marking ------------------------------------------------------------------------
     def _same_folder(self, raw: RawMail) -> bool:
         return raw.uidvalidity == self.uidvalidity and raw.folder == self.s.folder and raw.uid is not None
@@ -134,25 +213,46 @@ class ImapSource:
             c.create_folder(folder)
         if c.has_capability("MOVE"):
             c.move([uid], folder)
-        else:
-            c.copy([uid], folder)
-            c.delete_messages([uid])
-            if c.has_capability("UIDPLUS"):
-                c.uid_expunge([uid])
-            else:
-                c.expunge()
+            return
+        c.copy([uid], folder)
+        c.delete_messages([uid])
+        if c.has_capability("UIDPLUS"):
+            c.uid_expunge([uid])  # removes only this message
+            return
+        # A plain EXPUNGE would also remove every message a person flagged \Deleted and meant
+        # to keep until they expunge themselves. Never destroy someone else's deletion: leave
+        # our copy flagged \Deleted; the person's client (or the server) expunges it later.
+        if not self._warned_no_uidplus:
+            self._warned_no_uidplus = True
+            log.warning("IMAP server %s has neither MOVE nor UIDPLUS: moved mail is copied and left flagged "
+                        "\\Deleted in %s, not expunged (expunging would remove other people's deleted mail too)",
+                        self.s.host, self.s.folder)
+        log.info("copied UID %s to %s; the original stays flagged \\Deleted in %s", uid, folder, self.s.folder)
+
+    def _marking(self, what: str, raw: RawMail, act: Any) -> None:
+        try:
+            act()
+        except DROPPED as e:
+            self.close()  # the next call reconnects
+            raise Transient(f"IMAP connection to {self.s.host}:{self.s.port} dropped while {what} "
+                            f"{raw.source_key}: {e}") from e
 
     def mark_done(self, raw: RawMail) -> None:
         if not self._same_folder(raw):
             return
-        c = self._c()
-        c.add_flags([raw.uid], [self.s.done_keyword.encode()], silent=True)
-        if self.s.done_folder:
-            self._move(raw.uid, self.s.done_folder)  # type: ignore[arg-type]
+
+        def act() -> None:
+            c = self._c()
+            c.add_flags([raw.uid], [self.s.done_keyword.encode()], silent=True)
+            if self.s.done_folder:
+                self._move(raw.uid, self.s.done_folder)  # type: ignore[arg-type]
+
+        self._marking("marking done", raw, act)
 
     def quarantine(self, raw: RawMail, reason: str) -> None:
         if self._same_folder(raw):
-            self._move(raw.uid, self.s.quarantine_folder)  # type: ignore[arg-type]
+            self._marking("quarantining", raw,
+                          lambda: self._move(raw.uid, self.s.quarantine_folder))  # type: ignore[arg-type]
 
     # -- waiting ------------------------------------------------------------------------
     def wait_for_mail(self, timeout: float) -> bool:
@@ -166,11 +266,20 @@ class ImapSource:
             return False  # caller sleeps poll_seconds
         try:
             c.idle()
-            try:
-                responses = c.idle_check(timeout=timeout)
-            finally:
-                c.idle_done()
-        except (OSError, socket.timeout, IMAPClientError) as e:
+            responses = c.idle_check(timeout=timeout)
+            if any(r and r[0] == b"BYE" for r in responses):
+                # The server is going away (restart, kick): no DONE on a closing connection.
+                # Returning True makes the caller fetch at once, which reconnects (or raises
+                # Transient while the server is still down, and the caller backs off).
+                log.info("IMAP server %s:%s said BYE during IDLE; reconnecting", self.s.host, self.s.port)
+                self.close()
+                return True
+            c.idle_done()
+        except DROPPED as e:
+            log.info("IMAP IDLE on %s:%s was interrupted (%s); reconnecting", self.s.host, self.s.port, e)
+            self.close()
+            return True
+        except IMAPClientError as e:
             self.close()
             raise Transient(f"IMAP IDLE on {self.s.host}:{self.s.port} failed: {e}") from e
         return bool(responses)

@@ -13,7 +13,9 @@ the few headers we need ourselves.
 from __future__ import annotations
 
 import email
+import email.errors
 import email.header
+import email.policy
 import email.utils
 import hashlib
 import html
@@ -25,7 +27,7 @@ from html.parser import HTMLParser
 from email_reply_parser import EmailReplyParser
 
 from workflows.errors import BadInput
-from workflows.model import InboundMail
+from workflows.model import Attachment, InboundMail
 
 MAX_TEXT = 200_000  # characters of body text kept for threads and notifications
 _MSGID_RE = re.compile(r"<[^<>\s]{1,900}>")
@@ -77,6 +79,43 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
         if "@" in addr and " " not in addr:
             out.append((decode_header(display), addr))
     return out
+
+
+def _sender(msg: Message, defects: list[str]) -> tuple[str, str]:
+    """(display name, address) of the one author, or ("", "") when From is missing or ambiguous.
+
+    Who wrote a mail decides whether it is staff, so any doubt means "nobody":
+    ``young@us.example <evil@x.example>`` parses as young@us.example with lenient
+    parsers while servers and DMARC look at evil@x.example. Such a header, or
+    several authors, is recorded as a defect and the sender left unknown.
+    """
+    values = msg.get_all("From", [])
+    if not values:
+        defects.append("no From header")
+        return "", ""
+    value = values[0]
+    if isinstance(value, email.header.Header):  # raw 8-bit bytes (RFC 6532 or a sloppy mailer)
+        value = "".join(_decode_bytes(b, None if cs in (None, "unknown-8bit") else cs) if isinstance(b, bytes) else b
+                        for b, cs in email.header.decode_header(value))
+    raw = _clean(str(value))
+    if len(values) > 1:
+        defects.append(f"{len(values)} From headers; the sender is treated as unknown")
+        return "", ""
+    try:
+        header = email.policy.default.header_factory("From", raw)
+        addresses = list(header.addresses)
+        invalid = [d for d in header.defects if isinstance(d, email.errors.InvalidHeaderDefect)]
+    except Exception as e:  # the strict parser gave up: no sender we can trust
+        defects.append(f"unparseable From header {raw[:200]!r} ({type(e).__name__})")
+        return "", ""
+    if len(addresses) != 1 or invalid:
+        defects.append(f"ambiguous From header {raw[:200]!r}: the sender is treated as unknown")
+        return "", ""
+    address = addresses[0].addr_spec.strip().lower()
+    if "@" not in address or " " in address or address.startswith("@") or address.endswith("@"):
+        defects.append(f"no usable address in From {raw[:200]!r}")
+        return "", ""
+    return _clean(addresses[0].display_name or ""), address
 
 
 def _msgids(value: str) -> tuple[str, ...]:
@@ -184,6 +223,56 @@ def _suppresses_autoreply(msg: Message) -> bool:
     return any(word in value for word in ("all", "autoreply", "oof"))
 
 
+def reported_ids(msg: Message) -> tuple[str, ...]:
+    """The Message-IDs of the mail a delivery report (bounce) is about, from its embedded headers."""
+    if msg.get_content_type() != "multipart/report":
+        return ()
+    ids: list[str] = []
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        try:
+            if ctype == "message/rfc822" and part.is_multipart():
+                inner = part.get_payload(0)
+                ids += _msgids(decode_header(inner.get("Message-ID")))
+            elif ctype == "text/rfc822-headers":
+                text = _part_text(part, [])
+                m = re.search(r"^Message-ID:\s*(<[^<>\s]+>)", text, re.IGNORECASE | re.MULTILINE)
+                if m:
+                    ids.append(m.group(1))
+        except Exception:  # a broken report is still a report; it just names nothing
+            continue
+    return tuple(dict.fromkeys(ids))[:5]
+
+
+MAX_ATTACHMENTS = 25 * 1024 * 1024  # bytes kept per message; more is noted as a defect
+
+
+def attachments(msg: Message, defects: list[str]) -> tuple[Attachment, ...]:
+    """Files in the mail (parts with a file name, or marked as attachments), up to MAX_ATTACHMENTS."""
+    out: list[Attachment] = []
+    total = 0
+    for part in msg.walk():
+        if part.is_multipart() or part is msg:
+            continue
+        disposition = str(part.get("Content-Disposition") or "").lower()
+        filename = part.get_filename()
+        if not (disposition.startswith("attachment") or (filename and not part.get_content_type().startswith("text/"))):
+            continue
+        try:
+            data = part.get_payload(decode=True) or b""
+        except Exception:
+            defects.append(f"attachment {filename!r} could not be decoded")
+            continue
+        total += len(data)
+        if total > MAX_ATTACHMENTS:
+            defects.append(f"attachments beyond {MAX_ATTACHMENTS // (1024 * 1024)} MB not kept ({filename!r})")
+            break
+        name = decode_header(filename) if filename else "attachment"
+        out.append(Attachment(filename=re.sub(r"[\\/\x00-\x1f]", "_", name)[:200], data=data,
+                              content_type=part.get_content_type()))
+    return tuple(out)
+
+
 def calendar_parts(msg: Message, defects: list[str]) -> tuple[str, ...]:
     return tuple(_part_text(p, defects) for p in msg.walk()
                  if not p.is_multipart() and p.get_content_type() == "text/calendar")[:5]
@@ -207,10 +296,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         defects.append("no Message-ID; one was derived from the content")
         message_id = f"<{sha[:32]}@missing-id.partnerdesk>"
 
-    sender = _addresses(msg, "From")
-    if not sender:
-        defects.append("no usable From address")
-    from_name, from_addr = sender[0] if sender else ("", "")
+    from_name, from_addr = _sender(msg, defects)
 
     date_header = None
     if msg.get("Date"):
@@ -218,7 +304,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
             date_header = email.utils.parsedate_to_datetime(decode_header(msg["Date"]))
             if date_header.tzinfo is None:
                 date_header = date_header.replace(tzinfo=timezone.utc)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             defects.append("unreadable Date header")
 
     return_path: str | None = None
@@ -254,6 +340,8 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         + (("X-Auto-Response-Suppress",) if _suppresses_autoreply(msg) else ()),
         content_type=msg.get_content_type(),
         calendar_parts=calendars,
+        reported_ids=reported_ids(msg),
+        attachments=attachments(msg, defects),
         size=len(raw),
         defects=tuple(defects),
     )

@@ -3,9 +3,18 @@
 ``SmtpSender.send`` takes outbox entries and returns one SendResult per entry,
 classified so the outbox knows what to do next:
 
-* ``sent``      - the server took it (recipients it refused are named in detail)
-* ``transient`` - 4xx, timeouts, dropped connections: retry later with backoff
-* ``permanent`` - 5xx for every recipient: report, do not retry
+* ``sent``      - the server took it for at least one recipient. Recipients it refused
+  are named in detail; those refused for now (4xx, "452 over quota") are in
+  ``retry_rcpts`` and the outbox queues a copy for just them.
+* ``transient`` - 4xx, timeouts, dropped connections, and every failure of the
+  connection itself (connect, EHLO, STARTTLS, AUTH: a wrong or rotated password,
+  "530 authentication required"): retry later with backoff. The operator fixes the
+  password; the mail is still there.
+* ``permanent`` - the mail itself was refused: 5xx for every recipient at RCPT, or 5xx
+  to DATA. Report, do not retry.
+
+A failure of the connection stops the batch: every entry not yet tried gets the
+same transient result instead of hammering a server that already said no.
 
 It never raises for one bad mail. Several connections work through the batch in
 parallel, under a rate limit, because a large mailing must not hog one server.
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import aiosmtplib
@@ -27,16 +37,50 @@ from .imap import tls_context
 log = logging.getLogger("partnerdesk.smtp")
 
 
-def classify_error(e: BaseException) -> tuple[str, str]:
-    if isinstance(e, aiosmtplib.SMTPRecipientsRefused):
-        codes = [r.code for r in e.recipients]
-        status = "permanent" if codes and all(500 <= c < 600 for c in codes) else "transient"
-        return status, "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in e.recipients)
+# Failures of the session, not of one mail: the next mail would fail the same way.
+SESSION_ERRORS = (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPHeloError, aiosmtplib.SMTPAuthenticationError,
+                  aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPNotSupported,
+                  OSError, asyncio.TimeoutError)
+SESSION_CODES = {421, 530, 534, 535, 538}  # closing; authentication required / too weak / failed
+
+
+@dataclass(frozen=True)
+class Failure:
+    status: str  # "transient" | "permanent"
+    detail: str
+    session: bool = False  # the connection is unusable: stop the batch
+    retry_rcpts: tuple[str, ...] = ()  # refused for now, next to others refused for good
+
+
+def classify_error(e: BaseException, *, connecting: bool = False) -> Failure:
+    """What one failed send means. ``connecting``: it happened in connect/EHLO/STARTTLS/AUTH."""
+    name = type(e).__name__
+    if connecting or isinstance(e, SESSION_ERRORS):
+        code = getattr(e, "code", None)
+        detail = f"{code} {e.message}" if code is not None and hasattr(e, "message") else f"{name}: {e}"
+        if isinstance(e, aiosmtplib.SMTPAuthenticationError) or code in (530, 535):
+            detail += " (check [smtp] username and password; the mail stays queued)"
+        return Failure("transient", f"SMTP connection failed: {detail}", session=True)
+    if isinstance(e, aiosmtplib.SMTPRecipientsRefused):  # every recipient refused at RCPT
+        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in e.recipients)
+        if any(r.code in SESSION_CODES for r in e.recipients):
+            return Failure("transient", f"SMTP session refused: {detail}", session=True)
+        later = tuple(r.recipient for r in e.recipients if not 500 <= r.code < 600)
+        if not later:
+            return Failure("permanent", detail)
+        if len(later) == len(e.recipients):
+            return Failure("transient", detail)
+        return Failure("permanent", detail, retry_rcpts=later)
     if isinstance(e, aiosmtplib.SMTPResponseException):
-        return ("permanent" if 500 <= e.code < 600 else "transient"), f"{e.code} {e.message}"
-    if isinstance(e, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
-        return "transient", f"{type(e).__name__}: {e}"
-    return "transient", f"unexpected {type(e).__name__}: {e}"
+        detail = f"{e.code} {e.message}"
+        if e.code in SESSION_CODES:
+            return Failure("transient", f"SMTP session refused: {detail}", session=True)
+        # Only DATA's 5xx condemns the mail; a refused MAIL FROM is the sender setup's problem.
+        permanent = isinstance(e, aiosmtplib.SMTPDataError) and 500 <= e.code < 600
+        return Failure("permanent" if permanent else "transient", detail)
+    if isinstance(e, aiosmtplib.SMTPException):
+        return Failure("transient", f"{name}: {e}")
+    return Failure("transient", f"unexpected {name}: {e}")
 
 
 class SmtpSender:
@@ -71,6 +115,7 @@ class SmtpSender:
         for e in entries:
             queue.put_nowait(e)
         results: dict[str, SendResult] = {}
+        broken: list[str] = []  # set by the first session failure: the rest of the batch waits
         interval = 60.0 / self.s.rate_per_minute if self.s.rate_per_minute > 0 else 0.0
         gate = asyncio.Lock()
         loop = asyncio.get_running_loop()
@@ -93,20 +138,36 @@ class SmtpSender:
                         e = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
+                    if broken:
+                        results[e["key"]] = SendResult(key=e["key"], status="transient", detail=broken[0])
+                        if on_result is not None:
+                            on_result(results[e["key"]])
+                        continue
                     await pace()
+                    connecting = False
                     try:
                         if client is None or not client.is_connected:
+                            connecting = True
                             client = self._client()
                             await client.connect()
+                            connecting = False
                         refused, _reply = await client.sendmail(e["mail_from"], e["rcpt_to"], e["raw"].encode())
-                        detail = "; ".join(f"{r}: {c.code} {c.message}" for r, c in (refused or {}).items())
+                        refused = refused or {}
+                        detail = "; ".join(f"{r}: {c.code} {c.message}" for r, c in refused.items())
+                        later = tuple(r for r, c in refused.items() if not 500 <= c.code < 600)
                         results[e["key"]] = SendResult(key=e["key"], status="sent",
-                                                       detail=f"refused: {detail}" if detail else "")
-                    except Exception as exc:  # classified per mail; never stops the batch
-                        status, detail = classify_error(exc)
-                        log.warning("sending %s failed (%s): %s", e["key"], status, detail)
-                        results[e["key"]] = SendResult(key=e["key"], status=status, detail=detail)
-                        if status == "transient" and client is not None:
+                                                       detail=f"refused: {detail}" if detail else "",
+                                                       retry_rcpts=later)
+                    except Exception as exc:  # classified per mail
+                        f = classify_error(exc, connecting=connecting)
+                        log.warning("sending %s failed (%s): %s", e["key"], f.status, f.detail)
+                        results[e["key"]] = SendResult(key=e["key"], status=f.status, detail=f.detail,
+                                                       retry_rcpts=f.retry_rcpts)
+                        if f.session and not broken:
+                            broken.append(f.detail)
+                            log.warning("stopping this batch: the SMTP server cannot take mail now; the "
+                                        "remaining mail stays queued")
+                        if f.status == "transient" and client is not None:
                             try:
                                 client.close()
                             except Exception:

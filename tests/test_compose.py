@@ -204,7 +204,7 @@ def test_partner_text_with_jinja_syntax_is_not_evaluated(composer, payload):
     ack = OutgoingMail(key="ack:OA-2", kind="ack", template="ack", to=("a@x.example",), thread_id="OA-2",
                        subject="Re: [OA-2] x", context={
                            "thread_id": "OA-2", "name": payload, "subject": payload, "due": "Tuesday",
-                           "partner_name": "", "known_partner": True, "support_address": SUPPORT,
+                           "partner_name": "", "known_partner": True, "late": False, "support_address": SUPPORT,
                            "support_name": "Open Atrium Support"})
     text, _ = parts(render(composer, ack))
     assert f"Hello {payload}," in text

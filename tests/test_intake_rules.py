@@ -248,3 +248,43 @@ def test_note_stays_internal_and_keeps_the_clock():
 def test_staff_mail_outside_a_thread_is_recorded_without_ack():
     d = _decide(staff_reply(in_reply_to=(), subject="Heads-up"))
     assert d.action == "thread-new" and d.outgoing == ()
+
+
+def test_mail_that_reaches_us_after_its_deadline_is_not_promised_the_past():
+    received = datetime(2026, 11, 23, 10, tzinfo=NY)  # rescued from Junk a week later
+    d = _decide(inbound(received_at=received), cand=Candidates(next_number=7, now=datetime(2026, 12, 1, 9, tzinfo=NY)))
+    ack = d.outgoing[0]
+    assert ack.context["late"] is True and d.thread.due_at == datetime(2026, 11, 24, 10, tzinfo=NY)
+    assert _decide(inbound(), cand=Candidates(next_number=7, now=datetime(2026, 11, 30, 10, 5, tzinfo=NY))
+                   ).outgoing[0].context["late"] is False
+
+
+def test_staff_out_of_office_is_recorded_not_relayed():
+    t = thread(due_at=datetime(2026, 12, 1, 10, tzinfo=NY))
+    d = _decide(staff_reply(auto_submitted="auto-replied", reply_text="I am away until Dec 14"),
+                cand=Candidates(by_reference=t))
+    assert d.action == "auto-reply" and d.outgoing == () and d.thread.state == "new"
+    assert d.thread.due_at == t.due_at and d.thread.first_response_at is None
+    # X-Auto-Response-Suppress alone is set by some clients on mail a person wrote: still an answer.
+    d = _decide(staff_reply(other_auto_headers=("X-Auto-Response-Suppress",)), cand=Candidates(by_reference=t))
+    assert d.action == "answer"
+
+
+def test_escalation_people_are_recognised_as_staff_but_not_notified():
+    s = replace(SETTINGS, team=frozenset({"lead@devseed.example"}))
+    sender = classify("lead@devseed.example", ROSTER, s.recognised_staff)
+    assert sender.kind == "staff"
+    d = decide(inbound(), classify("antonio@nuvole.example", ROSTER, s.recognised_staff), Candidates(next_number=1),
+               ROSTER, s)
+    assert "lead@devseed.example" not in d.outgoing[1].to
+
+
+def test_attachments_travel_with_the_notification_and_the_relay():
+    from workflows.model import Attachment
+
+    shot = (Attachment(filename="shot.png", content_type="image/png", data=b"\x89PNG"),)
+    d = _decide(inbound(attachments=shot))
+    assert d.outgoing[1].kind == "notify" and d.outgoing[1].attachments == shot
+    assert d.outgoing[0].attachments == ()  # the ack does not echo files back
+    d = _decide(staff_reply(attachments=shot), cand=Candidates(by_reference=thread()))
+    assert d.outgoing[0].kind == "relay" and d.outgoing[0].attachments == shot

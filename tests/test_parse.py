@@ -280,10 +280,27 @@ def test_header_injection_line_breaks_do_not_survive(subject):
     assert m.subject.startswith("hi") and "evil@x.example" in m.subject  # kept as text, on one line
 
 
-def test_from_name_with_encoded_newline_is_one_line():
+def test_from_name_with_encoded_newline_is_no_trusted_sender():
+    # A name smuggling a line break is hostile: no sender at all, and nothing multi-line survives.
     m = p(mail("From: =?utf-8?Q?Eve=0D=0ABcc=3A_x=40y?= <eve@x.example>"))
-    assert m.from_name == "Eve Bcc: x@y"
-    assert m.from_addr == "eve@x.example"
+    assert m.from_addr == "" and "\n" not in m.from_name
+    assert any("From" in d for d in m.defects)
+
+
+@pytest.mark.parametrize("from_header", [
+    "young@openatrium.example <attacker@evil.example>",  # lenient parsers pick the first address
+    "young@openatrium.example, attacker@evil.example",  # two authors
+    "attacker@evil.example (young@openatrium.example)",
+])
+def test_ambiguous_from_is_never_a_known_sender(from_header):
+    m = p(mail(f"From: {from_header}"))
+    assert m.from_addr in ("", "attacker@evil.example")
+    assert m.from_addr != "young@openatrium.example"
+
+
+def test_second_from_header_makes_the_sender_unknown():
+    m = p(mail("From: young@openatrium.example\nFrom: attacker@evil.example"))
+    assert m.from_addr == "" and any("From headers" in d for d in m.defects)
 
 
 @pytest.mark.parametrize("from_header", [
@@ -295,8 +312,8 @@ def test_encoded_display_name_cannot_forge_the_address(from_header):
     # The address servers check (SPF/DMARC) is the one in angle brackets; a name that decodes to a
     # staff address must stay a name, or anyone could write as staff.
     m = p(mail(f"From: {from_header}\nTo: =?utf-8?Q?x=40y.example?= <support@openatrium.example>"))
-    assert m.from_addr == "attacker@evil.example"
-    assert m.from_name == "young@openatrium.example"
+    assert m.from_addr in ("attacker@evil.example", "")  # "": a quoted encoded word is itself a defect
+    assert m.from_name in ("young@openatrium.example", "")
     assert m.to == ("support@openatrium.example",)
 
 

@@ -175,3 +175,41 @@ def test_bounce_of_our_notification_does_not_loop(store):
     m.set_content("could not deliver to s@x.example")
     svc.take_in(RawMail(source_key="spool:b", data=m.as_bytes(), received_at=NOW), NOW, report)
     assert store.outbox() == [] and len(store.threads()) == 1
+
+
+def test_a_reused_message_id_on_a_different_mail_is_kept(store):
+    svc, report = service(store), CycleReport()
+    svc.take_in(raw_mail(1), NOW, report)
+    other = raw_mail(2)
+    other = RawMail(source_key="imap:INBOX:1:2", data=other.data.replace(b"<q2@", b"<q1@"), received_at=NOW,
+                    folder="INBOX", uidvalidity=1, uid=2)
+    assert svc.take_in(other, NOW, report) == "thread-new"
+    assert [t.subject for t in store.threads()] == ["Question 1", "Question 2"]
+    assert report.counts["duplicates"] == 0
+
+
+def dsn(about_message_id: str, n: int) -> RawMail:
+    raw = (f"From: MAILER-DAEMON@mx.example\r\nTo: {SUPPORT}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+           f"Message-ID: <dsn{n}@mx.example>\r\nAuto-Submitted: auto-replied\r\n"
+           "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n"
+           "--b\r\nContent-Type: text/plain\r\n\r\n<gone@elsewhere.example>: user unknown\r\n"
+           "--b\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n"
+           f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: {SUPPORT}\r\nMessage-ID: {about_message_id}\r\n"
+           "--b--\r\n").encode()
+    return RawMail(source_key=f"spool:dsn{n}", data=raw, received_at=NOW)
+
+
+def test_bounce_of_an_ack_tells_staff_once_and_a_bounced_notification_only_records(store):
+    svc, report = service(store), CycleReport()
+    svc.take_in(raw_mail(1), NOW, report)
+    by_kind = {e["kind"]: e for e in store.outbox()}
+    svc.take_in(dsn(by_kind["ack"]["message_id"], 1), NOW, report)
+    notices = [e for e in store.outbox() if e["kind"] == "bounce-notice"]
+    assert len(notices) == 1 and notices[0]["rcpt_to"] == ["s@x.example"]
+    assert "NOT delivered" in notices[0]["raw"] or "NOT=20delivered" in notices[0]["raw"]
+    # A bounce of the staff notification (or of the notice itself) is recorded, never mailed: no loop.
+    svc.take_in(dsn(by_kind["notify"]["message_id"], 2), NOW, report)
+    svc.take_in(dsn(notices[0]["message_id"], 3), NOW, report)
+    assert len([e for e in store.outbox() if e["kind"] == "bounce-notice"]) == 1
+    [thread] = store.threads()
+    assert [e.kind for e in thread.events].count("bounce") == 3 and report.counts["bounces"] == 3

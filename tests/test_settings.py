@@ -259,7 +259,7 @@ def test_cli_missing_config_file(tmp_path):
 def server_config(tmp_path: Path, port: int) -> Path:
     config = tmp_path / "pd.toml"
     config.write_text(
-        '[support]\naddress = "support@openatrium.example"\n'
+        '[support]\naddress = "support@openatrium.example"\nstaff = ["young@devseed.example"]\n'
         '[store]\npath = "data/pd.json"\n'
         f'[imap]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\nusername = "support"\n'
         'password_env = "PARTNERDESK_TEST_UNSET_PW"\ntimeout = 5\n'

@@ -8,12 +8,25 @@ _AUTO_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "do-no
                     "bounce", "bounces", "listserv", "majordomo")
 
 
-def automatic_reason(mail: InboundMail) -> str | None:
+def automatic_reason(mail: InboundMail, *, person_known: bool = False) -> str | None:
     """Why ``mail`` must not be answered automatically, or None when it may be.
 
     RFC 3834 section 2: do not auto-respond to automatic mail, to bounces (empty
     Return-Path), to list traffic, or to senders that cannot receive replies.
+
+    ``person_known``: the sender is a known person (staff). Then only what the mail
+    says about itself counts: X-Auto-Response-Suppress is also set by some clients
+    on mail a person wrote, and the sender-name heuristics do not apply.
     """
+    if person_known:
+        if mail.auto_submitted and mail.auto_submitted.split(";")[0].strip() != "no":
+            return f"Auto-Submitted: {mail.auto_submitted}"
+        if mail.precedence in ("bulk", "junk", "list"):
+            return f"Precedence: {mail.precedence}"
+        if mail.return_path == "":
+            return "empty Return-Path (a bounce)"
+        auto = [h for h in mail.other_auto_headers if h != "X-Auto-Response-Suppress"]
+        return f"automatic-mail header {auto[0]}" if auto else None
     if mail.auto_submitted and mail.auto_submitted.split(";")[0].strip() != "no":
         return f"Auto-Submitted: {mail.auto_submitted}"
     if mail.precedence in ("bulk", "junk", "list"):

@@ -25,10 +25,17 @@ NOTE_COMMAND = "#note"
 class IntakeSettings:
     support_address: str
     support_name: str = "Open Atrium Support"
-    staff: frozenset[str] = frozenset()
+    staff: frozenset[str] = frozenset()  # told of every request; their replies are answers
+    # Also recognised as staff (their replies are answers, their commands count) but not sent every
+    # notification: the escalation list and the program lead, who answer escalation mail.
+    team: frozenset[str] = frozenset()
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3  # per address, whatever happens: a loop can never get past this
     reopen_days: int = 30  # a partner mail to a thread closed longer ago starts a new thread (issue 3)
+
+    @property
+    def recognised_staff(self) -> frozenset[str]:
+        return self.staff | self.team
 
 
 @dataclass(**FROZEN)
@@ -40,6 +47,7 @@ class Candidates:
     next_number: int = 1  # number for a new thread
     recent_acks: int = 0  # acks sent to this sender in the last hour
     own_message: bool = False  # the Message-ID is one of ours: our own mail came back
+    now: datetime | None = None  # when the decision is taken (mail may reach us after its deadline)
 
 
 def choose_thread(mail: InboundMail, sender: Sender, c: Candidates) -> tuple[Thread | None, str]:
@@ -75,6 +83,15 @@ def decide(
     if thread is None:
         return _new_thread(mail, sender, candidates, roster, settings, history=history, why=why)
     if sender.kind == "staff":
+        auto = automatic_reason(mail, person_known=True)
+        if auto:
+            # A staff member's out-of-office answering our notification is not their answer:
+            # relaying it would tell the partner nonsense and stop the clock.
+            thread = thread.with_message(mail.message_id).with_event(
+                ThreadEvent(at=mail.received_at, kind="auto-reply", message_id=mail.message_id, by=mail.from_addr,
+                            detail=auto))
+            return Decision(action="auto-reply", thread=thread, sender=sender,
+                            reason=f"automatic mail from staff ({auto}): recorded, not relayed")
         return _staff_mail(mail, sender, thread, roster, settings, history=history)
     if not history and reopen_expired(thread, mail.received_at, settings.reopen_days):
         # Closed too long ago to reopen: a new request that names the old thread.
@@ -114,6 +131,7 @@ def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s
         in_reply_to=mail.message_id,
         references=(mail.message_id,),
         auto_kind="auto-generated",
+        attachments=mail.attachments,  # the partner's screenshots and logs, for staff to see
         context={
             "event": kind,
             "thread_id": thread.id,
@@ -189,6 +207,8 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
                     "name": mail.from_name or sender.contact_name,
                     "subject": thread.subject,
                     "due": format_due(due, s.calendar) if due else "",
+                    # Mail that reached us late (downtime, rescued from Junk): say so, do not promise the past.
+                    "late": bool(due and c.now and due <= c.now),
                     "partner_name": _partner_name(roster, sender.partner_id),
                     "known_partner": sender.partner_id is not None,
                     "support_address": s.support_address,
@@ -266,6 +286,37 @@ def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, hist
         references=thread.partner_messages[-20:],
         automatic=False,  # a person wrote it; the partner may answer it
         body_text=body.strip() + "\n",
+        attachments=mail.attachments,
         context={"staff_name": staff_name, "thread_id": thread.id, "support_name": s.support_name},
     )
     return Decision(action="answer", thread=thread, outgoing=(relay,), sender=sender, reason="staff answer relayed")
+
+
+def bounce(mail: InboundMail, thread: Thread, bounced_kind: str, bounced_to: tuple[str, ...],
+           s: IntakeSettings, *, partner_facing: bool) -> Decision:
+    """A delivery report about mail we sent in ``thread``.
+
+    Staff must know when an answer never reached the partner, so a bounce of
+    partner-facing mail is reported to them, once per report. A bounce of mail
+    to staff (a notification, an escalation) is only recorded: reporting it
+    to staff could bounce again, forever.
+    """
+    thread = thread.with_message(mail.message_id).with_event(
+        ThreadEvent(at=mail.received_at, kind="bounce", message_id=mail.message_id, by=mail.from_addr,
+                    detail=f"our {bounced_kind} to {', '.join(bounced_to) or '?'} was not delivered"))
+    if not partner_facing:
+        return Decision(action="bounce", thread=thread, reason=f"bounce of our {bounced_kind} (to staff): recorded")
+    notice = OutgoingMail(
+        key=f"bounce:{thread.id}:{mail.message_id}",
+        kind="bounce-notice",
+        template="bounce_notice",
+        to=tuple(sorted(s.staff)),
+        thread_id=thread.id,
+        subject=msgids.with_tag(f"Not delivered: {thread.subject}", thread.id),
+        from_name=s.support_name,
+        auto_kind="auto-generated",
+        context={"thread_id": thread.id, "kind": bounced_kind, "recipients": ", ".join(bounced_to),
+                 "report": mail.text[:3000], "subject": thread.subject, "support_address": s.support_address},
+    )
+    return Decision(action="bounce", thread=thread, outgoing=(notice,),
+                    reason=f"our {bounced_kind} to {', '.join(bounced_to)} bounced: staff told")

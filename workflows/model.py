@@ -20,6 +20,13 @@ ROLES = frozenset({"primary", "billing", "technical"})
 
 
 @dataclass(**FROZEN)
+class Attachment:
+    filename: str
+    content_type: str  # "application/pdf"
+    data: bytes
+
+
+@dataclass(**FROZEN)
 class InboundMail:
     """One received message, parsed once at the boundary (see mailbox.parse)."""
 
@@ -43,6 +50,8 @@ class InboundMail:
     other_auto_headers: tuple[str, ...] = ()  # X-Autoreply, X-Auto-Response-Suppress...
     content_type: str = "text/plain"
     calendar_parts: tuple[str, ...] = ()  # text/calendar bodies (RSVPs to our invitations)
+    reported_ids: tuple[str, ...] = ()  # a delivery report's (bounce's) original Message-IDs
+    attachments: tuple[Attachment, ...] = ()  # files, so a staff answer's attachments reach the partner
     size: int = 0
     defects: tuple[str, ...] = ()
 
@@ -282,6 +291,7 @@ class OutgoingMail:
     # Scheduled mailings: a calendar invitation (workflows.mailings.due.CalendarEvent) that the
     # composer turns into a text/calendar part with mailbox/ical.py. None for ordinary mail.
     calendar: Any = None
+    attachments: tuple[Attachment, ...] = ()  # carried over from a staff answer to its relay
 
 
 @dataclass(**FROZEN)

@@ -30,6 +30,9 @@ class SendResult:
     key: str
     status: str  # "sent" | "transient" | "permanent"
     detail: str = ""
+    # Recipients the server refused for now (4xx, e.g. 452 over quota) while it took the mail
+    # for the others: the outbox queues a copy for just these.
+    retry_rcpts: tuple[str, ...] = ()
 
 
 class MailSource(Protocol):

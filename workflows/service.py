@@ -28,7 +28,7 @@ from typing import Any, Callable
 from . import msgids
 from .autoreply import automatic_reason
 from .errors import BadInput
-from .intake import Candidates, IntakeSettings, decide
+from .intake import Candidates, IntakeSettings, bounce, decide
 from .model import Decision, InboundMail, OutgoingMail, Thread, ThreadEvent
 from .ports import MailSender, MailSource, RawMail, SendResult
 from .senders import Roster, classify
@@ -36,8 +36,13 @@ from .senders import Roster, classify
 log = logging.getLogger("partnerdesk.service")
 
 PARTNER_FACING = frozenset({"ack", "relay", "close", "command-partner"})
-MAX_SEND_ATTEMPTS = 8  # transient failures, with backoff, before a mail is reported as failed
-BACKOFF = (60, 300, 900, 1800, 3600, 3600, 3600, 3600)  # seconds
+# Transient send failures are retried with backoff (capped at one hour) for this long after the
+# first one, so an outage overnight or over a weekend loses nothing; only then is a mail failed.
+# `run.py outbox retry` puts failed mail back in the queue.
+SEND_RETRY_FOR = timedelta(days=3)
+SEND_REPORT_AFTER = timedelta(hours=1)  # from then on every cycle says that mail is stuck
+BACKOFF = (60, 300, 900, 1800, 3600)  # seconds; the last one repeats
+STUCK_MARK = "still not sent"  # marks the one stuck-mail line per cycle
 
 
 @dataclass
@@ -57,7 +62,7 @@ class CycleReport:
             f"quarantined {c['quarantined']}",
         ]
         extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("sent", "send_failed", "duplicates", "history", "skipped",
-                                                            "escalations", "auto_closed", "digests", "mailings_queued",
+                                                            "escalations", "auto_closed", "digests", "bounces", "mailings_queued",
                                                             "mailings_skipped", "rsvp", "unsubscribed", "send_retry",
                                                             "cancelled")
                  if c[k]]
@@ -96,6 +101,10 @@ class IntakeService:
             mail = self.parse(raw.data, received_at=raw.received_at)
         except BadInput as e:
             return self._quarantine(raw, "bad-input", str(e), now, report, source)
+        except Exception as e:  # the parser should never raise anything else: our bug, this mail aside
+            log.exception("bug while parsing %s", raw.source_key)
+            return self._quarantine(raw, "bug", f"{type(e).__name__} while parsing: {e}\n{traceback.format_exc()}",
+                                    now, report, source)
         try:
             with self.store.transaction():
                 action = self._decide_and_record(mail, raw, now, report)
@@ -166,6 +175,13 @@ class IntakeService:
         store = self.store
         self._advance_cursor(raw)
         known = store.message(mail.message_id)
+        if (known and known.get("direction") == "in" and not store.seen_raw(mail.raw_sha256)
+                and (known.get("sender"), known.get("subject")) != (mail.from_addr, mail.subject)):
+            # Same Message-ID, different author or subject: a mailer reusing ids, not a second
+            # copy. Keep it under an id of its own rather than drop it.
+            mail = replace(mail, message_id=f"<{mail.raw_sha256[:32]}.reused-id@partnerdesk.invalid>",
+                           defects=mail.defects + (f"Message-ID {mail.message_id} reused by a different mail",))
+            known = None
         if (known and known.get("direction") == "in") or store.seen_raw(mail.raw_sha256):
             # The same mail delivered twice (To and Cc), or seen again after a UIDVALIDITY change.
             report.counts["duplicates"] += 1
@@ -181,8 +197,21 @@ class IntakeService:
                 report.counts[action] += 1
                 return action
 
+        bounced = self._bounced(mail)
+        if bounced is not None:
+            thread, rec = bounced
+            decision = bounce(mail, thread, rec.get("kind", "mail"), tuple(rec.get("to", ())), self.settings,
+                              partner_facing=rec.get("kind") in PARTNER_FACING)
+            store.record_raw(mail.raw_sha256, mail.message_id, raw.source_key)
+            store.record_message(mail.message_id, direction="in", thread_id=thread.id,
+                                 at=mail.received_at.isoformat(), source=raw.source_key, sender=mail.from_addr,
+                                 subject=mail.subject, note="delivery report")
+            report.counts["bounces"] += 1
+            store.save_thread(self._queue(decision.thread, decision.outgoing, now, report))
+            return "bounce"
+
         roster = Roster.build(store.partners())
-        sender = classify(mail.from_addr, roster, self.settings.staff)
+        sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
         by_ref = None
         for ref in mail.thread_refs:
             rec = store.message(ref)
@@ -202,6 +231,7 @@ class IntakeService:
             next_number=store.peek_thread_number(),
             recent_acks=store.count_outbox_to(mail.from_addr, "ack", hour_ago) if mail.from_addr else 0,
             own_message=own,
+            now=now,
         )
         history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
         decision = decide(mail, sender, candidates, roster, self.settings, history=history)
@@ -230,6 +260,18 @@ class IntakeService:
         store.save_thread(thread)
         log.info("%s %s -> %s (%s)", decision.action, mail.message_id, thread.id, decision.reason)
         return decision.action
+
+    def _bounced(self, mail: InboundMail) -> tuple[Thread, dict[str, Any]] | None:
+        """The thread and our outgoing record a delivery report is about, if it names mail of ours."""
+        if not mail.reported_ids or not automatic_reason(mail):
+            return None
+        for mid in mail.reported_ids:
+            rec = self.store.message(mid)
+            if rec and rec.get("direction") == "out" and rec.get("thread_id"):
+                thread = self.store.thread(rec["thread_id"])
+                if thread is not None:
+                    return thread, rec
+        return None
 
     def _loop_guard(self, mail: InboundMail, decision: Decision) -> Decision:
         """Automatic mail (bounces, out-of-office) never moves a thread or mails staff.
@@ -286,7 +328,7 @@ class IntakeService:
                 for address in out.to:
                     self.store.remember_sent(address, "ack", now)
             self.store.record_message(mid, direction="out", thread_id=thread.id if thread else None,
-                                      at=now.isoformat(), kind=out.kind)
+                                      at=now.isoformat(), kind=out.kind, to=list(out.to))
             if thread is not None:
                 thread = thread.with_message(mid, partner_side=out.kind in PARTNER_FACING)
                 thread = thread.with_event(ThreadEvent(at=now, kind=out.kind, message_id=mid,
@@ -331,7 +373,9 @@ class IntakeService:
     def drain_outbox(self, sender: MailSender, now: datetime, report: CycleReport,
                      wanted: Callable[[dict[str, Any]], str | None] | None = None) -> None:
         """Send what is queued and due. ``wanted(entry)`` may return a reason to cancel an entry instead."""
-        due = [e for e in self.store.outbox("pending") if e.get("next_attempt", "") <= now.isoformat()]
+        pending = self.store.outbox("pending")
+        self._report_stuck(pending, now, report)
+        due = [e for e in pending if e.get("next_attempt", "") <= now.isoformat()]
         if not due:
             return
         to_send = []
@@ -354,15 +398,21 @@ class IntakeService:
             with self.store.transaction():
                 entry = next(e for e in to_send if e["key"] == r.key)
                 attempts = int(entry.get("attempts", 0)) + 1
+                first_failed = entry.get("first_failed_at") or now.isoformat()
+                retry_rcpts = tuple(getattr(r, "retry_rcpts", ()) or ())
+                if retry_rcpts and r.status != "transient":
+                    # Refused for now (452 over quota) while the others got it: a copy for just them.
+                    self._requeue_for(entry, retry_rcpts, f"{r.key}#retry{attempts}", now, first_failed)
+                    report.counts["send_retry"] += 1
                 if r.status == "sent":
                     self.store.outbox_update(r.key, status="sent", sent_at=now.isoformat(), attempts=attempts,
                                              detail=r.detail)
                     report.counts["sent"] += 1
                     if r.detail and r.detail.endswith(".eml"):
                         report.written.append(r.detail)
-                elif r.status == "transient" and attempts < MAX_SEND_ATTEMPTS:
+                elif r.status == "transient" and now - datetime.fromisoformat(first_failed) < SEND_RETRY_FOR:
                     wait = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
-                    self.store.outbox_update(r.key, attempts=attempts, detail=r.detail,
+                    self.store.outbox_update(r.key, attempts=attempts, detail=r.detail, first_failed_at=first_failed,
                                              next_attempt=(now + timedelta(seconds=wait)).isoformat())
                     report.counts["send_retry"] += 1
                 else:
@@ -378,3 +428,30 @@ class IntakeService:
                 results = sender.send(to_send)
             for r in results:
                 record(r)
+
+    def _requeue_for(self, entry: dict[str, Any], rcpts: tuple[str, ...], key: str, now: datetime,
+                     first_failed: str) -> None:
+        """Queue a copy of ``entry`` (same message, same Message-ID) for some of its recipients."""
+        keep = {k: v for k, v in entry.items() if k not in ("status", "attempts", "detail", "next_attempt",
+                                                            "sent_at", "finished_at", "first_failed_at")}
+        self.store.outbox_add(keep | {
+            "key": key, "rcpt_to": list(rcpts), "created_at": now.isoformat(), "retry_of": entry["key"],
+            "first_failed_at": first_failed, "next_attempt": (now + timedelta(seconds=BACKOFF[0])).isoformat(),
+        })
+
+    @staticmethod
+    def _report_stuck(pending: list[dict[str, Any]], now: datetime, report: CycleReport) -> None:
+        """One problem line per cycle while mail has been failing to go out for over SEND_REPORT_AFTER."""
+        stuck = [e for e in pending if e.get("first_failed_at")
+                 and now - datetime.fromisoformat(e["first_failed_at"]) >= SEND_REPORT_AFTER]
+        if not stuck:
+            return
+        if any(STUCK_MARK in p for p in report.problems):
+            return  # drain runs twice a cycle; say it once
+        oldest = min(stuck, key=lambda e: e["first_failed_at"])
+        give_up = datetime.fromisoformat(oldest["first_failed_at"]) + SEND_RETRY_FOR
+        minutes = int(SEND_REPORT_AFTER.total_seconds() // 60)
+        report.problems.append(
+            f"{len(stuck)} mail(s) {STUCK_MARK} for over {minutes} minutes (oldest {oldest['key']} failing since "
+            f"{oldest['first_failed_at']}, last error: {oldest.get('detail', '')}); retrying until "
+            f"{give_up.isoformat()}; see `run.py outbox list --status pending`")

@@ -18,21 +18,17 @@ def automatic_reason(mail: InboundMail, *, person_known: bool = False) -> str | 
     says about itself counts: X-Auto-Response-Suppress is also set by some clients
     on mail a person wrote, and the sender-name heuristics do not apply.
     """
-    if person_known:
-        if mail.auto_submitted and mail.auto_submitted.split(";")[0].strip() != "no":
-            return f"Auto-Submitted: {mail.auto_submitted}"
-        if mail.precedence in ("bulk", "junk", "list"):
-            return f"Precedence: {mail.precedence}"
-        if mail.return_path == "":
-            return "empty Return-Path (a bounce)"
-        auto = [h for h in mail.other_auto_headers if h != "X-Auto-Response-Suppress"]
-        return f"automatic-mail header {auto[0]}" if auto else None
+    # What the mail says about itself: counts for everyone.
     if mail.auto_submitted and mail.auto_submitted.split(";")[0].strip() != "no":
         return f"Auto-Submitted: {mail.auto_submitted}"
     if mail.precedence in ("bulk", "junk", "list"):
         return f"Precedence: {mail.precedence}"
     if mail.return_path == "":
         return "empty Return-Path (a bounce)"
+    if person_known:
+        auto = [h for h in mail.other_auto_headers if h != "X-Auto-Response-Suppress"]
+        return f"automatic-mail header {auto[0]}" if auto else None
+    # Signs that suggest automation, for senders we know nothing about.
     if mail.list_id:
         return "mailing-list traffic (List-Id)"
     if mail.other_auto_headers:

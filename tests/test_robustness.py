@@ -1,0 +1,652 @@
+"""Outages must not lose mail or stop the daemon.
+
+* IMAP: a dropped connection (server restart, `doveadm kick`, BYE) is Transient, never
+  ConfigError; moving without MOVE/UIDPLUS never expunges someone else's deletions; bodies
+  are fetched in size-capped batches.
+* SMTP: a failing connection or login is transient and stops the batch; only RCPT/DATA 5xx is
+  permanent; recipients refused for now (452) get a copy of their own.
+* Outbox: transient failures are retried for days, not 8 attempts; `outbox retry` revives failures.
+* cycle(): an IMAP outage still runs the ticks and the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+import mailbox.imap as imap_mod
+from mailbox.imap import ImapSource
+from mailbox.smtp import SmtpSender
+from store.tinystore import Store, open_store
+from workflows.errors import ConfigError, Transient
+from workflows.ports import RawMail, SendResult
+from workflows.service import BACKOFF, SEND_RETRY_FOR, CycleReport, IntakeService
+from workflows.settings import ImapSettings, SmtpSettings
+
+NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)
+SUPPORT = "support@openatrium.example"
+
+
+# ======================================================================================
+# a scriptable SMTP server on 127.0.0.1, port 0
+class FakeSmtp:
+    """Answers each command from a script: ``auth`` (None: AUTH not offered), ``mail``,
+    ``rcpt`` per address, ``data(rcpts)``. Records the commands it saw and what it accepted."""
+
+    def __init__(self, *, auth: str | None = None, mail: str = "250 2.1.0 OK",
+                 rcpt: dict[str, str] | None = None, data=None) -> None:
+        self.auth, self.mail, self.rcpt = auth, mail, rcpt or {}
+        self.data = data or (lambda rcpts: "250 2.0.0 queued")
+        self.commands: list[str] = []
+        self.accepted: list[tuple[str, ...]] = []
+        self.connections = 0
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+
+        def say(*lines: str) -> None:
+            writer.write(b"".join(l.encode() + b"\r\n" for l in lines))
+
+        say("220 fake.test ESMTP")
+        rcpts: list[str] = []
+        try:
+            while line := await reader.readline():
+                cmd = line.decode().strip()
+                self.commands.append(cmd)
+                verb = cmd.split(" ", 1)[0].upper()
+                if verb in ("EHLO", "HELO"):
+                    say("250-fake.test", *(["250-AUTH PLAIN LOGIN"] if self.auth else []), "250 8BITMIME")
+                elif verb == "AUTH":
+                    if len(cmd.split()) == 2:  # no initial response: ask for it
+                        say("334 ")
+                        await reader.readline()
+                    say(self.auth or "502 no AUTH here")
+                elif verb == "MAIL":
+                    rcpts = []
+                    say(self.mail)
+                elif verb == "RCPT":
+                    addr = cmd[cmd.index("<") + 1:cmd.index(">")]
+                    reply = self.rcpt.get(addr, "250 2.1.5 OK")
+                    if reply.startswith("2"):
+                        rcpts.append(addr)
+                    say(reply)
+                elif verb == "DATA":
+                    say("354 go ahead")
+                    await writer.drain()
+                    while (await reader.readline()) not in (b".\r\n", b""):
+                        pass
+                    reply = self.data(tuple(rcpts))
+                    if reply.startswith("2"):
+                        self.accepted.append(tuple(rcpts))
+                    say(reply)
+                elif verb in ("RSET", "NOOP"):
+                    say("250 OK")
+                elif verb == "QUIT":
+                    say("221 bye")
+                    await writer.drain()
+                    break
+                else:
+                    say("502 what?")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def __enter__(self) -> FakeSmtp:
+        ready = threading.Event()
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self.loop)
+        assert ready.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        async def stop() -> None:
+            self.server.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)  # in the loop's own thread
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def verb_count(self, verb: str) -> int:
+        return sum(1 for c in self.commands if c.upper().startswith(verb))
+
+
+def sender(port: int, *, username: str = "", connections: int = 1) -> SmtpSender:
+    s = SmtpSettings(host="127.0.0.1", port=port, security="none", username=username, timeout=5.0,
+                     connections=connections, rate_per_minute=0)
+    return SmtpSender(s, "secret")
+
+
+def entry(key: str, *rcpts: str) -> dict:
+    return {"key": key, "mail_from": SUPPORT, "rcpt_to": list(rcpts),
+            "raw": f"From: {SUPPORT}\r\nSubject: {key}\r\n\r\nhello\r\n"}
+
+
+def by_key(results: list[SendResult]) -> dict[str, SendResult]:
+    return {r.key: r for r in results}
+
+
+# -- SMTP classification --------------------------------------------------------------------
+@pytest.mark.parametrize("connections", [1, 2])
+def test_wrong_password_is_transient_and_stops_the_batch(connections):
+    with FakeSmtp(auth="535 5.7.8 Authentication credentials invalid") as srv:
+        results = sender(srv.port, username="desk", connections=connections).send(
+            [entry(f"m{i}", f"p{i}@x.example") for i in range(5)])
+    assert [r.status for r in results] == ["transient"] * 5
+    assert all("535" in r.detail and "password" in r.detail for r in results)
+    assert srv.connections <= connections  # one login attempt per connection, not one per queued mail
+    assert srv.accepted == []
+
+
+def test_authentication_required_at_mail_from_is_transient_and_stops_the_batch():
+    with FakeSmtp(mail="530 5.7.0 Authentication required") as srv:
+        results = sender(srv.port).send([entry(f"m{i}", f"p{i}@x.example") for i in range(4)])
+    assert [r.status for r in results] == ["transient"] * 4
+    assert all("530" in r.detail for r in results)
+    assert srv.verb_count("MAIL") == 1
+
+
+def test_unreachable_server_is_transient_for_every_entry():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = sender(port, connections=2).send([entry(f"m{i}", "p@x.example") for i in range(3)])
+    assert [r.status for r in results] == ["transient"] * 3
+
+
+def test_only_rcpt_and_data_5xx_are_permanent_and_452_recipients_come_back():
+    def data(rcpts):
+        return "554 5.6.0 message rejected as spam" if "spam@x.example" in rcpts else "250 2.0.0 queued"
+
+    with FakeSmtp(rcpt={"gone@x.example": "550 5.1.1 no such user",
+                        "full@x.example": "452 4.2.2 mailbox over quota",
+                        "full2@x.example": "452 4.2.2 mailbox over quota"}, data=data) as srv:
+        results = by_key(sender(srv.port).send([
+            entry("gone", "gone@x.example"),
+            entry("partly", "ok@x.example", "full@x.example", "gone@x.example"),
+            entry("all-full", "full@x.example", "full2@x.example"),
+            entry("mixed", "gone@x.example", "full@x.example"),
+            entry("spam", "spam@x.example"),
+            entry("fine", "ok@x.example"),  # the connection is still good after all of that
+        ]))
+    assert results["gone"].status == "permanent" and "550" in results["gone"].detail
+    assert results["partly"].status == "sent" and results["partly"].retry_rcpts == ("full@x.example",)
+    assert "452" in results["partly"].detail and "550" in results["partly"].detail
+    assert results["all-full"].status == "transient" and results["all-full"].retry_rcpts == ()
+    assert results["mixed"].status == "permanent" and results["mixed"].retry_rcpts == ("full@x.example",)
+    assert results["spam"].status == "permanent" and "554" in results["spam"].detail
+    assert results["fine"].status == "sent" and results["fine"].retry_rcpts == ()
+    assert ("ok@x.example",) in srv.accepted
+
+
+def test_sender_refused_is_transient_not_permanent():
+    with FakeSmtp(mail="553 5.7.1 sender address rejected") as srv:
+        results = sender(srv.port).send([entry("a", "p@x.example"), entry("b", "q@x.example")])
+    assert [r.status for r in results] == ["transient", "transient"]
+    assert srv.verb_count("MAIL") == 2  # one mail's refusal does not stop the batch
+
+
+# ======================================================================================
+# the outbox: retry for days, requeue partial refusals, `outbox retry`
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "store.json")
+    yield s
+    s.close()
+
+
+class NoComposer:
+    def render(self, out, *, message_id, date):  # pragma: no cover - nothing is rendered here
+        raise AssertionError("not used")
+
+
+def make_service(store) -> IntakeService:
+    from mailbox.parse import parse
+    from workflows.intake import IntakeSettings
+
+    settings = IntakeSettings(support_address=SUPPORT, staff=frozenset({"s@x.example"}))
+    return IntakeService(store=store, settings=settings,
+                         parse=parse, composer=NoComposer(), secret=b"k")
+
+
+def queue(store, key: str, *rcpts: str, at: datetime = NOW) -> None:
+    with store.transaction():
+        store.outbox_add({"key": key, "kind": "ack", "thread_id": "OA-1", "message_id": f"<{key}@x>",
+                          "mail_from": SUPPORT, "rcpt_to": list(rcpts), "subject": key,
+                          "raw": f"Subject: {key}\r\n\r\nhi\r\n", "created_at": at.isoformat()})
+
+
+class ScriptedSender:
+    """Answers each send with ``answer(entry) -> SendResult`` and records what it was given."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.sent: list[dict] = []
+
+    def send(self, entries, on_result=None):
+        out = []
+        for e in entries:
+            self.sent.append(e)
+            r = self.answer(e)
+            out.append(r)
+            if on_result:
+                on_result(r)
+        return out
+
+
+def test_transient_failures_are_retried_for_days_with_hourly_backoff(store):
+    svc = make_service(store)
+    queue(store, "ack-1", "p@x.example")
+    down = ScriptedSender(lambda e: SendResult(key=e["key"], status="transient",
+                                               detail="SMTP connection failed: 535 bad password"))
+    now, waits, reports = NOW, [], []
+    while True:
+        report = CycleReport()
+        svc.drain_outbox(down, now, report)
+        reports.append((now, report))
+        e = store.outbox()[0]
+        if e["status"] != "pending":
+            break
+        nxt = datetime.fromisoformat(e["next_attempt"])
+        waits.append(nxt - now)
+        now = nxt
+    assert e["status"] == "failed" and e["attempts"] > 8
+    assert now - NOW >= SEND_RETRY_FOR and now - NOW <= SEND_RETRY_FOR + timedelta(hours=1)
+    assert max(waits) == timedelta(seconds=max(BACKOFF)) == timedelta(hours=1)
+    assert waits[:3] == [timedelta(seconds=s) for s in BACKOFF[:3]]
+    # One "still not sent" line per cycle once it has failed for an hour, none before.
+    for at, report in reports[:-1]:
+        stuck = [p for p in report.problems if "still not sent" in p]
+        assert len(stuck) == (1 if at - NOW >= timedelta(hours=1) else 0), (at, report.problems)
+        if stuck:
+            assert "ack-1" in stuck[0] and "535" in stuck[0]
+    assert any("could not send ack-1" in p for p in reports[-1][1].problems)
+
+
+def test_an_overnight_outage_loses_nothing(store):
+    svc = make_service(store)
+    queue(store, "ack-1", "p@x.example")
+    down = ScriptedSender(lambda e: SendResult(key=e["key"], status="transient", detail="connection refused"))
+    now = NOW
+    while now < NOW + timedelta(hours=14):  # the old limit (8 attempts) was about 4 hours
+        svc.drain_outbox(down, now, CycleReport())
+        now += timedelta(minutes=5)
+    assert store.outbox()[0]["status"] == "pending"
+    up = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
+    svc.drain_outbox(up, now + timedelta(hours=1), CycleReport())
+    assert store.outbox()[0]["status"] == "sent" and len(up.sent) == 1
+
+
+def test_recipients_refused_for_now_get_a_copy_of_their_own(store):
+    svc = make_service(store)
+    queue(store, "notify-1", "a@x.example", "full@x.example")
+    partial = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent",
+                                                  detail="refused: full@x.example: 452 over quota",
+                                                  retry_rcpts=("full@x.example",)))
+    report = CycleReport()
+    svc.drain_outbox(partial, NOW, report)
+    rows = {e["key"]: e for e in store.outbox()}
+    assert rows["notify-1"]["status"] == "sent"
+    copy = rows["notify-1#retry1"]
+    assert copy["status"] == "pending" and copy["rcpt_to"] == ["full@x.example"]
+    assert copy["raw"] == rows["notify-1"]["raw"] and copy["message_id"] == rows["notify-1"]["message_id"]
+    assert copy["next_attempt"] > NOW.isoformat()
+    # Later the copy goes out, to that recipient only.
+    ok = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
+    svc.drain_outbox(ok, NOW + timedelta(minutes=5), CycleReport())
+    assert [(e["key"], e["rcpt_to"]) for e in ok.sent] == [("notify-1#retry1", ["full@x.example"])]
+    assert {e["status"] for e in store.outbox()} == {"sent"}
+
+
+def write_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "pd.toml"
+    cfg.write_text(f'[support]\naddress = "{SUPPORT}"\nstaff = ["s@x.example"]\n[store]\npath = "store.json"\n')
+    return cfg
+
+
+def test_outbox_cli_lists_and_puts_failed_mail_back(tmp_path, capsys):
+    import run
+
+    cfg = write_config(tmp_path)
+    with open_store(tmp_path / "store.json") as s:
+        queue(s, "ack-1", "p@x.example")
+        queue(s, "ack-2", "q@x.example")
+        queue(s, "ack-3", "r@x.example")
+        with s.transaction():
+            s.outbox_update("ack-1", status="failed", attempts=40, detail="535 bad password",
+                            first_failed_at=NOW.isoformat(), failure_reported=True)
+            s.outbox_update("ack-2", status="failed", attempts=3, detail="timeout")
+            s.outbox_update("ack-3", status="sent")
+    assert run.main(["--config", str(cfg), "outbox", "list", "--status", "failed"]) == 0
+    out = capsys.readouterr().out
+    assert "ack-1" in out and "ack-2" in out and "ack-3" not in out and "535 bad password" in out
+    assert run.main(["--config", str(cfg), "outbox", "retry", "ack-3"]) == 1
+    assert "sent, not failed" in capsys.readouterr().err
+    assert run.main(["--config", str(cfg), "outbox", "retry", "ack-1"]) == 0
+    with open_store(tmp_path / "store.json") as s:
+        e = {r["key"]: r for r in s.outbox()}
+        assert e["ack-1"]["status"] == "pending" and e["ack-1"]["attempts"] == 0
+        assert not e["ack-1"]["first_failed_at"] and not e["ack-1"]["failure_reported"]
+        assert e["ack-2"]["status"] == "failed"
+    assert run.main(["--config", str(cfg), "outbox", "retry", "--all-failed"]) == 0
+    assert "1 failed mail(s) put back" in capsys.readouterr().out
+    with open_store(tmp_path / "store.json") as s:
+        assert {r["status"] for r in s.outbox("pending")} == {"pending"} and len(s.outbox("pending")) == 2
+        # Due at once: the next drain sends both.
+        sent = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
+        make_service(s).drain_outbox(sent, NOW, CycleReport())
+        assert sorted(e["key"] for e in sent.sent) == ["ack-1", "ack-2"]
+
+
+# ======================================================================================
+# cycle(): an IMAP outage still fires what is due and drains the outbox
+class DownSource:
+    def __init__(self, before: list[RawMail] = ()) -> None:
+        self.before = list(before)
+
+    def fetch_new(self, store):
+        yield from self.before
+        raise Transient("cannot reach IMAP server 127.0.0.1:993: connection refused")
+
+    def mark_done(self, raw):
+        pass
+
+    def quarantine(self, raw, reason):
+        pass
+
+
+def test_cycle_runs_ticks_and_drain_when_imap_is_down(store):
+    import run
+
+    svc = make_service(store)
+    queue(store, "old-1", "p@x.example")  # queued before the outage
+    fired: list[datetime] = []
+
+    def tick(now, report):  # an escalation, say: queued by a tick while IMAP is down
+        fired.append(now)
+        with store.transaction():
+            store.outbox_add({"key": "esc-1", "kind": "escalation", "thread_id": "OA-1", "message_id": "<e@x>",
+                              "mail_from": SUPPORT, "rcpt_to": ["boss@x.example"], "subject": "late",
+                              "raw": "Subject: late\r\n\r\nlate\r\n", "created_at": now.isoformat()})
+
+    out = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
+    app = run.App(settings=None, store=store, service=svc, source=DownSource(), sender=out,
+                  clock=run.Clock(NOW), spool_root=None, ticks=[tick])
+    with pytest.raises(Transient) as caught:
+        run.cycle(app)
+    assert fired, "the tick did not run"
+    assert [e["key"] for e in out.sent] == ["old-1", "esc-1"]  # the final drain ran after the tick
+    assert caught.value.report.counts["sent"] == 2
+
+
+# ======================================================================================
+# IMAP with a fake client
+def imap_settings(**kw) -> ImapSettings:
+    return ImapSettings(**{"host": "127.0.0.1", "port": 1, "security": "none", "username": "desk", **kw})
+
+
+class FakeClient:
+    def __init__(self, *, select=None, login=None, caps=("IDLE",), sizes=None) -> None:
+        self.select_error, self.login_error = select, login
+        self.caps = set(caps)
+        self.calls: list[tuple] = []
+        self.sizes = sizes or {}
+        self.normalise_times = True
+
+    def login(self, user, password):
+        if self.login_error:
+            raise self.login_error
+
+    def select_folder(self, folder):
+        self.calls.append(("select", folder))
+        if self.select_error:
+            raise self.select_error
+        return {b"UIDVALIDITY": 7}
+
+    def logout(self):
+        self.calls.append(("logout",))
+
+    def shutdown(self):
+        pass
+
+    def has_capability(self, cap):
+        return cap in self.caps
+
+    def folder_exists(self, folder):
+        return True
+
+    def __getattr__(self, name):  # copy, delete_messages, expunge, uid_expunge, move, add_flags
+        return lambda *a, **k: self.calls.append((name, *a))
+
+    def fetch(self, uids, what):
+        self.calls.append(("fetch", tuple(uids), tuple(what)))
+        if what == ["RFC822.SIZE"]:
+            return {u: {b"RFC822.SIZE": self.sizes[u]} for u in uids if u in self.sizes}
+        return {u: {b"BODY[]": b"x", b"INTERNALDATE": NOW} for u in uids}
+
+
+@pytest.mark.parametrize("error", [IMAPClientAbortError("socket error: EOF"),
+                                   IMAPClientAbortError("command: SELECT => BYE Server shutting down."),
+                                   ConnectionResetError(104, "reset"), socket.timeout("timed out")])
+def test_a_dropped_connection_on_select_is_transient_not_config_error(error):
+    src = ImapSource(imap_settings(), "pw")
+    src.client = FakeClient(select=error)
+    with pytest.raises(Transient):
+        src._select()
+    assert src.client is None  # closed: the next call reconnects
+
+
+def test_select_refused_is_config_error_only_at_first_connect():
+    src = ImapSource(imap_settings(), "pw")
+    src.client = FakeClient(select=IMAPClientError("select failed: NO Mailbox doesn't exist: Inbx"))
+    with pytest.raises(ConfigError, match=r"\[imap\] folder"):
+        src._select()
+    src.client = FakeClient()
+    src._select()
+    src.client = FakeClient(select=IMAPClientError("select failed: NO [SERVERBUG] Internal error"))
+    with pytest.raises(Transient):
+        src._select()
+
+
+def test_login_refused_after_a_successful_login_is_transient(monkeypatch):
+    clients = iter([FakeClient(), FakeClient(login=LoginError("login failed: NO [AUTHENTICATIONFAILED]"))])
+    monkeypatch.setattr(imap_mod, "IMAPClient", lambda *a, **k: next(clients))
+    src = ImapSource(imap_settings(), "pw")
+    src.connect()
+    src.close()
+    with pytest.raises(Transient, match="restarting"):
+        src.connect()
+
+
+def test_login_refused_at_first_connect_is_config_error_unless_unavailable(monkeypatch):
+    src = ImapSource(imap_settings(), "pw")
+    refused = LoginError("NO [AUTHENTICATIONFAILED]")
+    monkeypatch.setattr(imap_mod, "IMAPClient", lambda *a, **k: FakeClient(login=refused))
+    with pytest.raises(ConfigError, match="password"):
+        src.connect()
+    monkeypatch.setattr(imap_mod, "IMAPClient",
+                        lambda *a, **k: FakeClient(login=LoginError("NO [UNAVAILABLE] Temporary auth failure")))
+    with pytest.raises(Transient):
+        src.connect()
+
+
+def test_fetch_after_a_dropped_connection_reconnects_at_once(monkeypatch):
+    fresh = FakeClient(sizes={1: 10})
+    monkeypatch.setattr(imap_mod, "IMAPClient", lambda *a, **k: fresh)
+
+    class Cursorless:
+        def cursor(self, folder):
+            return None
+
+    src = ImapSource(imap_settings(), "pw")
+    src.client = FakeClient(select=IMAPClientAbortError("socket error: EOF"))  # kept from the last cycle
+    fresh.search = lambda criteria: [1]
+    assert [r.uid for r in src.fetch_new(Cursorless())] == [1]
+    assert src.client is fresh
+
+
+@pytest.mark.parametrize("key", ["done_folder", "quarantine_folder"])
+def test_done_or_quarantine_folder_equal_to_the_read_folder_is_a_config_error(key):
+    with pytest.raises(ConfigError, match=rf"\[imap\] {key}"):
+        ImapSource(imap_settings(folder="INBOX", **{key: "inbox"}), "pw")
+    ImapSource(imap_settings(folder="INBOX", **{key: "Elsewhere"}), "pw")
+
+
+def test_move_without_uidplus_never_expunges(caplog):
+    src = ImapSource(imap_settings(), "pw")
+    src.client = FakeClient(caps=())
+    src._move(5, "Done")
+    names = [c[0] for c in src.client.calls]
+    assert "copy" in names and "delete_messages" in names
+    assert "expunge" not in names and "uid_expunge" not in names
+    assert "UIDPLUS" in caplog.text
+    src.client = FakeClient(caps=("UIDPLUS",))
+    src._move(6, "Done")
+    assert ("uid_expunge", [6]) in src.client.calls and "expunge" not in [c[0] for c in src.client.calls]
+
+
+def test_bodies_are_fetched_in_batches_capped_by_size_and_count():
+    mb = 1024 * 1024
+    sizes = {1: 10 * mb, 2: 10 * mb, 3: 10 * mb, 4: 30 * mb, **{u: 1000 for u in range(10, 460)}}
+    c = FakeClient(sizes=sizes)
+    uids = sorted(sizes) + [999]  # 999: expunged meanwhile, no size
+    batches = list(ImapSource._batches(c, uids))
+    assert batches[0] == [1, 2] and batches[1] == [3] and batches[2] == [4]  # 25 MB cap; a big one alone
+    assert [len(b) for b in batches[3:]] == [200, 200, 50]  # count cap
+    assert sum(batches, []) == sorted(sizes)
+
+
+def test_bye_during_idle_wakes_and_the_next_call_reconnects():
+    src = ImapSource(imap_settings(), "pw")
+    c = FakeClient()
+    c.idle_check = lambda timeout: [(b"BYE", b"Server shutting down.")]
+    src.client = c
+    assert src.wait_for_mail(5) is True
+    assert src.client is None and "idle_done" not in [x[0] for x in c.calls]
+
+    c = FakeClient()
+
+    def eof(timeout):
+        raise IMAPClientAbortError("socket error: EOF")
+
+    c.idle_check = eof
+    src.client = c
+    assert src.wait_for_mail(5) is True and src.client is None
+
+
+# ======================================================================================
+# real Dovecot: `doveadm kick` drops our connection
+def _kick(servers, user: str) -> None:
+    subprocess.run(["doveadm", "-c", str(servers._conf), "kick", user], check=True, capture_output=True, timeout=20)
+
+
+def _wait_logged_in(servers, user: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        who = subprocess.run(["doveadm", "-c", str(servers._conf), "who", "-1", user], capture_output=True,
+                             text=True, timeout=20)
+        if user in who.stdout:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{user} did not log in again within {timeout} s")
+
+
+def _message(n: int, to: str) -> bytes:
+    m = EmailMessage()
+    m["From"] = "someone@example.test"
+    m["To"] = to
+    m["Subject"] = f"kick test {n}"
+    m["Message-ID"] = f"<kick{n}.{time.monotonic_ns()}@example.test>"
+    m.set_content(f"body {n}")
+    return m.as_bytes()
+
+
+class _Cursor:
+    def __init__(self) -> None:
+        self.last = 0
+
+    def cursor(self, folder):
+        return {"uidvalidity": self.uidvalidity, "last_uid": self.last} if self.last else None
+
+
+def _fetch(src: ImapSource, cur: _Cursor) -> list[RawMail]:
+    raws = list(src.fetch_new(cur))
+    if raws:
+        cur.uidvalidity, cur.last = raws[-1].uidvalidity, raws[-1].uid
+    return raws
+
+
+@pytest.mark.integration
+def test_dovecot_kick_between_fetches_reconnects(desk):
+    s = desk.servers
+    src = ImapSource(ImapSettings(host="127.0.0.1", port=s.imap_port, security="none", username=desk.support,
+                                  timeout=10.0), "pw")
+    cur = _Cursor()
+    try:
+        s.deliver(desk.support, _message(1, desk.support))
+        assert [r.uid for r in _fetch(src, cur)] == [1]
+        _kick(s, desk.support)
+        s.deliver(desk.support, _message(2, desk.support))
+        assert [r.uid for r in _fetch(src, cur)] == [2]  # reconnected on its own, no Transient
+        # Marking works on the new connection too.
+        src.mark_done(RawMail(source_key="x", data=b"", received_at=NOW, folder="INBOX",
+                              uidvalidity=cur.uidvalidity, uid=2))
+
+        # Kicked while waiting in IDLE: wakes up, and the next fetch reconnects.
+        kicker = threading.Timer(0.5, _kick, (s, desk.support))
+        kicker.start()
+        t0 = time.monotonic()
+        try:
+            assert src.wait_for_mail(10) is True
+        finally:
+            kicker.join()
+        assert time.monotonic() - t0 < 8
+        s.deliver(desk.support, _message(3, desk.support))
+        assert [r.uid for r in _fetch(src, cur)] == [3]
+    finally:
+        src.close()
+
+
+@pytest.mark.integration
+def test_daemon_survives_a_kick_and_keeps_taking_in_mail(desk):
+    import signal
+    import sys
+
+    from tests.conftest import ROOT
+
+    s = desk.servers
+    env = dict(__import__("os").environ, PD_TEST_PASSWORD="pw")
+    daemon = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--config", str(desk.config), "run"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=desk.dir, env=env)
+    try:
+        for _ in range(2):  # kicked twice, each time once it is back
+            _wait_logged_in(s, desk.support)
+            assert daemon.poll() is None, daemon.communicate()[1]
+            _kick(s, desk.support)
+        s.deliver(desk.support, _message(1, desk.support).replace(b"someone@example.test", desk.stranger.encode()))
+        s.wait_for(desk.stranger, 1, timeout=20)  # the ack: the daemon took the mail in after the kicks
+        assert daemon.poll() is None, daemon.communicate()[1]
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=20)
+    assert daemon.returncode == 0, err
+    assert "config error" not in err and "Traceback" not in err

@@ -311,6 +311,9 @@ def cmd_once(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
     for p in report.problems:
         print(f"warning: {p}", file=sys.stderr)
     print(report.summary())
+    if args.verbose:  # what became of each message, and why
+        for line in report.actions:
+            print(f"  {line}")
     return 0
 
 
@@ -341,6 +344,8 @@ def dry_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
         print(f"warning: {p}", file=sys.stderr)
     print(f"dry run at {clock.now().isoformat()}: nothing was sent, nothing changed")
     print(report.summary())
+    for line in report.actions:
+        print(f"  {line}")
     files = sorted((out_root / "outbox").glob("*.eml"))
     print(f"would send {len(files)} mail(s); written to {out_root / 'outbox'}")
     for f in files:
@@ -545,6 +550,14 @@ def cmd_states(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
 DEMO_STAFF = "young@openatrium.example"
 
 
+def _print_demo_report(report: Any) -> None:
+    print(report.summary())
+    for line in report.actions:
+        print(f"  {line.removeprefix('spool:')}")
+    for path in report.written:
+        print(f"  wrote {path}")
+
+
 def cmd_demo(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
     """The real intake workflows on sample mail, with TinyDB and a spool directory in ./partnerdesk-demo."""
     import email
@@ -590,9 +603,7 @@ def cmd_demo(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
         app = build(settings, clock, stack, spool_root=root / "spool", daemon=True)
         print("\n== pass 1: partners' requests arrive ==")
         report = cycle(app)
-        print(report.summary())
-        for path in report.written:
-            print(f"  wrote {path}")
+        _print_demo_report(report)
 
         # A staff member answers the first notification from a mail client: Reply, type, send.
         notes = sorted((root / "spool" / "outbox").glob("*-notify.eml"))
@@ -613,9 +624,7 @@ def cmd_demo(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
             (inbox / "zz-staff-reply.eml").write_bytes(reply.as_bytes())
             print(f"\n== pass 2: {DEMO_STAFF} replies to {notes[0].name} from a mail client ==")
             report = cycle(app)
-            print(report.summary())
-            for path in report.written:
-                print(f"  wrote {path}")
+            _print_demo_report(report)
 
         print("\n== threads ==")
         from workflows.calendar import format_due

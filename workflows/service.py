@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from . import msgids
 from .autoreply import automatic_reason
+from .calendar import format_due
 from .errors import BadInput
 from .intake import Candidates, IntakeSettings, bounce, decide
 from .model import Decision, InboundMail, OutgoingMail, Thread, ThreadEvent
@@ -50,6 +51,7 @@ class CycleReport:
     counts: Counter[str] = field(default_factory=Counter)
     written: list[str] = field(default_factory=list)  # where a spool sender put mail, for demo output
     problems: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)  # one line per message taken in: what and why
 
     def summary(self) -> str:
         c = self.counts
@@ -67,6 +69,20 @@ class CycleReport:
                                                             "cancelled")
                  if c[k]]
         return ", ".join(parts + extra)
+
+
+def _action_line(raw: RawMail, mail: InboundMail, decision: Decision, thread: Thread, s: IntakeSettings) -> str:
+    """One line for people: which mail, from whom, what became of it, what it caused."""
+    sender = decision.sender
+    who = mail.from_addr or "(no usable sender)"
+    if sender is not None:
+        facts = [sender.kind] + ([sender.partner_id] if sender.partner_id else [])
+        if sender.kind == "partner":
+            facts.append("seat" if sender.seat else "no seat")
+        who += f" [{', '.join(facts)}]"
+    due = f", due {format_due(thread.due_at, s.calendar)}" if thread.due_at else ""
+    sends = "; ".join(f"{o.kind} to {', '.join(o.to)}" for o in decision.outgoing) or "nothing sent"
+    return f"{raw.source_key}: {who} -> {decision.action} {thread.id}{due} ({decision.reason}); {sends}"
 
 
 class IntakeService:
@@ -153,6 +169,7 @@ class IntakeService:
             return
         report.counts.update(batch.counts)
         report.problems += batch.problems
+        report.actions += batch.actions
         if source is None:
             return
         bad_keys = {r.source_key for r, _ in bad}
@@ -185,6 +202,7 @@ class IntakeService:
         if (known and known.get("direction") == "in") or store.seen_raw(mail.raw_sha256):
             # The same mail delivered twice (To and Cc), or seen again after a UIDVALIDITY change.
             report.counts["duplicates"] += 1
+            report.actions.append(f"{raw.source_key}: duplicate of {mail.message_id}, already taken in")
             return "duplicate"
 
         for intercept in self.interceptors:
@@ -195,6 +213,7 @@ class IntakeService:
                                      at=mail.received_at.isoformat(), source=raw.source_key, note=action,
                                      sender=mail.from_addr, subject=mail.subject)
                 report.counts[action] += 1
+                report.actions.append(f"{raw.source_key}: {action} (not a support request)")
                 return action
 
         bounced = self._bounced(mail)
@@ -207,6 +226,7 @@ class IntakeService:
                                  at=mail.received_at.isoformat(), source=raw.source_key, sender=mail.from_addr,
                                  subject=mail.subject, note="delivery report")
             report.counts["bounces"] += 1
+            report.actions.append(f"{raw.source_key}: delivery report -> {thread.id}: {decision.reason}")
             store.save_thread(self._queue(decision.thread, decision.outgoing, now, report))
             return "bounce"
 
@@ -241,6 +261,7 @@ class IntakeService:
         if decision.thread is None:
             report.counts["skipped"] += 1
             log.info("skipped %s: %s", mail.message_id, decision.reason)
+            report.actions.append(f"{raw.source_key}: skipped: {decision.reason}")
             store.record_message(mail.message_id, direction="in", thread_id=None, at=mail.received_at.isoformat(),
                                  source=raw.source_key, note=decision.reason)
             return decision.action
@@ -259,6 +280,7 @@ class IntakeService:
         thread = self._queue(thread, decision.outgoing, now, report)
         store.save_thread(thread)
         log.info("%s %s -> %s (%s)", decision.action, mail.message_id, thread.id, decision.reason)
+        report.actions.append(_action_line(raw, mail, decision, thread, self.settings))
         return decision.action
 
     def _bounced(self, mail: InboundMail) -> tuple[Thread, dict[str, Any]] | None:

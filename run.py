@@ -281,6 +281,8 @@ class ReadOnlySource:
 
     def __init__(self, source: Any) -> None:
         self.source = source
+        if hasattr(source, "readonly"):
+            source.readonly = True  # IMAP EXAMINE: not even \Recent changes
 
     def fetch_new(self, store: Any) -> Any:
         return self.source.fetch_new(store)
@@ -448,15 +450,22 @@ def cmd_partners(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
                 return 2
             result = parse_roster(text)
             welcome = mailing_runner(settings, store, None, b"")
+            notes = []
             with store.transaction():
                 for p in result.partners:
                     old = store.partner(p.id)
-                    store.save_partner(merge(old, p))
+                    merged = merge(old, p)
+                    store.save_partner(merged)
+                    if merged.renews_on != p.renews_on:
+                        notes.append(f"  {p.id}: kept renewal date {merged.renews_on} (recorded payment); the sheet "
+                                     f"says {p.renews_on or 'nothing'}")
                     if old is None:  # a new partner: the next cycle sends the welcome mail
                         welcome.request_welcome(p.id, clock.now())
             contacts = sum(len(p.contacts) for p in result.partners)
             print(f"imported {len(result.partners)} partners, {contacts} contacts from {result.rows} rows; "
                   f"rejected {len(result.rejected)}")
+            for note in notes:
+                print(note)
             for r in result.rejected:
                 print(f"  {args.file}:{r.line}: {r.reason}")
             return 1 if result.rejected and not result.partners else 0

@@ -57,6 +57,7 @@ class ImapSource:
         self.logged_in_once = False
         self.selected_once = False
         self._warned_no_uidplus = False
+        self.readonly = False  # True: EXAMINE instead of SELECT (dry runs change nothing on the server)
         for key in ("done_folder", "quarantine_folder"):
             other = getattr(settings, key)
             if other and _same_name(other, settings.folder):
@@ -98,7 +99,7 @@ class ImapSource:
         assert self.client is not None
         s = self.s
         try:
-            info = self.client.select_folder(s.folder)
+            info = self.client.select_folder(s.folder, readonly=self.readonly)
         except DROPPED as e:
             self.close()
             raise Transient(f"IMAP connection to {s.host}:{s.port} was dropped ({e}); will reconnect") from e

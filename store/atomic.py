@@ -54,6 +54,7 @@ class AtomicJSONStorage(Storage):
         self._cache_stamp: tuple[int, int, int] | None = None
         self._txn: dict[str, Any] | None = None
         self._depth = 0
+        self._dirty = False
 
     # -- TinyDB's interface --------------------------------------------------
     def read(self) -> dict[str, Any] | None:
@@ -69,6 +70,7 @@ class AtomicJSONStorage(Storage):
             self._cache_stamp = None
             raise RuntimeError("store writes must happen inside Store.transaction()")
         self._txn = data
+        self._dirty = True
 
     def close(self) -> None:
         self._cache = None
@@ -94,10 +96,12 @@ class AtomicJSONStorage(Storage):
             # replacements; TinyDB updates documents in place, though, so after a
             # rollback the cache is dropped and the file read again.
             self._txn = dict(self._load() or {})
+            self._dirty = False
             committed = False
             try:
                 yield
-                self._save(self._txn)
+                if self._dirty:  # a transaction that only read leaves the file alone
+                    self._save(self._txn)
                 committed = True
             finally:
                 self._txn = None

@@ -120,6 +120,9 @@ class Store:
         """The key for our Message-IDs: from config, or generated once and kept."""
         if configured:
             return configured.encode()
+        value = self.meta("secret")
+        if value is not None:
+            return value.encode()
         with self.transaction():
             value = self.meta("secret")
             if value is None:

@@ -15,6 +15,8 @@ def fire(thread, now, config=LADDER, **kw):
     """Run the ladder at ``now`` and remember what fired, as the tick does."""
     mails = esc.due_escalations(thread, now, config, CAL, partner_name="Acme Web", request_text="Please help", **kw)
     for m in mails:
+        for overtaken in m.context.get("covers", ()):
+            thread = esc.record_fired(thread, overtaken, now, m.to)
         thread = esc.record_fired(thread, m.context["stage"], now, m.to)
     return thread, [(m.context["stage"], m.to) for m in mails], mails
 
@@ -117,12 +119,29 @@ def test_over_a_weekend_and_holiday():
     assert [f[0] for f in fire(t, et(2026, 11, 30, 11))[1]] == ["second-level"]
 
 
-def test_missed_stages_all_fire_once_in_order():
+def test_missed_stages_fire_once_as_one_mail_for_the_latest():
+    # Down from before the warning until after the second level: one mail, not "due soon" + "overdue".
     t = request(et(2026, 11, 30, 10))
     t, fired, mails = fire(t, et(2026, 12, 2, 10))
-    assert [f[0] for f in fired] == ["warning", "breach", "second-level"]
-    assert len(mails[2].context["already_told"]) == 2
+    assert [f[0] for f in fired] == ["second-level"]
+    [mail] = mails
+    assert mail.context["covers"] == ["warning", "breach"]
+    # Everyone the overtaken stages name is told (warning: assignee/staff, breach: escalation list).
+    assert {"boss@oa.example", "lead@oa.example"} <= set(mail.to)
+    assert esc.fired_stages(t) == ["warning", "breach", "second-level"]
     assert fire(t, et(2026, 12, 2, 11))[1] == []
+
+
+def test_urgent_hours_are_real_hours_across_dst():
+    stage = esc.Stage(name="night", percent=100, plus_hours=48, urgent=True)
+    # Breach Friday 12 March 2027 16:00 EST; 48 real hours later is Sunday 17:00 EDT (clocks jump Sunday 2 AM).
+    start = et(2027, 3, 11, 16)  # due one business day later: Friday 16:00
+    fires = stage.fires_at(start, CAL)
+    assert fires == et(2027, 3, 14, 17)
+    from datetime import timezone as _tz
+
+    real = fires.astimezone(_tz.utc) - et(2027, 3, 12, 16).astimezone(_tz.utc)
+    assert real.total_seconds() == 48 * 3600
 
 
 def toml(extra: dict) -> dict:

@@ -415,7 +415,7 @@ class FakeClient:
         if self.login_error:
             raise self.login_error
 
-    def select_folder(self, folder):
+    def select_folder(self, folder, readonly=False):
         self.calls.append(("select", folder))
         if self.select_error:
             raise self.select_error

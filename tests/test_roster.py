@@ -285,3 +285,16 @@ def test_one_address_cannot_belong_to_two_partners():
     result = _parse(text)
     assert [p.id for p in result.partners] == ["a"]
     assert result.rejected[0].line == 3 and "already a contact of partner a" in result.rejected[0].reason
+
+
+def test_reimport_never_moves_a_recorded_renewal_back():
+    from datetime import date as _date
+
+    from workflows.model import Partner as _Partner
+    from workflows.roster import merge as _merge
+
+    paid = _Partner(id="a", name="A", plan="standard", renews_on=_date(2028, 3, 31))
+    sheet = _Partner(id="a", name="A", plan="standard", renews_on=_date(2027, 3, 31))
+    assert _merge(paid, sheet).renews_on == _date(2028, 3, 31)
+    later = _Partner(id="a", name="A", plan="standard", renews_on=_date(2029, 3, 31))
+    assert _merge(paid, later).renews_on == _date(2029, 3, 31)  # a newer sheet still wins

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from . import msgids
@@ -78,7 +78,8 @@ class Stage:
         if not self.plus_hours:
             return base
         if self.urgent:
-            return base + timedelta(hours=self.plus_hours)
+            # Real elapsed hours: wall-clock arithmetic in New York time would be an hour off across DST.
+            return (base.astimezone(timezone.utc) + timedelta(hours=self.plus_hours)).astimezone(base.tzinfo)
         return cal.add_business_time(base, timedelta(hours=self.plus_hours))
 
     def describe(self) -> str:
@@ -269,8 +270,8 @@ def due_escalations(
     state = ladder_state(thread)
     told: list[dict[str, Any]] = list(state["fired"])
     done = {f["stage"] for f in told}
-    out: list[OutgoingMail] = []
     stages = list(config.stages)
+    due: list[tuple[int, Stage, tuple[str, ...]]] = []
     for i, stage in enumerate(stages):
         if stage.name in done:
             continue
@@ -280,13 +281,19 @@ def due_escalations(
         if not stage.urgent and not calendar.is_open(now):
             continue  # goes out at the next opening
         to = recipients(stage, thread, config, blocked)
-        if not to:
-            continue
-        later = [(s.fires_at(clock.started_at, calendar), s) for s in stages[i + 1:] if s.name not in done]
-        nxt = min(later, key=lambda p: p[0]) if later else None
-        out.append(_mail(thread, stage, to, clock, now, config, calendar, told, nxt, partner_name, request_text))
-        told.append({"stage": stage.name, "at": now.isoformat(), "to": list(to)})
-    return out
+        if to:
+            due.append((i, stage, to))
+    if not due:
+        return []
+    # Several stages due at once (downtime, a night, a tick missed): one mail for the latest,
+    # to everyone the overtaken stages name too, rather than "due soon" next to "overdue".
+    i, stage, to = due[-1]
+    covers = [s.name for _, s, _ in due[:-1]]
+    to = tuple(dict.fromkeys(a for _, _, t in due for a in t))
+    later = [(s.fires_at(clock.started_at, calendar), s) for s in stages[i + 1:] if s.name not in done]
+    nxt = min(later, key=lambda p: p[0]) if later else None
+    mail = _mail(thread, stage, to, clock, now, config, calendar, told, nxt, partner_name, request_text)
+    return [replace(mail, context={**mail.context, "covers": covers})]
 
 
 def _mail(thread: Thread, stage: Stage, to: tuple[str, ...], clock: Any, now: datetime, config: LadderConfig,

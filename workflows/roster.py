@@ -108,4 +108,10 @@ def merge(existing: Partner | None, incoming: Partner) -> Partner:
         # A training date once recorded is not forgotten because a sheet left it empty.
         trained = c.trained_on or (old.trained_on if old else None)
         by_email[c.email] = replace(c, trained_on=trained)
-    return replace(incoming, contacts=tuple(by_email.values()), active=existing.active or incoming.active)
+    # A recorded payment (`partners renew`) moves the renewal date forward; an older sheet
+    # re-imported to add a contact must not move it back and silently stop the next term's notices.
+    renews = incoming.renews_on
+    if existing.renews_on and (renews is None or existing.renews_on > renews):
+        renews = existing.renews_on
+    return replace(incoming, contacts=tuple(by_email.values()), active=existing.active or incoming.active,
+                   renews_on=renews)

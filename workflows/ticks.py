@@ -69,6 +69,8 @@ class PromiseTicks:
             return thread
         for mail in due:
             stage = mail.context["stage"]
+            for overtaken in mail.context.get("covers", ()):  # fired together with this one
+                thread = record_fired(thread, overtaken, now, mail.to)
             thread = record_fired(thread, stage, now, mail.to)
             thread = thread.with_event(ThreadEvent(at=now, kind="stage", by=s.support_address,
                                                    detail=f"{stage} ({mail.context['clock']}, waited "

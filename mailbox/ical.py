@@ -25,9 +25,35 @@ from workflows.mailings.due import CalendarEvent
 PRODID = "-//Open Atrium//partnerdesk//EN"
 
 
+# The standard definition of New York's zone (US rules since 2007), as Outlook and most clients write
+# it: one DAYLIGHT and one STANDARD block with yearly rules. Outlook reads this more reliably than the
+# per-year RDATE lists Timezone.from_tzinfo produces (whose DST start is written as 03:00).
+_NEW_YORK = """BEGIN:VTIMEZONE\r
+TZID:America/New_York\r
+BEGIN:DAYLIGHT\r
+DTSTART:19700308T020000\r
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=2SU\r
+TZOFFSETFROM:-0500\r
+TZOFFSETTO:-0400\r
+TZNAME:EDT\r
+END:DAYLIGHT\r
+BEGIN:STANDARD\r
+DTSTART:19701101T020000\r
+RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU\r
+TZOFFSETFROM:-0400\r
+TZOFFSETTO:-0500\r
+TZNAME:EST\r
+END:STANDARD\r
+END:VTIMEZONE\r
+"""
+_STANDARD_VTIMEZONES = {"America/New_York": _NEW_YORK}
+
+
 @functools.lru_cache(maxsize=8)
 def _vtimezone(tzid: str, year: int) -> icalendar.Timezone:
-    # Covers a few years either side: enough for any call we announce, cheap to build once.
+    if tzid in _STANDARD_VTIMEZONES:
+        return icalendar.Timezone.from_ical(_STANDARD_VTIMEZONES[tzid])
+    # Other zones: generated from the tz database, covering a few years either side of the call.
     return icalendar.Timezone.from_tzinfo(ZoneInfo(tzid), tzid=tzid,
                                           first_date=datetime(year - 1, 1, 1), last_date=datetime(year + 2, 1, 1))
 
@@ -90,25 +116,37 @@ class Rsvp:
 
 def parse_replies(text: str) -> list[Rsvp]:
     """The attendee answers in one METHOD:REPLY body; [] for anything else or unreadable input."""
+    # Whatever a calendar client (or a forger) sends must not make the mail a "bug" for the quarantine:
+    # anything the library cannot read is simply not an RSVP.
     try:
         cal = icalendar.Calendar.from_ical(text)
-    except (ValueError, KeyError, IndexError):
+        if str(cal.get("method", "")).upper() != "REPLY":
+            return []
+        out = []
+        for ev in cal.walk("VEVENT"):
+            uid = str(ev.get("uid", "")).strip()
+            attendees = ev.get("attendee")
+            if not uid or attendees is None:
+                continue
+            sequence = _sequence(ev)
+            for a in attendees if isinstance(attendees, list) else [attendees]:
+                addr = str(a).strip()
+                if addr.lower().startswith("mailto:"):
+                    addr = addr[7:]
+                out.append(Rsvp(uid=uid, attendee=addr.lower(),
+                                partstat=str(a.params.get("PARTSTAT", "")).upper(),
+                                sequence=sequence, comment=str(ev.get("comment", ""))))
+        return out
+    except Exception:
         return []
-    if str(cal.get("method", "")).upper() != "REPLY":
-        return []
-    out = []
-    for ev in cal.walk("VEVENT"):
-        uid = str(ev.get("uid", "")).strip()
-        attendees = ev.get("attendee")
-        if not uid or attendees is None:
-            continue
-        for a in attendees if isinstance(attendees, list) else [attendees]:
-            addr = str(a).strip()
-            if addr.lower().startswith("mailto:"):
-                addr = addr[7:]
-            out.append(Rsvp(uid=uid, attendee=addr.lower(), partstat=str(a.params.get("PARTSTAT", "")).upper(),
-                            sequence=int(ev.get("sequence", 0) or 0), comment=str(ev.get("comment", ""))))
-    return out
+
+
+def _sequence(ev: icalendar.Event) -> int:
+    """SEQUENCE as a number; 0 when absent or unreadable (SEQUENCE:abc is an RSVP all the same)."""
+    try:
+        return int(ev.get("sequence", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def reply(request_text: str, attendee: str, partstat: str) -> str:

@@ -213,3 +213,20 @@ def test_bounce_of_an_ack_tells_staff_once_and_a_bounced_notification_only_recor
     assert len([e for e in store.outbox() if e["kind"] == "bounce-notice"]) == 1
     [thread] = store.threads()
     assert [e.kind for e in thread.events].count("bounce") == 3 and report.counts["bounces"] == 3
+
+
+def test_out_of_office_answering_a_mailing_does_not_notify_staff(store):
+    svc, report = service(store), CycleReport()
+    with store.transaction():  # a mailing we sent (no thread)
+        store.record_message("<oa-0.call-invite.aaa.bbb@openatrium.example>", direction="out", thread_id=None,
+                             kind="call-invite", to=["p@partner.example"])
+    m = EmailMessage()
+    m["From"] = "p@partner.example"
+    m["To"] = SUPPORT
+    m["Subject"] = "Automatic reply: State of Open Atrium"
+    m["Auto-Submitted"] = "auto-replied"
+    m["In-Reply-To"] = "<oa-0.call-invite.aaa.bbb@openatrium.example>"
+    m["Message-ID"] = "<ooo@partner.example>"
+    m.set_content("Away until Monday")
+    svc.take_in(RawMail(source_key="spool:ooo", data=m.as_bytes(), received_at=NOW), NOW, report)
+    assert store.outbox() == [] and len(store.threads()) == 1

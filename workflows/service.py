@@ -315,7 +315,19 @@ class IntakeService:
         if decision.action == "thread-new" and decision.sender.kind == "unknown":
             return replace(decision, outgoing=tuple(o for o in decision.outgoing if o.kind != "notify"),
                            reason=f"automatic mail from an unknown sender ({reason}): recorded only")
+        if decision.action == "thread-new" and self._answers_our_mail(mail):
+            # An out-of-office answering a mailing (fifty contacts, fifty auto-replies to the call
+            # invitation) is recorded, not put in front of staff one notification at a time.
+            return replace(decision, outgoing=tuple(o for o in decision.outgoing if o.kind != "notify"),
+                           reason=f"automatic answer to our own mail ({reason}): recorded only")
         return decision
+
+    def _answers_our_mail(self, mail: InboundMail) -> bool:
+        for ref in mail.thread_refs:
+            rec = self.store.message(ref)
+            if (rec and rec.get("direction") == "out") or msgids.thread_of_message_id(self.secret, ref) is not None:
+                return True
+        return False
 
     def queue(self, thread: Thread | None, outgoing: tuple[OutgoingMail, ...], now: datetime,
               report: CycleReport) -> Thread | None:

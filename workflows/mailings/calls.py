@@ -114,10 +114,13 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
                         record={**record, "sequence": 0, "method": "REQUEST"})
                 offer(d, passed=passed, unsub=unsub)
                 calendar_going_now = bool(send) and send[-1] is d
-            elif last.get("method") == "REQUEST" and last.get("start") != call.start.isoformat():
+            elif last.get("method") == "REQUEST" and datetime.fromisoformat(last["start"]) != call.start:
+                # Compared as instants: the same time written in another zone is not a move.
                 seq = int(last.get("sequence", 0)) + 1
                 before = datetime.fromisoformat(last["start"])
-                d = Due(mailing="call-update", occurrence=f"{call.id}@{stamp(call.start)}", recipient=c.email,
+                # Keyed by SEQUENCE too: a call moved A->B->A->B sends every one of those updates.
+                d = Due(mailing="call-update", occurrence=f"{call.id}@{stamp(call.start)}#seq{seq}",
+                        recipient=c.email,
                         partner_id=p.id, due_at=max(invite_at, now), template="call_update", list_name="calls",
                         why=f"the call moved from {format_when(before, tz)} to {format_when(call.start, tz)}",
                         subject=f"Moved: {cfg.title}, now {format_when(call.start, tz)}",
@@ -128,7 +131,21 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
                 offer(d, passed=passed)
                 calendar_going_now = bool(send) and send[-1] is d
             elif last.get("method") == "CANCEL":
-                continue
+                # Cancelled, then put back in the config: invite again (the entry in their calendar says
+                # cancelled), with the next SEQUENCE; keyed by it so a second restore is invited too.
+                # Like an update, it corrects an entry they have, so it goes even to the unsubscribed.
+                if passed:
+                    continue
+                seq = int(last.get("sequence", 0)) + 1
+                d = Due(mailing="call-invite", occurrence=f"{call.id}#seq{seq}", recipient=c.email,
+                        partner_id=p.id, due_at=now, template="call_invite", list_name="calls",
+                        why=f"the call on {format_when(call.start, tz)} was cancelled and is back in the calendar",
+                        subject=f"Invitation: {cfg.title}, {format_when(call.start, tz)}",
+                        context=_context(cfg, call, mc, c.name, p.name),
+                        event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
+                        record={**record, "sequence": seq, "method": "REQUEST"})
+                offer(d, passed=passed)
+                calendar_going_now = bool(send) and send[-1] is d
             if remind_at > now:
                 continue
             r = Due(mailing="call-reminder", occurrence=f"{call.id}@{stamp(call.start)}", recipient=c.email,
@@ -153,7 +170,8 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
         p, c = names.get(email, (None, None))
         gone = CallDate(id=cid, start=start)
         seq = int(last.get("sequence", 0)) + 1
-        d = Due(mailing="call-cancel", occurrence=cid, recipient=email, partner_id=last.get("partner_id", ""),
+        # Keyed by SEQUENCE: a call restored and removed again is cancelled again.
+        d = Due(mailing="call-cancel", occurrence=f"{cid}#seq{seq}", recipient=email, partner_id=last.get("partner_id", ""),
                 due_at=now, template="call_cancel", list_name="calls",
                 why=f"the call on {format_when(start, tz)} was removed from the calendar",
                 subject=f"Cancelled: {cfg.title}, {format_when(start, tz)}",

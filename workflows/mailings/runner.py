@@ -22,12 +22,14 @@ import hmac
 import logging
 import re
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Callable, Iterable
 
 from .. import msgids
+from ..autoreply import automatic_reason
 from ..model import InboundMail, OutgoingMail, Partner
 from . import renewals
+from .calls import calendar_state, call_dates
 from .config import MailingsConfig
 from .due import UNSUBSCRIBE_LISTS, Due, ledger_key, outbox_key, split_key
 from .plan import due_mailings
@@ -37,6 +39,11 @@ log = logging.getLogger("partnerdesk.mailings")
 MAILING_KINDS = frozenset({"call-invite", "call-update", "call-cancel", "call-reminder", "renewal",
                            "training-announcement", "training-refresher", "welcome"})
 _TOKEN_RE = re.compile(r"\bunsubscribe\s+([a-z]+)\.([A-Za-z0-9_-]+)\.([0-9a-f]{16})\b", re.IGNORECASE)
+_FOOTER_RE = re.compile(r'with\s+the\s+subject\s+"unsubscribe\s+[^"\s]+"', re.IGNORECASE)  # our footer's words
+# What is left of a request once the token is taken out, that still asks for a person: any word of
+# three letters or more besides the usual "unsubscribe / please / thanks / stop" courtesy.
+_COURTESY = r"(?:unsubscribe|please|pls|thanks|thank|you|stop|remove|from|the|list|this|me|us|and|regards|best)"
+_REST_RE = re.compile(rf"\b(?!{_COURTESY}\b)[^\W\d_]{{3,}}", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,29 +212,77 @@ class MailingRunner:
         return hmac.new(self.secret, f"unsubscribe:{list_name}:{address}".encode(), hashlib.sha256).hexdigest()[:16]
 
     def intercept(self, mail: InboundMail, now: datetime) -> str | None:
-        """IntakeService interceptor: calendar replies and unsubscribe requests never become threads."""
+        """IntakeService interceptor: calendar replies, delivery reports of mailings and unsubscribe
+        requests never become threads (an unsubscribe that also asks something does, once recorded)."""
         if mail.calendar_parts and self.parse_replies is not None:
-            answers = [a for text in mail.calendar_parts for a in self.parse_replies(text)
-                       if a.uid.lower().endswith("@" + self.domain) and a.uid.lower().startswith("call-")]
+            calls = self._call_uids(now)
+            answers = [(calls[a.uid.lower()], a) for text in mail.calendar_parts for a in self.parse_replies(text)
+                       if a.uid.lower() in calls]
             if answers:
-                for a in answers:
+                for call_id, a in answers:
                     _put(self.store.table("rsvps"), f"{a.uid.lower()}|{a.attendee}", {
-                        "call_id": a.uid.lower().rpartition("@")[0], "attendee": a.attendee,
+                        "call_id": call_id, "attendee": a.attendee,
                         "partstat": a.partstat, "sequence": a.sequence, "comment": a.comment,
                         "at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
                 return "rsvp"
-        m = _TOKEN_RE.search(mail.subject) or _TOKEN_RE.search(mail.text[:2000])
-        if m:
-            list_name, who, mac = m.group(1).lower(), m.group(2), m.group(3)
-            try:
-                address = base64.urlsafe_b64decode(who + "=" * (-len(who) % 4)).decode()
-            except (ValueError, UnicodeDecodeError):
-                return None
-            if list_name in UNSUBSCRIBE_LISTS and hmac.compare_digest(self._mac(list_name, address), mac):
-                _put(self.store.table("unsubscribed"), f"{list_name}:{address}",
-                     {"at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
-                return "unsubscribed"
-        return None
+        if mail.reported_ids and self._mailing_bounced(mail, now):
+            return "mailing-bounce"
+        return self._unsubscribe(mail, now)
+
+    def _call_uids(self, now: datetime) -> dict[str, str]:
+        """Calendar UID (lower-cased) -> call id, for every call we may have sent an entry of: those in the
+        ledger and those in the config (whatever their ids look like: "q1-kickoff" as well as "call-...")."""
+        ids = {cid for (cid, _) in calendar_state(self.ledger())}
+        ids |= {c.id for c in call_dates(self.s.config.calls, now - timedelta(days=400), now + timedelta(days=400))}
+        # The UID mailbox.ical.uid_for writes: the id, with our domain unless it has one.
+        return {(cid if "@" in cid else f"{cid}@{self.domain}").lower(): cid.lower() for cid in ids}
+
+    def _unsubscribe(self, mail: InboundMail, now: datetime) -> str | None:
+        """Honour a token where the person wrote it: the subject (the List-Unsubscribe mailto puts it
+        there) or the unquoted text. A reply or out-of-office quoting an invitation's footer carries the
+        token too, in quoted text: that is no request. Automatic mail never unsubscribes anyone."""
+        if automatic_reason(mail):
+            return None
+        # reply_text falls back to the whole text when a reply has nothing new; drop ">" quotes anyway,
+        # and our own footer sentence (pasted or forwarded without quote marks) is no request either.
+        own_text = "\n".join(line for line in mail.reply_text.splitlines() if not line.lstrip().startswith(">"))
+        own_text = _FOOTER_RE.sub(" ", own_text)
+        m = _TOKEN_RE.search(mail.subject) or _TOKEN_RE.search(own_text)
+        if not m:
+            return None
+        list_name, who, mac = m.group(1).lower(), m.group(2), m.group(3)
+        try:
+            address = base64.urlsafe_b64decode(who + "=" * (-len(who) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if list_name not in UNSUBSCRIBE_LISTS or not hmac.compare_digest(self._mac(list_name, address), mac):
+            return None
+        _put(self.store.table("unsubscribed"), f"{list_name}:{address}",
+             {"at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
+        if _REST_RE.search(_TOKEN_RE.sub(" ", own_text)):
+            # More than the request ("... also, our site is down"): recorded, and people read the rest.
+            return None
+        return "unsubscribed"
+
+    def _mailing_bounced(self, mail: InboundMail, now: datetime) -> bool:
+        """A delivery report (bounce) naming a mailing of ours: recorded against the contact and reported to
+        staff once, as a permanent SMTP failure is. Mailings belong to no thread, so the service's own
+        bounce handling (which files reports into threads) would not recognise them."""
+        if not automatic_reason(mail):
+            return False
+        for mid in mail.reported_ids:
+            rec = self.store.message(mid)
+            if not rec or rec.get("direction") != "out" or not rec.get("mailing"):
+                continue
+            key = outbox_key(rec["mailing"])
+            entry = self.store.table("outbox").get(doc_id=key)
+            entry = dict(entry, key=key) if entry is not None else {
+                "key": key, "kind": rec.get("kind", ""), "rcpt_to": [split_key(rec["mailing"])[2]], "subject": ""}
+            first = next((line.strip() for line in (mail.reply_text or mail.text).splitlines() if line.strip()), "")
+            detail = f"delivery report {mail.message_id} from {mail.from_addr or 'the mail system'}: {first}"[:300]
+            self._record_failure(entry, detail, now)
+            return True
+        return False
 
     def rsvps(self, call_id: str | None = None) -> list[dict[str, Any]]:
         rows = [dict(d) for d in self.store.table("rsvps").all()]
@@ -237,44 +292,55 @@ class MailingRunner:
     # -- permanent failures ---------------------------------------------------------------------
     def report_failures(self, now: datetime, report: Any) -> int:
         """Each outbox entry that failed for good: recorded against the contact, reported to staff once."""
-        failures = self.store.table("contact_failures")
         n = 0
         for e in self.store.outbox("failed"):
             if e.get("kind") == "mailing-failure" or e.get("failure_reported"):
                 continue
             with self.store.transaction():
-                for rcpt in e.get("rcpt_to", ()):
-                    old = failures.get(doc_id=rcpt) or {}
-                    keys = list(old.get("keys", ()))
-                    if e["key"] not in keys:
-                        keys.append(e["key"])
-                    _put(failures, rcpt, {"count": len(keys), "keys": keys, "last_at": now.isoformat(),
-                                          "last_detail": e.get("detail", ""), "partner_id": e.get("partner_id")})
-                if self.s.staff:
-                    mailing = split_key(e["key"].removeprefix("mailing:"))[0] if e["key"].startswith("mailing:") \
-                        else e.get("kind", "")
-                    out = OutgoingMail(
-                        key=f"failure-report:{e['key']}", kind="mailing-failure", template="mailing_failure",
-                        to=tuple(sorted(self.s.staff)), subject=f"Undeliverable: {e.get('subject', '')}"[:200],
-                        automatic=True, auto_kind="auto-generated", reply_to_support=False,
-                        context={"mailing": mailing, "recipient": ", ".join(e.get("rcpt_to", ())),
-                                 "partner_id": e.get("partner_id") or "", "subject": e.get("subject", ""),
-                                 "detail": e.get("detail", ""), "support_name": self.s.support_name,
-                                 "failures": max((failures.get(doc_id=r) or {}).get("count", 1)
-                                                 for r in e.get("rcpt_to", ()) or ("",))})
-                    mid = msgids.make_message_id(self.secret, thread_number=0, kind="failure", key=out.key,
-                                                 domain=self.domain)
-                    self.store.outbox_add({
-                        "key": out.key, "kind": out.kind, "thread_id": None, "message_id": mid,
-                        "mail_from": "", "rcpt_to": list(out.to), "subject": out.subject,
-                        "raw": self.composer.render(out, message_id=mid, date=now).decode("ascii"),
-                        "created_at": now.isoformat()})
-                self.store.outbox_update(e["key"], failure_reported=now.isoformat())
+                self._record_failure(e, e.get("detail", ""), now)
             n += 1
             report.problems.append(f"permanent failure for {', '.join(e.get('rcpt_to', ()))} ({e['key']}): "
                                    f"{e.get('detail', '')}; recorded against the contact"
                                    + (", staff told" if self.s.staff else ""))
         return n
+
+    def _record_failure(self, e: dict[str, Any], detail: str, now: datetime) -> None:
+        """Record outbox entry ``e``'s permanent failure against its recipients; tell staff once per entry.
+
+        Call inside a transaction. Both the SMTP-time failure (tick) and a later delivery report
+        (intercept) come here; the entry's ``failure_reported`` mark keeps staff from hearing twice.
+        """
+        failures = self.store.table("contact_failures")
+        for rcpt in e.get("rcpt_to", ()):
+            old = failures.get(doc_id=rcpt) or {}
+            keys = list(old.get("keys", ()))
+            if e["key"] not in keys:
+                keys.append(e["key"])
+            _put(failures, rcpt, {"count": len(keys), "keys": keys, "last_at": now.isoformat(),
+                                  "last_detail": detail, "partner_id": e.get("partner_id") or old.get("partner_id")})
+        if e.get("failure_reported"):
+            return
+        if self.s.staff:
+            mailing = split_key(e["key"].removeprefix("mailing:"))[0] if e["key"].startswith("mailing:") \
+                else e.get("kind", "")
+            out = OutgoingMail(
+                key=f"failure-report:{e['key']}", kind="mailing-failure", template="mailing_failure",
+                to=tuple(sorted(self.s.staff)), subject=f"Undeliverable: {e.get('subject', '')}"[:200],
+                automatic=True, auto_kind="auto-generated", reply_to_support=False,
+                context={"mailing": mailing, "recipient": ", ".join(e.get("rcpt_to", ())),
+                         "partner_id": e.get("partner_id") or "", "subject": e.get("subject", ""),
+                         "detail": detail, "support_name": self.s.support_name,
+                         "failures": max((failures.get(doc_id=r) or {}).get("count", 1)
+                                         for r in e.get("rcpt_to", ()) or ("",))})
+            mid = msgids.make_message_id(self.secret, thread_number=0, kind="failure", key=out.key,
+                                         domain=self.domain)
+            self.store.outbox_add({
+                "key": out.key, "kind": out.kind, "thread_id": None, "message_id": mid,
+                "mail_from": "", "rcpt_to": list(out.to), "subject": out.subject,
+                "raw": self.composer.render(out, message_id=mid, date=now).decode("ascii"),
+                "created_at": now.isoformat()})
+        if self.store.table("outbox").get(doc_id=e["key"]) is not None:
+            self.store.outbox_update(e["key"], failure_reported=now.isoformat())
 
     def contact_failures(self) -> dict[str, dict[str, Any]]:
         return {d.doc_id: dict(d) for d in self.store.table("contact_failures").all()}

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from tinydb.storages import Storage
 
@@ -77,11 +77,12 @@ class AtomicJSONStorage(Storage):
 
     # -- transactions --------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, after_commit: Callable[[], None] | None = None) -> Iterator[None]:
         """All writes inside reach the disk in one atomic write, or none do.
 
         Holds an exclusive file lock, so a CLI command and the daemon never
-        interleave their read-modify-write cycles.
+        interleave their read-modify-write cycles. ``after_commit`` runs after a
+        successful write while the lock is still held (journal truncation).
         """
         if self._depth:
             self._depth += 1
@@ -103,6 +104,8 @@ class AtomicJSONStorage(Storage):
                 if self._dirty:  # a transaction that only read leaves the file alone
                     self._save(self._txn)
                 committed = True
+                if after_commit is not None:
+                    after_commit()
             finally:
                 self._txn = None
                 self._depth = 0
@@ -111,6 +114,12 @@ class AtomicJSONStorage(Storage):
                     self._cache_stamp = None
 
     # -- file handling -------------------------------------------------------
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The store's exclusive lock without a transaction (for appending to a journal)."""
+        if self._depth:
+            raise RuntimeError("already inside a transaction, which holds the lock")
+        return self._file_lock()
+
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         with open(self._lock_path, "a") as lock:

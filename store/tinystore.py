@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 from datetime import datetime
@@ -69,6 +70,7 @@ class Store:
         self._db = KeyedTinyDB(self.path, storage=AtomicJSONStorage)
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
         self._daemon_lock: Any = None
+        self.apply_journal()  # finish what a process that died mid-send had recorded
 
     def _t(self, name: str) -> Table:
         # cache_size=0: another process may have changed the file since our last query.
@@ -79,8 +81,8 @@ class Store:
         self._db.close()
 
     # -- one durable write per decision ---------------------------------------
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        return self._storage.transaction()
+    def transaction(self, after_commit: Any = None) -> contextlib.AbstractContextManager[None]:
+        return self._storage.transaction(after_commit)
 
     # -- one daemon per store --------------------------------------------------
     def acquire_daemon_lock(self) -> None:
@@ -185,6 +187,49 @@ class Store:
             return False
         table.insert(Document({"status": "pending", "attempts": 0, **entry}, doc_id=entry["key"]))
         return True
+
+    # -- send results journal ------------------------------------------------------
+    # Recording each send result in the store would rewrite the whole file per mail sent
+    # (a mailing of 2,000 mails: 2,000 rewrites, each bigger than the last). Instead each
+    # result is appended, fsynced, to a small journal, O(1) per mail, and the journal is
+    # folded into the store in one write at the end of the drain, or by whoever opens the
+    # store next after a crash. A mail recorded as sent is never sent again.
+    def _journal_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".journal")
+
+    def journal_outbox_update(self, key: str, **fields: Any) -> None:
+        line = (json.dumps({"key": key, "fields": fields}, separators=(",", ":")) + "\n").encode()
+        with self._storage.locked():  # never between another process's read and truncate of the journal
+            with open(self._journal_path(), "ab") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def apply_journal(self) -> int:
+        """Fold journaled send results into the outbox (one store write); returns how many."""
+        path = self._journal_path()
+        try:
+            if path.stat().st_size == 0:
+                return 0
+        except FileNotFoundError:
+            return 0
+        applied = 0
+
+        def truncate() -> None:
+            with open(path, "r+b") as f:
+                f.truncate(0)
+                os.fsync(f.fileno())
+
+        with self.transaction(after_commit=truncate):
+            for line in path.read_bytes().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line torn by a crash: that result was not recorded; at worst one resend
+                if self._t("outbox").get(doc_id=rec["key"]) is not None:
+                    self.outbox_update(rec["key"], **rec["fields"])
+                    applied += 1
+        return applied
 
     def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
         rows = [dict(d, key=d.doc_id) for d in self._t("outbox").all()]

@@ -230,3 +230,44 @@ def test_out_of_office_answering_a_mailing_does_not_notify_staff(store):
     m.set_content("Away until Monday")
     svc.take_in(RawMail(source_key="spool:ooo", data=m.as_bytes(), received_at=NOW), NOW, report)
     assert store.outbox() == [] and len(store.threads()) == 1
+
+
+def test_send_results_survive_a_crash_through_the_journal(store, tmp_path):
+    svc, report = service(store), CycleReport()
+    for n in range(3):
+        svc.take_in(raw_mail(n, frm=f"u{n}@elsewhere.example"), NOW, report)
+    assert len(store.outbox("pending")) == 6
+
+    class DiesAfterTwo:
+        def send(self, entries, on_result=None):
+            for e in entries[:2]:
+                on_result(SendResult(key=e["key"], status="sent"))
+            raise KeyboardInterrupt  # killed mid-mailing, before the drain folds the journal in
+
+    with pytest.raises(KeyboardInterrupt):
+        svc.drain_outbox(DiesAfterTwo(), NOW, report)
+    # A torn last line (the crash hit mid-append) is ignored, not fatal.
+    with open(tmp_path / "store.json.journal", "ab") as f:
+        f.write(b'{"key": "notify:OA-3')
+    # The next process to open the store folds in what was recorded: those two are not sent again.
+    fresh = Store(tmp_path / "store.json")
+    try:
+        assert len(fresh.outbox("sent")) == 2 and len(fresh.outbox("pending")) == 4
+        assert (tmp_path / "store.json.journal").stat().st_size == 0
+        sender = RecordingSender()
+        service(fresh).drain_outbox(sender, NOW, CycleReport())
+        assert len(sender.sent) == 4 and not fresh.outbox("pending")
+    finally:
+        fresh.close()
+
+
+def test_a_large_drain_writes_the_store_once(store, tmp_path, monkeypatch):
+    import store.atomic as atomic
+
+    svc, report = service(store), CycleReport()
+    svc.take_in_many([raw_mail(n, frm=f"u{n}@elsewhere.example") for n in range(30)], NOW, report)
+    writes = []
+    real = atomic.os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (writes.append(b), real(a, b)))
+    svc.drain_outbox(RecordingSender(), NOW, report)
+    assert len(store.outbox("sent")) == 60 and len(writes) == 1

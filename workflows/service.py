@@ -407,6 +407,7 @@ class IntakeService:
     def drain_outbox(self, sender: MailSender, now: datetime, report: CycleReport,
                      wanted: Callable[[dict[str, Any]], str | None] | None = None) -> None:
         """Send what is queued and due. ``wanted(entry)`` may return a reason to cancel an entry instead."""
+        self.store.apply_journal()  # results a crashed run recorded but never folded in
         pending = self.store.outbox("pending")
         self._report_stuck(pending, now, report)
         due = [e for e in pending if e.get("next_attempt", "") <= now.isoformat()]
@@ -422,38 +423,22 @@ class IntakeService:
             else:
                 to_send.append(e)
         done: set[str] = set()
+        by_key = {e["key"]: e for e in to_send}
 
         def record(r: SendResult) -> None:
-            # One durable write per result, as soon as it is known: if the process dies in the
-            # middle of a large mailing, what was sent is already marked sent and is not sent again.
+            # One durable record per result, as soon as it is known: if the process dies in the
+            # middle of a large mailing, what was sent is already recorded and is not sent again.
+            # Plain results go to the store's journal (an fsynced append, O(1)); a result that
+            # queues a new mail needs a real transaction.
             if r.key in done:
                 return
             done.add(r.key)
-            with self.store.transaction():
-                entry = next(e for e in to_send if e["key"] == r.key)
-                attempts = int(entry.get("attempts", 0)) + 1
-                first_failed = entry.get("first_failed_at") or now.isoformat()
-                retry_rcpts = tuple(getattr(r, "retry_rcpts", ()) or ())
-                if retry_rcpts and r.status != "transient":
-                    # Refused for now (452 over quota) while the others got it: a copy for just them.
-                    self._requeue_for(entry, retry_rcpts, f"{r.key}#retry{attempts}", now, first_failed)
-                    report.counts["send_retry"] += 1
-                if r.status == "sent":
-                    self.store.outbox_update(r.key, status="sent", sent_at=now.isoformat(), attempts=attempts,
-                                             detail=r.detail)
-                    report.counts["sent"] += 1
-                    if r.detail and r.detail.endswith(".eml"):
-                        report.written.append(r.detail)
-                elif r.status == "transient" and now - datetime.fromisoformat(first_failed) < SEND_RETRY_FOR:
-                    wait = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
-                    self.store.outbox_update(r.key, attempts=attempts, detail=r.detail, first_failed_at=first_failed,
-                                             next_attempt=(now + timedelta(seconds=wait)).isoformat())
-                    report.counts["send_retry"] += 1
-                else:
-                    self.store.outbox_update(r.key, status="failed", attempts=attempts, detail=r.detail,
-                                             finished_at=now.isoformat())
-                    report.counts["send_failed"] += 1
-                    report.problems.append(f"could not send {r.key} to {', '.join(entry['rcpt_to'])}: {r.detail}")
+            retry_rcpts = tuple(getattr(r, "retry_rcpts", ()) or ())
+            if retry_rcpts and r.status != "transient":
+                with self.store.transaction():
+                    self._record_result(r, by_key[r.key], retry_rcpts, now, report)
+            else:
+                self._record_result(r, by_key[r.key], (), now, report, journal=True)
 
         if to_send:
             if "on_result" in inspect.signature(sender.send).parameters:
@@ -462,6 +447,31 @@ class IntakeService:
                 results = sender.send(to_send)
             for r in results:
                 record(r)
+        self.store.apply_journal()
+
+    def _record_result(self, r: SendResult, entry: dict[str, Any], retry_rcpts: tuple[str, ...], now: datetime,
+                       report: CycleReport, journal: bool = False) -> None:
+        update = self.store.journal_outbox_update if journal else self.store.outbox_update
+        attempts = int(entry.get("attempts", 0)) + 1
+        first_failed = entry.get("first_failed_at") or now.isoformat()
+        if retry_rcpts:
+            # Refused for now (452 over quota) while the others got it: a copy for just them.
+            self._requeue_for(entry, retry_rcpts, f"{r.key}#retry{attempts}", now, first_failed)
+            report.counts["send_retry"] += 1
+        if r.status == "sent":
+            update(r.key, status="sent", sent_at=now.isoformat(), attempts=attempts, detail=r.detail)
+            report.counts["sent"] += 1
+            if r.detail and r.detail.endswith(".eml"):
+                report.written.append(r.detail)
+        elif r.status == "transient" and now - datetime.fromisoformat(first_failed) < SEND_RETRY_FOR:
+            wait = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
+            update(r.key, attempts=attempts, detail=r.detail, first_failed_at=first_failed,
+                   next_attempt=(now + timedelta(seconds=wait)).isoformat())
+            report.counts["send_retry"] += 1
+        else:
+            update(r.key, status="failed", attempts=attempts, detail=r.detail, finished_at=now.isoformat())
+            report.counts["send_failed"] += 1
+            report.problems.append(f"could not send {r.key} to {', '.join(entry['rcpt_to'])}: {r.detail}")
 
     def _requeue_for(self, entry: dict[str, Any], rcpts: tuple[str, ...], key: str, now: datetime,
                      first_failed: str) -> None:

@@ -46,6 +46,9 @@ _COURTESY = r"(?:unsubscribe|please|pls|thanks|thank|you|stop|remove|from|the|li
 _REST_RE = re.compile(rf"\b(?!{_COURTESY}\b)[^\W\d_]{{3,}}", re.IGNORECASE)
 
 
+QUEUE_CHUNK = 200  # mails decided per store write
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunnerSettings:
     support_address: str
@@ -99,15 +102,28 @@ class MailingRunner:
             for d in skip:
                 log.info("skipped %s: %s", d.key, d.reason)
         queued = 0
-        for d in send:
-            # One transaction per mail: the ledger entry and the outbox entry exist together or not at all.
+        for i in range(0, len(send), QUEUE_CHUNK):
+            # Rendered first, so that one mail whose template fails is reported and left for the
+            # next tick without holding up the others.
+            rendered = []
+            for d in send[i:i + QUEUE_CHUNK]:
+                try:
+                    rendered.append((d, self.render(d, now)))
+                except Exception as e:  # our bug (a template, say): say so, queue the rest
+                    log.exception("mailing %s could not be rendered", d.key)
+                    report.problems.append(f"mailing {d.key} could not be rendered ({type(e).__name__}: {e}); "
+                                           f"it is retried at the next tick")
+            # One transaction per chunk: each mail's ledger and outbox entries exist together or not at
+            # all, and nothing is sent before the drain, so a crash here only means deciding again.
+            # (One transaction per mail rewrote the store file once per recipient.)
             with self.store.transaction():
-                if self.store.ledger(d.key) is not None:
-                    continue  # another process decided it meanwhile
-                self._queue(d, now)
-                self.store.record_ledger(d.key, d.ledger_record("queued", now))
-            queued += 1
-            report.counts[d.mailing] += 1
+                for d, (out, mid, raw) in rendered:
+                    if self.store.ledger(d.key) is not None:
+                        continue  # another process decided it meanwhile
+                    self._store_rendered(d, out, mid, raw, now)
+                    self.store.record_ledger(d.key, d.ledger_record("queued", now))
+                    queued += 1
+                    report.counts[d.mailing] += 1
         if queued:
             report.counts["mailings_queued"] += queued
         return queued, len(skip)
@@ -136,6 +152,9 @@ class MailingRunner:
 
     def _queue(self, d: Due, now: datetime) -> None:
         out, mid, raw = self.render(d, now)
+        self._store_rendered(d, out, mid, raw, now)
+
+    def _store_rendered(self, d: Due, out: OutgoingMail, mid: str, raw: bytes, now: datetime) -> None:
         added = self.store.outbox_add({
             "key": out.key, "kind": out.kind, "thread_id": None, "message_id": mid,
             "mail_from": self.s.support_address,  # bounces come back to us, not to nobody

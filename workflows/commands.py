@@ -177,13 +177,13 @@ def _partner_reachable(thread: Thread, s: Any) -> bool:
     return bool(thread.requester) and thread.requester not in s.staff and thread.requester != s.support_address
 
 
-def _confirm(mail: InboundMail, thread: Thread, s: Any, kind: str, result: str,
-             extra_to: tuple[str | None, ...] = ()) -> OutgoingMail:
-    to = tuple(dict.fromkeys(a for a in (mail.from_addr, *extra_to) if a))
+def _to_staff(mail: InboundMail, thread: Thread, s: Any, *, kind: str, template: str, to: tuple[str, ...],
+              context: dict[str, Any]) -> OutgoingMail:
+    """A short automatic answer to the staff member who sent a command, threaded to their mail."""
     return OutgoingMail(
         key=f"cmd:{thread.id}:{mail.message_id}",
-        kind="command",
-        template="command_ok",
+        kind=kind,
+        template=template,
         to=to,
         thread_id=thread.id,
         subject=msgids.reply_subject(thread.subject, thread.id),
@@ -191,26 +191,21 @@ def _confirm(mail: InboundMail, thread: Thread, s: Any, kind: str, result: str,
         in_reply_to=mail.message_id,
         references=(mail.message_id,),
         auto_kind="auto-replied",
-        context={"command": kind, "result": result, "thread_id": thread.id, "subject": thread.subject,
-                 "state": thread.state.replace("_", " "), "support_name": s.support_name},
+        context={"thread_id": thread.id, "state": thread.state.replace("_", " "), "support_name": s.support_name,
+                 **context},
     )
+
+
+def _confirm(mail: InboundMail, thread: Thread, s: Any, kind: str, result: str,
+             extra_to: tuple[str | None, ...] = ()) -> OutgoingMail:
+    to = tuple(dict.fromkeys(a for a in (mail.from_addr, *extra_to) if a))
+    return _to_staff(mail, thread, s, kind="command", template="command_ok", to=to,
+                     context={"command": kind, "result": result, "subject": thread.subject})
 
 
 def _error(mail: InboundMail, thread: Thread, s: Any, cmd: Command, problem: str) -> OutgoingMail:
-    return OutgoingMail(
-        key=f"cmd:{thread.id}:{mail.message_id}",
-        kind="command-error",
-        template="command_error",
-        to=(mail.from_addr,),
-        thread_id=thread.id,
-        subject=msgids.reply_subject(thread.subject, thread.id),
-        from_name=s.support_name,
-        in_reply_to=mail.message_id,
-        references=(mail.message_id,),
-        auto_kind="auto-replied",
-        context={"line": cmd.line, "problem": problem, "thread_id": thread.id, "valid": list(COMMANDS.values()),
-                 "state": thread.state.replace("_", " "), "support_name": s.support_name},
-    )
+    return _to_staff(mail, thread, s, kind="command-error", template="command_error", to=(mail.from_addr,),
+                     context={"line": cmd.line, "problem": problem, "valid": list(COMMANDS.values())})
 
 
 def closing_mail(thread: Thread, s: Any, *, key: str, automatic_close: bool, waited_days: int = 0) -> OutgoingMail:

@@ -81,9 +81,6 @@ def load_settings(path: str | None) -> Any:
         from dataclasses import replace
 
         s = replace(s, store_path=str((p.parent / store).resolve()))
-    for server in (s.imap, s.smtp):
-        if server is not None:
-            resolve_password(server, s.source)  # fail now, before any connection
     return s
 
 
@@ -144,6 +141,10 @@ def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | N
     from workflows.errors import ConfigError
     from workflows.service import IntakeService
 
+    # Passwords are looked up here, not at load: `threads list` needs no mail password, but the
+    # intake must fail on a missing one before it opens the store or connects anywhere.
+    passwords = {name: resolve_password(server, settings.source)
+                 for name, server in (("imap", settings.imap), ("smtp", settings.smtp)) if server is not None}
     if not settings.staff:
         # Checked here, not at load: read-only verbs work without staff, the intake cannot.
         raise ConfigError(f"{settings.source}: [support] staff: list at least one staff address; they are told of "
@@ -170,9 +171,9 @@ def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | N
         from mailbox.imap import ImapSource
         from mailbox.smtp import SmtpSender
 
-        source: Any = ImapSource(settings.imap, resolve_password(settings.imap, settings.source))
+        source: Any = ImapSource(settings.imap, passwords["imap"])
         stack.callback(source.close)
-        sender: Any = SmtpSender(settings.smtp, resolve_password(settings.smtp, settings.source))
+        sender: Any = SmtpSender(settings.smtp, passwords["smtp"])
     else:
         from mailbox.spool import SpoolSender, SpoolSource
 
@@ -305,10 +306,10 @@ def cmd_once(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
             report = cycle(app)
         except Transient as e:  # the intake failed; the rest of the cycle ran: say what it did
             done = getattr(e, "report", None)
-            if done is not None:
+            if done is not None:  # on stderr: this is not a successful cycle's summary
                 for p in done.problems:
                     print(f"warning: {p}", file=sys.stderr)
-                print(done.summary())
+                print(f"before the failure: {done.summary()}", file=sys.stderr)
             raise
     for p in report.problems:
         print(f"warning: {p}", file=sys.stderr)
@@ -406,7 +407,8 @@ def cmd_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
                 scheduler.run_pending()
                 backoff = 1.0
                 wait = max(0.5, min(poll_seconds, scheduler.idle_seconds or poll_seconds))
-                if hasattr(app.source, "wait_for_mail") and app.source.wait_for_mail(wait):
+                if hasattr(app.source, "wait_for_mail") and app.source.wait_for_mail(
+                        wait, should_stop=lambda: stop["flag"]):
                     wake["mail"] = True
                 else:
                     _sleep(wait, stop)
@@ -642,7 +644,7 @@ def cmd_demo(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
             due = format_due(t.due_at, settings.calendar) if t.due_at else "-"
             print(f"{t.id:<7} {t.state:<19} {(t.partner_id or '-'):<12} {t.requester:<34} due {due}")
             print(f"        {t.subject}")
-        print(f"\ninspect: python run.py --config {root / 'demo.toml'} threads list --json")
+        print(f"\ninspect: python3 run.py --config {root / 'demo.toml'} threads list --json")
         (root / "demo.toml").write_text(
             "# written by `python run.py demo`: the settings the demo used\n"
             f"[support]\naddress = \"{settings.support_address}\"\nstaff = [\"{DEMO_STAFF}\"]\n"
@@ -689,6 +691,11 @@ def partners_mailing_verb(args: argparse.Namespace, settings: Any, clock: Clock,
         print(f"{p.id}: renewal recorded, paid until {day.isoformat()} ({p.plan} plan, ${p.yearly_fee:,}); "
               f"{len(stopped)} remaining notice(s) of the old term stopped, {cancelled} queued one(s) cancelled")
         return 0
+    today = clock.now().astimezone(settings.calendar.tz()).date()
+    if day > today:
+        print(f"error: {day.isoformat()} is in the future; record a training once it is completed (it grants "
+              f"the seat)", file=sys.stderr)
+        return 2
     try:
         p = runner.record_training(args.address, day)
     except KeyError:
@@ -906,14 +913,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.verb == "run" else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # imapclient logs the whole protocol, message bodies included, at DEBUG: never ours to print.
+    for noisy in ("imapclient", "aiosmtplib", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from workflows.errors import AlreadyRunning, ConfigError, PartnerdeskError, Transient
 
+    settings = None
     try:
         clock = Clock(parse_now(args.now) if args.now else None)
         settings = load_settings(args.config)
         return VERBS[args.verb](args, settings, clock)
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
+        message = str(e)
+        if settings is not None and not message.startswith(settings.source):
+            message = f"{settings.source}: {message}"  # adapters do not know the file; say which one
+        print(f"config error: {message}", file=sys.stderr)
         return 2
     except AlreadyRunning as e:
         print(f"error: {e}", file=sys.stderr)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -256,18 +257,25 @@ class ImapSource:
                           lambda: self._move(raw.uid, self.s.quarantine_folder))  # type: ignore[arg-type]
 
     # -- waiting ------------------------------------------------------------------------
-    def wait_for_mail(self, timeout: float) -> bool:
+    def wait_for_mail(self, timeout: float, should_stop: Callable[[], bool] | None = None) -> bool:
         """Block until the server reports new mail (IDLE) or ``timeout`` passes (polling fallback).
 
         Returns True if the server said something. IDLE is renewed by the caller's
-        loop well within the 29 minutes RFC 2177 allows.
+        loop well within the 29 minutes RFC 2177 allows. ``should_stop`` is asked
+        every second, so a SIGTERM does not wait for the whole poll interval.
         """
         c = self._c()
         if not (self.s.idle and c.has_capability("IDLE")):
             return False  # caller sleeps poll_seconds
         try:
             c.idle()
-            responses = c.idle_check(timeout=timeout)
+            deadline = time.monotonic() + timeout
+            responses: list[Any] = []
+            while not responses:
+                left = deadline - time.monotonic()
+                if left <= 0 or (should_stop is not None and should_stop()):
+                    break
+                responses = c.idle_check(timeout=min(1.0, left))
             if any(r and r[0] == b"BYE" for r in responses):
                 # The server is going away (restart, kick): no DONE on a closing connection.
                 # Returning True makes the caller fetch at once, which reconnects (or raises

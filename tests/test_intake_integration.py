@@ -334,3 +334,20 @@ def test_imap_quarantine_and_done_folder(desk):
     assert len(s.fetch_all(desk.support, "Quarantine")) == 1
     assert len(s.fetch_all(desk.support, "Done")) == 1
     assert len(s.fetch_all(desk.support)) == 1
+
+
+def test_sigterm_stops_the_daemon_without_waiting_out_its_idle(desk):
+    # With a 60 s poll interval the daemon sits in IMAP IDLE; a SIGTERM must not wait for it to end.
+    import os
+
+    desk.config.write_text(desk.config.read_text().replace("poll_seconds = 1", "poll_seconds = 60"))
+    desk.run("once")
+    daemon = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--config", str(desk.config), "run"],
+                              cwd=desk.dir, env=dict(os.environ, PD_TEST_PASSWORD="pw"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    asked = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    daemon.communicate(timeout=60)
+    assert daemon.returncode == 0
+    assert time.monotonic() - asked < 30  # well inside the 60 s the IDLE would otherwise last

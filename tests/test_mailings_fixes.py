@@ -328,3 +328,18 @@ def test_other_zones_still_get_a_vtimezone():
     cal = icalendar.Calendar.from_ical(text)
     assert [str(t["TZID"]) for t in cal.walk("VTIMEZONE")] == ["Europe/Rome"]
     assert cal.walk("VEVENT")[0]["DTSTART"].params["TZID"] == "Europe/Rome"
+
+
+def test_a_late_renewal_notice_states_the_real_number_of_days():
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from workflows.mailings import renewals
+    from workflows.mailings.config import parse_mailings
+
+    mc = parse_mailings({"support": {"address": "s@x.example"}}, "t.toml")
+    ny = ZoneInfo("America/New_York")
+    t = renewals.timing(date(2027, 1, 15), "Q", "$4,000", datetime(2026, 11, 29, 10, tzinfo=ny), mc)
+    assert (t["phase"], t["days"]) == ("before", 47)  # the 60-day notice, sent 47 days before
+    t = renewals.timing(date(2027, 1, 1), "Q", "$4,000", datetime(2027, 1, 10, 10, tzinfo=ny), mc)
+    assert (t["phase"], t["days"]) == ("lapsed", 9) and "lapsed" in t["subject"]

@@ -245,7 +245,7 @@ def test_cli_import_queues_a_welcome_and_plan_and_preview_work(tmp_path, capsys)
                      "renewal", "--partner", "cookshop", "--out", str(eml)]) == 0
     assert "$2,000" in email.message_from_bytes(eml.read_bytes(), policy=email.policy.default) \
         .get_body(("plain",)).get_content()
-    assert run.main(["--config", str(cfg), "partners", "trained", "sam@ndi.example", "--on", "2027-02-10"]) == 0
+    assert run.main(["--config", str(cfg), "--now", "2027-02-11T09:00:00-05:00", "partners", "trained", "sam@ndi.example", "--on", "2027-02-10"]) == 0
     assert run.main(["--config", str(cfg), "partners", "renew", "ndi", "--until", "2028-01-15"]) == 0
     assert run.main(["--config", str(cfg), "mailings", "rsvps"]) == 0
     assert run.main(["--config", str(cfg), "mailings", "list"]) == 0

@@ -69,6 +69,18 @@ def notice(partner: Partner, contact_email: str, contact_name: str, term_end: da
     )
 
 
+def timing(term_end: date, partner_name: str, amount: str, now: datetime, mc: MailingsConfig) -> dict[str, Any]:
+    """What the notice says about time, as of when it is actually written: a notice sent late
+    (the partner added mid-series, the daemon down) must not say "in 60 days" 33 days before."""
+    left = (term_end - now.astimezone(mc.tz()).date()).days
+    when = format_day(term_end)
+    if left > 0:
+        return {"days": left, "phase": "before", "subject": f"Your Open Atrium partnership renews on {when}: {amount}"}
+    if left == 0:
+        return {"days": 0, "phase": "today", "subject": f"Your Open Atrium partnership renews today: {amount}"}
+    return {"days": -left, "phase": "lapsed", "subject": f"Your Open Atrium partnership lapsed on {when}"}
+
+
 def series(partner: Partner, term_end: date, mc: MailingsConfig) -> list[Due]:
     """Every notice of one term's series, to every billing contact, oldest first."""
     return sorted((notice(partner, c.email, c.name, term_end, off, mc)

@@ -147,6 +147,10 @@ class MailingRunner:
 
     def render(self, d: Due, now: datetime) -> tuple[OutgoingMail, str, bytes]:
         out = self.outgoing(d)
+        if d.mailing == "renewal":
+            t = renewals.timing(date.fromisoformat(d.record["term_end"]), d.context["partner_name"],
+                                d.context["amount"], now, self.s.config)
+            out = replace(out, subject=t.pop("subject"), context={**out.context, **t})
         mid = msgids.make_message_id(self.secret, thread_number=0, kind=d.mailing, key=out.key, domain=self.domain)
         return out, mid, self.composer.render(out, message_id=mid, date=now)
 

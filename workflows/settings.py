@@ -88,6 +88,17 @@ _KNOWN = {
 _FREE_TABLES = {"sla", "escalation", "mailings", "calls", "trainings", "renewals", "program", "digest", "lifecycle"}
 
 
+_WORDS = {int: "a whole number", float: "a number", str: "a string (in quotes)", bool: "true or false",
+          list: "a list like [\"a\", \"b\"]", dict: "a table"}
+
+
+def _kind_words(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if set(kinds) == {int, float}:
+        return "a number"
+    return " or ".join(_WORDS.get(k, k.__name__) for k in kinds)
+
+
 class _Reader:
     def __init__(self, data: dict[str, Any], source: str) -> None:
         self.data = data
@@ -118,10 +129,9 @@ class _Reader:
             return default
         v = t[key]
         if isinstance(v, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.fail(f"[{table}] {key}", f"must be {getattr(kind, '__name__', kind)}, not true/false")
+            raise self.fail(f"[{table}] {key}", f"must be {_kind_words(kind)}, not true/false")
         if not isinstance(v, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(f"[{table}] {key}", f"must be a {names}, got {v!r}")
+            raise self.fail(f"[{table}] {key}", f"must be {_kind_words(kind)}, got {v!r}")
         return v
 
     def address(self, v: Any, where: str) -> str:

@@ -397,6 +397,7 @@ def cmd_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
         log.info("partnerdesk running on %s (store %s)", settings.support_address, settings.store_path)
         while not stop["flag"]:
             try:
+                scheduler.run_pending()  # first: a poll that fell due while we waited wakes this pass
                 if wake["mail"]:
                     wake["mail"] = False
                     report = cycle(app)
@@ -404,7 +405,6 @@ def cmd_run(args: argparse.Namespace, settings: Any, clock: Clock) -> int:
                         log.info("%s", report.summary())
                     for p in report.problems:
                         log.warning("%s", p)
-                scheduler.run_pending()
                 backoff = 1.0
                 wait = max(0.5, min(poll_seconds, scheduler.idle_seconds or poll_seconds))
                 if hasattr(app.source, "wait_for_mail") and app.source.wait_for_mail(

@@ -47,6 +47,7 @@ class Candidates:
     next_number: int = 1  # number for a new thread
     recent_acks: int = 0  # acks sent to this sender in the last hour
     own_message: bool = False  # the Message-ID is one of ours: our own mail came back
+    answers_ours: bool = False  # it replies to mail we sent (In-Reply-To/References name one of ours)
     now: datetime | None = None  # when the decision is taken (mail may reach us after its deadline)
 
 
@@ -80,6 +81,12 @@ def decide(
         return Decision(action="skip", thread=None, sender=sender, reason="our own mail came back; not answered")
 
     thread, why = choose_thread(mail, sender, candidates)
+    decision = _route(mail, sender, thread, why, candidates, roster, settings, history=history)
+    return _quiet_if_automatic(mail, decision, thread, candidates.answers_ours)
+
+
+def _route(mail: InboundMail, sender: Sender, thread: Thread | None, why: str, candidates: Candidates,
+           roster: Roster, settings: IntakeSettings, *, history: bool) -> Decision:
     if thread is None:
         return _new_thread(mail, sender, candidates, roster, settings, history=history, why=why)
     if sender.kind == "staff":
@@ -99,6 +106,35 @@ def decide(
                            why=f"{thread.id} was closed more than {settings.reopen_days} days ago: new thread",
                            previous=thread)
     return _follow_up(mail, sender, thread, roster, settings, history=history)
+
+
+def _quiet_if_automatic(mail: InboundMail, decision: Decision, original: Thread | None,
+                        answers_ours: bool) -> Decision:
+    """Automatic mail (bounces, out-of-office) from outside never moves a thread or mails staff.
+
+    A bounce of a staff notification would otherwise open a thread whose notification
+    bounces again, forever. It is still recorded in its thread. (Staff auto-replies
+    are handled in ``_route``.)
+    """
+    reason = automatic_reason(mail)
+    if not reason or decision.thread is None or decision.sender is None or decision.sender.kind == "staff":
+        return decision
+    if decision.action == "thread-join" and original is not None:
+        kept = replace(original, messages=decision.thread.messages,
+                       partner_messages=decision.thread.partner_messages)
+        kept = kept.with_event(ThreadEvent(at=mail.received_at, kind="auto-reply", message_id=mail.message_id,
+                                           by=mail.from_addr, detail=reason))
+        return replace(decision, action="auto-reply", thread=kept, outgoing=(),
+                       reason=f"automatic mail ({reason}): recorded, state unchanged")
+    if decision.action == "thread-new" and decision.sender.kind == "unknown":
+        return replace(decision, outgoing=tuple(o for o in decision.outgoing if o.kind != "notify"),
+                       reason=f"automatic mail from an unknown sender ({reason}): recorded only")
+    if decision.action == "thread-new" and answers_ours:
+        # An out-of-office answering a mailing (fifty contacts, fifty auto-replies to the call
+        # invitation) is recorded, not put in front of staff one notification at a time.
+        return replace(decision, outgoing=tuple(o for o in decision.outgoing if o.kind != "notify"),
+                       reason=f"automatic answer to our own mail ({reason}): recorded only")
+    return decision
 
 
 def _partner_name(roster: Roster, partner_id: str | None) -> str:

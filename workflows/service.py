@@ -153,6 +153,7 @@ class IntakeService:
         bad: list[tuple[RawMail, str]] = []
         try:
             with self.store.transaction():
+                roster = Roster.build(self.store.partners())  # once per batch, not once per message
                 for raw in raws:
                     batch.counts["fetched"] += 1
                     try:
@@ -161,7 +162,7 @@ class IntakeService:
                         self._record_quarantine(raw, "bad-input", str(e), now, batch)
                         bad.append((raw, str(e)))
                         continue
-                    self._decide_and_record(mail, raw, now, batch)
+                    self._decide_and_record(mail, raw, now, batch, roster)
         except Exception:
             log.warning("a batch of %d messages failed; taking them one at a time", len(raws), exc_info=True)
             for raw in raws:
@@ -188,7 +189,8 @@ class IntakeService:
             if cur is None or cur["uidvalidity"] != raw.uidvalidity or cur["last_uid"] < raw.uid:
                 self.store.set_cursor(raw.folder, raw.uidvalidity, raw.uid)
 
-    def _decide_and_record(self, mail: InboundMail, raw: RawMail, now: datetime, report: CycleReport) -> str:
+    def _decide_and_record(self, mail: InboundMail, raw: RawMail, now: datetime, report: CycleReport,
+                           roster: Roster | None = None) -> str:
         store = self.store
         self._advance_cursor(raw)
         known = store.message(mail.message_id)
@@ -227,18 +229,20 @@ class IntakeService:
                                  subject=mail.subject, note="delivery report")
             report.counts["bounces"] += 1
             report.actions.append(f"{raw.source_key}: delivery report -> {thread.id}: {decision.reason}")
-            store.save_thread(self._queue(decision.thread, decision.outgoing, now, report))
+            store.save_thread(self.queue(decision.thread, decision.outgoing, now, report))
             return "bounce"
 
-        roster = Roster.build(store.partners())
+        roster = roster or Roster.build(store.partners())
         sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
         by_ref = None
+        answers_ours = False
         for ref in mail.thread_refs:
             rec = store.message(ref)
-            tid = rec.get("thread_id") if rec else msgids.thread_of_message_id(self.secret, ref)
-            if tid and (t := store.thread(tid)) is not None:
+            named = msgids.thread_of_message_id(self.secret, ref)  # one of ours, even if not recorded
+            answers_ours = answers_ours or named is not None or (rec is not None and rec.get("direction") == "out")
+            tid = rec.get("thread_id") if rec else named
+            if by_ref is None and tid and (t := store.thread(tid)) is not None:
                 by_ref = t
-                break
         tagged_id = msgids.tagged_thread(mail.subject)
         by_tag = store.thread(tagged_id) if tagged_id else None
         own = (known is not None and known.get("direction") == "out") or (
@@ -251,11 +255,11 @@ class IntakeService:
             next_number=store.peek_thread_number(),
             recent_acks=store.count_outbox_to(mail.from_addr, "ack", hour_ago) if mail.from_addr else 0,
             own_message=own,
+            answers_ours=answers_ours,
             now=now,
         )
         history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
         decision = decide(mail, sender, candidates, roster, self.settings, history=history)
-        decision = self._loop_guard(mail, decision)
 
         store.record_raw(mail.raw_sha256, mail.message_id, raw.source_key)
         if decision.thread is None:
@@ -277,7 +281,7 @@ class IntakeService:
             source=raw.source_key, sender=mail.from_addr, subject=mail.subject, text=mail.text[:20000],
             defects=list(mail.defects),
         )
-        thread = self._queue(thread, decision.outgoing, now, report)
+        thread = self.queue(thread, decision.outgoing, now, report)
         store.save_thread(thread)
         log.info("%s %s -> %s (%s)", decision.action, mail.message_id, thread.id, decision.reason)
         report.actions.append(_action_line(raw, mail, decision, thread, self.settings))
@@ -295,51 +299,14 @@ class IntakeService:
                     return thread, rec
         return None
 
-    def _loop_guard(self, mail: InboundMail, decision: Decision) -> Decision:
-        """Automatic mail (bounces, out-of-office) never moves a thread or mails staff.
-
-        A bounce of a staff notification would otherwise open a thread whose
-        notification bounces again, forever. It is still recorded in its thread.
-        """
-        reason = automatic_reason(mail)
-        if not reason or decision.thread is None or decision.sender is None or decision.sender.kind == "staff":
-            return decision
-        if decision.action == "thread-join":
-            thread = decision.thread
-            old = self.store.thread(thread.id)
-            kept = replace(old, messages=thread.messages, partner_messages=thread.partner_messages) if old else thread
-            kept = kept.with_event(ThreadEvent(at=mail.received_at, kind="auto-reply", message_id=mail.message_id,
-                                               by=mail.from_addr, detail=reason))
-            return replace(decision, action="auto-reply", thread=kept, outgoing=(),
-                           reason=f"automatic mail ({reason}): recorded, state unchanged")
-        if decision.action == "thread-new" and decision.sender.kind == "unknown":
-            return replace(decision, outgoing=tuple(o for o in decision.outgoing if o.kind != "notify"),
-                           reason=f"automatic mail from an unknown sender ({reason}): recorded only")
-        if decision.action == "thread-new" and self._answers_our_mail(mail):
-            # An out-of-office answering a mailing (fifty contacts, fifty auto-replies to the call
-            # invitation) is recorded, not put in front of staff one notification at a time.
-            return replace(decision, outgoing=tuple(o for o in decision.outgoing if o.kind != "notify"),
-                           reason=f"automatic answer to our own mail ({reason}): recorded only")
-        return decision
-
-    def _answers_our_mail(self, mail: InboundMail) -> bool:
-        for ref in mail.thread_refs:
-            rec = self.store.message(ref)
-            if (rec and rec.get("direction") == "out") or msgids.thread_of_message_id(self.secret, ref) is not None:
-                return True
-        return False
-
     def queue(self, thread: Thread | None, outgoing: tuple[OutgoingMail, ...], now: datetime,
               report: CycleReport) -> Thread | None:
-        """The one path into the outbox, for ticks too (escalations, digests, mailings).
+        """The one path into the outbox, for intake and ticks alike (escalations, digests).
 
-        Call inside ``store.transaction()``. ``thread`` None: mail about no single thread
-        (a digest); its Message-ID then names thread 0, which no reply can be filed into.
+        Renders and queues each mail inside the caller's ``store.transaction()``; returns the
+        thread knowing them. ``thread`` None: mail about no single thread (a digest); its
+        Message-ID then names thread 0, which no reply can be filed into.
         """
-        return self._queue(thread, outgoing, now, report)  # type: ignore[arg-type]
-
-    def _queue(self, thread: Thread, outgoing: tuple[OutgoingMail, ...], now: datetime, report: CycleReport) -> Thread:
-        """Render and queue each mail inside the caller's transaction; return the thread knowing them."""
         for out in outgoing:
             mid = msgids.make_message_id(self.secret, thread_number=thread.number if thread else 0, kind=out.kind,
                                          key=out.key, domain=self.domain)

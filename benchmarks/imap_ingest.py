@@ -122,7 +122,7 @@ def make_messages(n: int, partner: list, unknown: list, rng: random.Random) -> l
         name, addr = rng.choice(unknown) if rng.random() < 0.2 else rng.choice(partner)
         m = EmailMessage()
         m["From"] = f"{name} <{addr}>"
-        m["To"] = f"Open Atrium Support <{{SUPPORT}}>"
+        m["To"] = "Open Atrium Support <{SUPPORT}>"  # placeholder, filled in at append time
         m["Date"] = "{DATE}"
         mine = earlier.setdefault(addr, [])
         if mine and rng.random() < 0.15:  # a follow-up to the sender's own earlier request

@@ -157,8 +157,13 @@ class Store:
         d = self._t("threads").get(doc_id=thread_id.upper())
         return Thread.from_dict(d) if d is not None else None
 
-    def threads(self) -> list[Thread]:
-        return sorted((Thread.from_dict(d) for d in self._t("threads").all()), key=lambda t: t.number)
+    def threads(self, *, open_only: bool = False) -> list[Thread]:
+        """All threads, oldest first; ``open_only`` skips closed ones before decoding them
+        (the per-cycle tick needs only those, and closed threads are most of a mature store)."""
+        docs = self._t("threads").all()
+        if open_only:
+            docs = [d for d in docs if d.get("state") != "closed"]
+        return sorted((Thread.from_dict(d) for d in docs), key=lambda t: t.number)
 
     def save_thread(self, thread: Thread) -> None:
         self._t("threads").upsert(Document(thread.to_dict(), doc_id=thread.id))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.promise_helpers import CAL, et, mail, request, step
+from tests.promise_helpers import et, mail, request, step
 from workflows.commands import COMMANDS, parse_command
 
 

@@ -1,7 +1,6 @@
 """The escalation ladder over timelines: which stage fires at which instant, to whom, once."""
 
 from dataclasses import replace
-from datetime import timedelta
 
 import pytest
 

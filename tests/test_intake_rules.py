@@ -11,7 +11,7 @@ import pytest
 from workflows import msgids
 from workflows.autoreply import automatic_reason
 from workflows.intake import Candidates, IntakeSettings, choose_thread, decide
-from workflows.model import Contact, InboundMail, Partner, Sender, Thread
+from workflows.model import Contact, InboundMail, Partner, Thread
 from workflows.senders import Roster, classify
 
 NY = ZoneInfo("America/New_York")

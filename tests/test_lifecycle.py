@@ -1,11 +1,10 @@
 """The thread lifecycle table row by row, auto-close, the reopen window, the digest, the tick."""
 
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 
-from tests.promise_helpers import CAL, LADDER, SETTINGS, SUPPORT, et, mail, request, step
+from tests.promise_helpers import CAL, LADDER, SETTINGS, et, mail, request, step
 from workflows import lifecycle
 from workflows.autoclose import LifecycleConfig, autoclose, parse_lifecycle, reopen_expired
 from workflows.digest import DigestConfig, due_digest, parse_digest

@@ -14,7 +14,7 @@ import pytest
 
 import run
 from mailbox.compose import Composer
-from mailbox.ical import parse_replies, reply
+from mailbox.ical import reply
 from workflows import settings as settings_mod
 from workflows.mailings.config import parse_mailings
 from workflows.mailings.plan import preview

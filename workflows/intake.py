@@ -18,7 +18,6 @@ from .commands import apply_command, parse_command
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
 from .senders import Roster
 
-NOTE_COMMAND = "#note"
 
 
 @dataclass(**FROZEN)
@@ -281,13 +280,6 @@ def _follow_up(mail, sender, thread: Thread, roster, s: IntakeSettings, *, histo
         sender=sender,
         reason="partner follow-up",
     )
-
-
-def first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, history: bool) -> Decision:

@@ -152,7 +152,7 @@ class _Reader:
             raise self.fail(f"[{name}] port", f"{port} is not a TCP port")
         secrets_given = [k for k in ("password", "password_env", "password_file") if k in t]
         if len(secrets_given) > 1:
-            raise self.fail(f"[{name}] {secrets_given[1]}", f"give only one of password, password_env, password_file")
+            raise self.fail(f"[{name}] {secrets_given[1]}", "give only one of password, password_env, password_file")
         kwargs: dict[str, Any] = dict(
             host=self.get(t, name, "host", str),
             port=port,

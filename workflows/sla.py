@@ -75,11 +75,6 @@ def clock_id(thread: Thread) -> str:
     return thread.clock_started_at.isoformat() if thread.clock_started_at else ""
 
 
-def business_waited(thread: Thread, now: datetime, cal: BusinessCalendar) -> timedelta | None:
-    clock = running_clock(thread, now, cal)
-    return clock.waited if clock else None
-
-
 def summary(thread: Thread, now: datetime, cal: BusinessCalendar) -> dict[str, str]:
     """Human strings for lists and mail: due, waited, which clock."""
     clock = running_clock(thread, now, cal)

@@ -40,11 +40,10 @@ class PromiseTicks:
 
     # -- the tick ---------------------------------------------------------------------
     def tick(self, now: datetime, report: Any) -> None:
-        cal = self.settings.calendar
         with self.store.transaction():
             partners = {p.id: p for p in self.store.partners()}
             threads = []
-            for thread in self.store.threads():
+            for thread in self.store.threads(open_only=True):  # closed threads have nothing due
                 updated = self._thread(thread, now, partners, report)
                 if updated is not thread:
                     self.store.save_thread(updated)

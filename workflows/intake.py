@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from . import lifecycle, msgids
 from .autoclose import reopen_expired
@@ -153,19 +154,21 @@ def _seat_text(sender: Sender) -> str:
     return "address on the partner's domain, not on the roster (no seat)"
 
 
+def _to_staff(thread: Thread, s: IntakeSettings, *, kind: str, template: str, key: str, heading: str,
+              context: dict[str, Any], **headers: Any) -> OutgoingMail:
+    """Automatic mail to all staff about ``thread``; replying to it writes in the thread."""
+    return OutgoingMail(key=key, kind=kind, template=template, to=tuple(sorted(s.staff)), thread_id=thread.id,
+                        subject=msgids.with_tag(f"{heading}: {thread.subject}", thread.id),
+                        from_name=s.support_name, auto_kind="auto-generated", context=context, **headers)
+
+
 def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s: IntakeSettings, kind: str) -> OutgoingMail:
     due = format_due(thread.due_at, s.calendar) if thread.due_at else "no promise (no seat)"
-    return OutgoingMail(
-        key=f"notify:{thread.id}:{mail.message_id}",
-        kind="notify",
-        template="staff_notification",
-        to=tuple(sorted(s.staff)),
-        thread_id=thread.id,
-        subject=msgids.with_tag(f"{'New' if kind == 'new' else 'Follow-up'}: {thread.subject}", thread.id),
-        from_name=s.support_name,
+    return _to_staff(
+        thread, s, kind="notify", template="staff_notification", key=f"notify:{thread.id}:{mail.message_id}",
+        heading="New" if kind == "new" else "Follow-up",
         in_reply_to=mail.message_id,
         references=(mail.message_id,),
-        auto_kind="auto-generated",
         attachments=mail.attachments,  # the partner's screenshots and logs, for staff to see
         context={
             "event": kind,
@@ -334,15 +337,9 @@ def bounce(mail: InboundMail, thread: Thread, bounced_kind: str, bounced_to: tup
                     detail=f"our {bounced_kind} to {', '.join(bounced_to) or '?'} was not delivered"))
     if not partner_facing:
         return Decision(action="bounce", thread=thread, reason=f"bounce of our {bounced_kind} (to staff): recorded")
-    notice = OutgoingMail(
-        key=f"bounce:{thread.id}:{mail.message_id}",
-        kind="bounce-notice",
-        template="bounce_notice",
-        to=tuple(sorted(s.staff)),
-        thread_id=thread.id,
-        subject=msgids.with_tag(f"Not delivered: {thread.subject}", thread.id),
-        from_name=s.support_name,
-        auto_kind="auto-generated",
+    notice = _to_staff(
+        thread, s, kind="bounce-notice", template="bounce_notice", key=f"bounce:{thread.id}:{mail.message_id}",
+        heading="Not delivered",
         context={"thread_id": thread.id, "kind": bounced_kind, "recipients": ", ".join(bounced_to),
                  "report": mail.text[:3000], "subject": thread.subject, "support_address": s.support_address},
     )

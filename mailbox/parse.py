@@ -232,13 +232,12 @@ def reported_ids(msg: Message) -> tuple[str, ...]:
         ctype = part.get_content_type()
         try:
             if ctype == "message/rfc822" and part.is_multipart():
-                inner = part.get_payload(0)
-                ids += _msgids(decode_header(inner.get("Message-ID")))
+                headers = part.get_payload(0)
             elif ctype == "text/rfc822-headers":
-                text = _part_text(part, [])
-                m = re.search(r"^Message-ID:\s*(<[^<>\s]+>)", text, re.IGNORECASE | re.MULTILINE)
-                if m:
-                    ids.append(m.group(1))
+                headers = email.message_from_string(_part_text(part, []))
+            else:
+                continue
+            ids += _msgids(decode_header(headers.get("Message-ID")))
         except Exception:  # a broken report is still a report; it just names nothing
             continue
     return tuple(dict.fromkeys(ids))[:5]
@@ -274,8 +273,8 @@ def attachments(msg: Message, defects: list[str]) -> tuple[Attachment, ...]:
 
 
 def calendar_parts(msg: Message, defects: list[str]) -> tuple[str, ...]:
-    return tuple(_part_text(p, defects) for p in msg.walk()
-                 if not p.is_multipart() and p.get_content_type() == "text/calendar")[:5]
+    parts = [p for p in msg.walk() if not p.is_multipart() and p.get_content_type() == "text/calendar"]
+    return tuple(_part_text(p, defects) for p in parts[:5])  # decode only what is kept
 
 
 def parse(raw: bytes, *, received_at: datetime) -> InboundMail:

@@ -111,7 +111,7 @@ class RecordingSender:
     def __init__(self):
         self.sent = []
 
-    def send(self, entries):
+    def send(self, entries, on_result=None):
         from workflows.ports import SendResult
 
         self.sent += entries

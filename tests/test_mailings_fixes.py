@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 from contextlib import ExitStack
 from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -21,34 +19,18 @@ import pytest
 
 import run
 from mailbox.ical import build, parse_replies, reply
-from workflows import settings as settings_mod
 from workflows.mailings.config import parse_mailings
 from workflows.mailings.due import CalendarEvent
 from workflows.mailings.plan import due_mailings
 from workflows.model import Contact, Partner
-from workflows.ports import RawMail, SendResult
+from workflows.ports import RawMail
 from workflows.service import CycleReport
 
-SAMPLES = json.loads((Path(run.ROOT) / "templates" / "samples" / "mailings.json").read_text())
-PARTNERS = [Partner.from_dict(p) for p in SAMPLES["partners"]]
+from tests.test_mailings_runner import PARTNERS, make_settings
+
 NY = ZoneInfo("America/New_York")
 UTC = timezone.utc
 T0 = "2026-12-30T15:00:00+00:00"  # invitations for the January 12 call are due
-
-
-class FakeSender:
-    def __init__(self):
-        self.sent: list[dict] = []
-
-    def send(self, entries, on_result=None):
-        results = []
-        for e in entries:
-            self.sent.append(e)
-            r = SendResult(key=e["key"], status="sent")
-            results.append(r)
-            if on_result:
-                on_result(r)
-        return results
 
 
 @pytest.fixture
@@ -56,9 +38,7 @@ def wired(tmp_path):
     stacks = []
 
     def make(now: str = T0, **tables):
-        data = {"support": {"address": "support@openatrium.example", "staff": ["young@openatrium.example"]},
-                "store": {"path": str(tmp_path / "pd.json")}, **SAMPLES["config"], **tables}
-        s = settings_mod.load(data, "test.toml")
+        s = make_settings(tmp_path, **tables)
         stack = ExitStack()
         stacks.append(stack)
         app = run.build(s, run.Clock(datetime.fromisoformat(now)), stack, spool_root=tmp_path / "spool")

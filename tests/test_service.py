@@ -49,7 +49,7 @@ class RecordingSender:
         self.sent: list[dict] = []
         self.status = status
 
-    def send(self, entries):
+    def send(self, entries, on_result=None):
         self.sent += entries
         return [SendResult(key=e["key"], status=self.status, detail="550 no such user" if self.status == "permanent"
                            else "") for e in entries]
@@ -91,7 +91,7 @@ def test_crash_during_send_leaves_mail_queued(store):
     svc.take_in(raw_mail(1), NOW, report)
 
     class Dies:
-        def send(self, entries):
+        def send(self, entries, on_result=None):
             raise KeyboardInterrupt  # the process is killed mid-send
 
     with pytest.raises(KeyboardInterrupt):

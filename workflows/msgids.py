@@ -24,7 +24,8 @@ def tag(thread_id_: str) -> str:
     return f"[{thread_id_}]"
 
 
-def _mac(secret: bytes, body: str) -> str:
+def mac(secret: bytes, body: str) -> str:
+    """A short keyed hash: what makes our ids and tokens unforgeable without the secret."""
     return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:16]
 
 
@@ -33,7 +34,7 @@ def make_message_id(secret: bytes, *, thread_number: int, kind: str, key: str, d
     nonce = hashlib.sha256(key.encode()).hexdigest()[:12]
     kind = re.sub(r"[^a-z-]", "", kind.lower())[:20] or "mail"
     body = f"oa-{thread_number}.{kind}.{nonce}"
-    return f"<{body}.{_mac(secret, body)}@{domain}>"
+    return f"<{body}.{mac(secret, body)}@{domain}>"
 
 
 def thread_of_message_id(secret: bytes, message_id: str) -> str | None:
@@ -41,9 +42,9 @@ def thread_of_message_id(secret: bytes, message_id: str) -> str | None:
     m = _OURS_RE.match(message_id.strip().lower())
     if not m:
         return None
-    number, kind, nonce, mac = m.group(1), m.group(2), m.group(3), m.group(4)
+    number, kind, nonce, given = m.group(1), m.group(2), m.group(3), m.group(4)
     body = f"oa-{number}.{kind}.{nonce}"
-    if not hmac.compare_digest(_mac(secret, body), mac):
+    if not hmac.compare_digest(mac(secret, body), given):
         return None
     return thread_id(int(number))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from .model import FROZEN
 
@@ -42,8 +42,13 @@ class MailSource(Protocol):
 
 
 class MailSender(Protocol):
-    def send(self, entries: list[dict[str, Any]]) -> list[SendResult]:
-        """Send rendered outbox entries (keys: key, mail_from, rcpt_to, raw). Never raises for one bad mail."""
+    def send(self, entries: list[dict[str, Any]],
+             on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
+        """Send rendered outbox entries (keys: key, mail_from, rcpt_to, raw). Never raises for one bad mail.
+
+        ``on_result`` is called with each result as soon as it is known, so the caller can
+        record it before the next mail goes out (a crash mid-batch then resends nothing).
+        """
         ...
 
 

@@ -17,7 +17,6 @@ It reads no clock and opens no connection: ``now`` and the adapters are passed i
 
 from __future__ import annotations
 
-import inspect
 import logging
 import traceback
 from collections import Counter
@@ -408,11 +407,8 @@ class IntakeService:
                 self._record_result(r, by_key[r.key], (), now, report, journal=True)
 
         if to_send:
-            if "on_result" in inspect.signature(sender.send).parameters:
-                results: list[SendResult] = sender.send(to_send, on_result=record)
-            else:
-                results = sender.send(to_send)
-            for r in results:
+            results: list[SendResult] = sender.send(to_send, on_result=record)
+            for r in results:  # record() ignores what on_result already recorded
                 record(r)
         self.store.apply_journal()
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
+from workflows.mailings.calls import uid_for
 from workflows.mailings.due import CalendarEvent
 
 PRODID = "-//Open Atrium//partnerdesk//EN"
@@ -56,10 +57,6 @@ def _vtimezone(tzid: str, year: int) -> icalendar.Timezone:
     # Other zones: generated from the tz database, covering a few years either side of the call.
     return icalendar.Timezone.from_tzinfo(ZoneInfo(tzid), tzid=tzid,
                                           first_date=datetime(year - 1, 1, 1), last_date=datetime(year + 2, 1, 1))
-
-
-def uid_for(call_id: str, domain: str) -> str:
-    return call_id if "@" in call_id else f"{call_id}@{domain}"
 
 
 def build(event: CalendarEvent, *, organizer: str, organizer_name: str, domain: str, stamp: datetime) -> str:

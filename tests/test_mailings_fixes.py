@@ -319,7 +319,7 @@ def test_a_late_renewal_notice_states_the_real_number_of_days():
 
     mc = parse_mailings({"support": {"address": "s@x.example"}}, "t.toml")
     ny = ZoneInfo("America/New_York")
-    t = renewals.timing(date(2027, 1, 15), "Q", "$4,000", datetime(2026, 11, 29, 10, tzinfo=ny), mc)
+    t = renewals.timing(date(2027, 1, 15), "$4,000", datetime(2026, 11, 29, 10, tzinfo=ny), mc)
     assert (t["phase"], t["days"]) == ("before", 47)  # the 60-day notice, sent 47 days before
-    t = renewals.timing(date(2027, 1, 1), "Q", "$4,000", datetime(2027, 1, 10, 10, tzinfo=ny), mc)
+    t = renewals.timing(date(2027, 1, 1), "$4,000", datetime(2027, 1, 10, 10, tzinfo=ny), mc)
     assert (t["phase"], t["days"]) == ("lapsed", 9) and "lapsed" in t["subject"]

@@ -27,8 +27,10 @@ import holidays
 
 __all__ = [
     "BusinessCalendar",
+    "format_date",
     "format_due",
     "format_duration",
+    "format_local",
     "parse_calendar",
 ]
 
@@ -241,20 +243,28 @@ def _days(first: date, last: date) -> Iterator[date]:
 
 
 def format_due(dt: datetime, cal: BusinessCalendar, *, with_year: bool = False) -> str:
-    """E.g. "Tuesday, December 1, 10:00 AM ET" in the calendar's time zone.
+    """E.g. "Tuesday, December 1, 10:00 AM ET" in the calendar's time zone."""
+    return format_local(dt, cal.timezone, with_year=with_year)
+
+
+def format_local(dt: datetime, tz_name: str, *, with_year: bool) -> str:
+    """E.g. "Tuesday, December 1, 10:00 AM ET" in time zone ``tz_name`` (an IANA name).
 
     Names are spelled out by hand rather than via strftime("%A") so the text
     does not depend on the process locale or on platform-specific "%-d".
     """
     _require_aware(dt, "dt")
-    local = dt.astimezone(cal.tz())
+    local = dt.astimezone(ZoneInfo(tz_name))
     hour12 = local.hour % 12 or 12
     meridiem = "AM" if local.hour < 12 else "PM"
-    zone = "ET" if cal.timezone == "America/New_York" else (local.tzname() or cal.timezone)
-    day = f"{_DAY_NAMES[local.weekday()].capitalize()}, {_MONTH_NAMES[local.month - 1]} {local.day}"
-    if with_year:
-        day += f", {local.year}"
-    return f"{day}, {hour12}:{local.minute:02d} {meridiem} {zone}"
+    zone = "ET" if tz_name == "America/New_York" else (local.tzname() or tz_name)
+    return f"{format_date(local.date(), with_year=with_year)}, {hour12}:{local.minute:02d} {meridiem} {zone}"
+
+
+def format_date(day: date, *, with_year: bool) -> str:
+    """E.g. "Tuesday, December 1" or, with the year, "Tuesday, December 1, 2026"."""
+    text = f"{_DAY_NAMES[day.weekday()].capitalize()}, {_MONTH_NAMES[day.month - 1]} {day.day}"
+    return f"{text}, {day.year}" if with_year else text
 
 
 def format_duration(td: timedelta) -> str:

@@ -13,16 +13,22 @@ records the call's start and SEQUENCE.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from dateutil.rrule import rrulestr
 
+from ..model import Partner
 from .config import CallDate, CallsConfig, MailingsConfig
-from .due import CalendarEvent, Due, format_when, ledger_key, partners_of, queued, stamp
+from .due import CalendarEvent, Due, format_when, ledger_key, queued, stamp
 
 CALENDAR_MAILINGS = ("call-invite", "call-update", "call-cancel")
 LOOKBACK = timedelta(days=45)  # a call longer ago than this is history: no skips recorded for it
 _RULE_SLACK = timedelta(days=400)  # an explicit entry may move a rule occurrence by up to this much
+
+
+def uid_for(call_id: str, domain: str) -> str:
+    """The calendar UID of a call: its id, with our domain unless the id has one (mailbox.ical writes it)."""
+    return call_id if "@" in call_id else f"{call_id}@{domain}"
 
 
 def call_dates(cfg: CallsConfig, start: datetime, end: datetime) -> list[CallDate]:
@@ -63,14 +69,14 @@ def _event(cfg: CallsConfig, call: CallDate, mc: MailingsConfig, method: str, se
                          location=call.dial_in, attendee=email, attendee_name=name, tzid=mc.timezone)
 
 
-def _context(cfg: CallsConfig, call: CallDate, mc: MailingsConfig, name: str, partner_name: str,
+def _context(cfg: CallsConfig, call: CallDate, when: str, name: str, partner_name: str,
              **extra: Any) -> dict[str, Any]:
-    return {"name": name, "partner_name": partner_name, "title": cfg.title, "when": format_when(call.start, mc.tz()),
+    return {"name": name, "partner_name": partner_name, "title": cfg.title, "when": when,
             "duration_minutes": int(cfg.duration.total_seconds() // 60), "dial_in": call.dial_in,
             "agenda": cfg.agenda, "call_id": call.id, **extra}
 
 
-def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig, now: datetime,
+def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig, now: datetime,
         unsubscribed: frozenset[str] = frozenset()) -> tuple[list[Due], list[Due]]:
     cfg = mc.calls
     tz = mc.tz()
@@ -78,17 +84,20 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
     skip: list[Due] = []
     known = {c.id: c for c in call_dates(cfg, now - _RULE_SLACK, now + _RULE_SLACK)}
     state = calendar_state(ledger)
-    people = [(p, c) for p in partners_of(roster) if p.active for c in p.contacts]
+    people = [(p, c) for p in partners if p.active for c in p.contacts]
 
-    def offer(d: Due, *, passed: bool, unsub: bool = False) -> None:
+    def offer(d: Due, *, passed: bool, unsub: bool = False) -> bool:
+        """Decide ``d`` unless the ledger holds it; True if it goes out now (appended to ``send``)."""
         if d.key in ledger:
-            return
+            return False
         if passed:
             skip.append(d.skipped(f"the call on {format_when(datetime.fromisoformat(d.record['start']), tz)} has already started"))
         elif unsub:
             skip.append(d.skipped("the recipient unsubscribed from the call invitations"))
         else:
             send.append(d)
+            return True
+        return False
 
     for call in known.values():
         invite_at = call.start - timedelta(days=cfg.invite_days_before)
@@ -97,6 +106,8 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
         if call.start < now - LOOKBACK or (invite_at > now and not invited):
             continue
         passed = call.start <= now
+        when = format_when(call.start, tz)
+        at_start = f"{call.id}@{stamp(call.start)}"  # occurrence of this call at this time
         record = {"call_id": call.id, "start": call.start.isoformat()}
         for p, c in people:
             unsub = f"calls:{c.email}" in unsubscribed
@@ -107,29 +118,27 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
                     continue
                 d = Due(mailing="call-invite", occurrence=call.id, recipient=c.email, partner_id=p.id,
                         due_at=invite_at, template="call_invite", list_name="calls",
-                        why=f"invitation {cfg.invite_days_before} days before the call on {format_when(call.start, tz)}",
-                        subject=f"Invitation: {cfg.title}, {format_when(call.start, tz)}",
-                        context=_context(cfg, call, mc, c.name, p.name),
+                        why=f"invitation {cfg.invite_days_before} days before the call on {when}",
+                        subject=f"Invitation: {cfg.title}, {when}",
+                        context=_context(cfg, call, when, c.name, p.name),
                         event=_event(cfg, call, mc, "REQUEST", 0, c.email, c.name),
                         record={**record, "sequence": 0, "method": "REQUEST"})
-                offer(d, passed=passed, unsub=unsub)
-                calendar_going_now = bool(send) and send[-1] is d
+                calendar_going_now = offer(d, passed=passed, unsub=unsub)
             elif last.get("method") == "REQUEST" and datetime.fromisoformat(last["start"]) != call.start:
                 # Compared as instants: the same time written in another zone is not a move.
                 seq = int(last.get("sequence", 0)) + 1
-                before = datetime.fromisoformat(last["start"])
+                was = format_when(datetime.fromisoformat(last["start"]), tz)
                 # Keyed by SEQUENCE too: a call moved A->B->A->B sends every one of those updates.
-                d = Due(mailing="call-update", occurrence=f"{call.id}@{stamp(call.start)}#seq{seq}",
+                d = Due(mailing="call-update", occurrence=f"{at_start}#seq{seq}",
                         recipient=c.email,
                         partner_id=p.id, due_at=max(invite_at, now), template="call_update", list_name="calls",
-                        why=f"the call moved from {format_when(before, tz)} to {format_when(call.start, tz)}",
-                        subject=f"Moved: {cfg.title}, now {format_when(call.start, tz)}",
-                        context=_context(cfg, call, mc, c.name, p.name, was=format_when(before, tz)),
+                        why=f"the call moved from {was} to {when}",
+                        subject=f"Moved: {cfg.title}, now {when}",
+                        context=_context(cfg, call, when, c.name, p.name, was=was),
                         event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
                         record={**record, "sequence": seq, "method": "REQUEST"})
                 # An attendee who has the entry in their calendar gets the correction even if unsubscribed.
-                offer(d, passed=passed)
-                calendar_going_now = bool(send) and send[-1] is d
+                calendar_going_now = offer(d, passed=passed)
             elif last.get("method") == "CANCEL":
                 # Cancelled, then put back in the config: invite again (the entry in their calendar says
                 # cancelled), with the next SEQUENCE; keyed by it so a second restore is invited too.
@@ -139,21 +148,22 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
                 seq = int(last.get("sequence", 0)) + 1
                 d = Due(mailing="call-invite", occurrence=f"{call.id}#seq{seq}", recipient=c.email,
                         partner_id=p.id, due_at=now, template="call_invite", list_name="calls",
-                        why=f"the call on {format_when(call.start, tz)} was cancelled and is back in the calendar",
-                        subject=f"Invitation: {cfg.title}, {format_when(call.start, tz)}",
-                        context=_context(cfg, call, mc, c.name, p.name),
+                        why=f"the call on {when} was cancelled and is back in the calendar",
+                        subject=f"Invitation: {cfg.title}, {when}",
+                        context=_context(cfg, call, when, c.name, p.name),
                         event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
                         record={**record, "sequence": seq, "method": "REQUEST"})
-                offer(d, passed=passed)
-                calendar_going_now = bool(send) and send[-1] is d
-            if remind_at > now:
+                calendar_going_now = offer(d, passed=passed)
+            # Checked before building the reminder: after it went out, every tick until the call is
+            # history would otherwise build one per contact only to find it in the ledger.
+            if remind_at > now or ledger_key("call-reminder", at_start, c.email) in ledger:
                 continue
-            r = Due(mailing="call-reminder", occurrence=f"{call.id}@{stamp(call.start)}", recipient=c.email,
+            r = Due(mailing="call-reminder", occurrence=at_start, recipient=c.email,
                     partner_id=p.id, due_at=remind_at, template="call_reminder", list_name="calls",
-                    why=f"reminder the day before the call on {format_when(call.start, tz)}",
-                    subject=f"Reminder: {cfg.title}, {format_when(call.start, tz)}",
-                    context=_context(cfg, call, mc, c.name, p.name), record=dict(record))
-            if calendar_going_now and r.key not in ledger:
+                    why=f"reminder the day before the call on {when}",
+                    subject=f"Reminder: {cfg.title}, {when}",
+                    context=_context(cfg, call, when, c.name, p.name), record=dict(record))
+            if calendar_going_now:
                 skip.append(r.skipped("the invitation goes out less than a day before the call; "
                                       "a separate reminder would be a second mail about the same thing"))
             else:
@@ -169,17 +179,18 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
             continue  # it took place (or was meant to) before it left the config: nothing to correct
         p, c = names.get(email, (None, None))
         gone = CallDate(id=cid, start=start)
+        when = format_when(start, tz)
         seq = int(last.get("sequence", 0)) + 1
         # Keyed by SEQUENCE: a call restored and removed again is cancelled again.
         d = Due(mailing="call-cancel", occurrence=f"{cid}#seq{seq}", recipient=email, partner_id=last.get("partner_id", ""),
                 due_at=now, template="call_cancel", list_name="calls",
-                why=f"the call on {format_when(start, tz)} was removed from the calendar",
-                subject=f"Cancelled: {cfg.title}, {format_when(start, tz)}",
-                context=_context(cfg, gone, mc, c.name if c else "", p.name if p else ""),
+                why=f"the call on {when} was removed from the calendar",
+                subject=f"Cancelled: {cfg.title}, {when}",
+                context=_context(cfg, gone, when, c.name if c else "", p.name if p else ""),
                 event=_event(cfg, gone, mc, "CANCEL", seq, email, c.name if c else ""),
                 record={"call_id": cid, "start": start.isoformat(), "sequence": seq,
                         "method": "CANCEL"})
-        if ledger_key(d.mailing, d.occurrence, d.recipient) not in ledger:
+        if d.key not in ledger:
             send.append(d)
     return send, skip
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
@@ -102,9 +102,9 @@ _KNOWN = {
 
 
 class _R:
-    def __init__(self, source: str, tz: ZoneInfo) -> None:
+    def __init__(self, source: str) -> None:
         self.source = source
-        self.tz = tz
+        self.tz = ZoneInfo(NEW_YORK)  # set from [mailings] timezone before any date-time is read
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {problem}")
@@ -157,21 +157,33 @@ class _R:
             self.check_keys(e, f"{name}.dates")
         return v
 
+    def dated_entries(self, t: dict[str, Any], name: str, what: str, example: str
+                      ) -> Iterator[tuple[str, dict[str, Any], str, datetime]]:
+        """(where, entry, id, start) for each [[<name>.dates]] entry; the id defaults to
+        "<what>-<local date>" and must not repeat."""
+        seen: set[str] = set()
+        for i, e in enumerate(self.entries(t, name)):
+            where = f"[[{name}.dates]] #{i + 1}"
+            if "start" not in e:
+                raise self.fail(f"{where} start", f"missing; the {what}'s date and time, e.g. {example}")
+            start = self.moment(e["start"], f"{where} start")
+            eid = self.id_(e.get("id", f"{what}-{start.astimezone(self.tz).date().isoformat()}"), f"{where} id")
+            if eid in seen:
+                raise self.fail(f"{where} id", f"{eid!r} is listed twice; one id, one {what}")
+            seen.add(eid)
+            yield where, e, eid, start
+
 
 def parse_mailings(raw: dict[str, Any], source: str) -> MailingsConfig:
-    m = raw.get("mailings", {})
-    if not isinstance(m, dict):
-        raise ConfigError(f"{source}: [mailings]: must be a table")
+    r = _R(source)
+    m = r.table(raw, "mailings")
     tz_name = m.get("timezone", NEW_YORK)
     try:
         if not isinstance(tz_name, str):
             raise TypeError
-        tz = ZoneInfo(tz_name)
+        r.tz = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ConfigError(f"{source}: [mailings] timezone: {tz_name!r} is not an IANA zone like "
-                          f"\"America/New_York\"") from None
-    r = _R(source, tz)
-    m = r.table(raw, "mailings")
+        raise r.fail("[mailings] timezone", f"{tz_name!r} is not an IANA zone like \"America/New_York\"") from None
     enabled = m.get("enabled", sorted(MailingsConfig().enabled))
     allowed = MailingsConfig().enabled
     if not isinstance(enabled, list) or not set(enabled) <= allowed:
@@ -189,18 +201,8 @@ def parse_mailings(raw: dict[str, Any], source: str) -> MailingsConfig:
         except (ValueError, TypeError) as e:
             raise r.fail("[calls] rrule", f"{rule!r} is not an RFC 5545 RRULE like "
                                           f"\"FREQ=MONTHLY;INTERVAL=3;BYDAY=2TU\": {e}") from None
-    dates = []
-    seen: set[str] = set()
-    for i, e in enumerate(r.entries(c, "calls")):
-        where = f"[[calls.dates]] #{i + 1}"
-        if "start" not in e:
-            raise r.fail(f"{where} start", "missing; the call's date and time, e.g. 2027-04-13T14:00:00")
-        start = r.moment(e["start"], f"{where} start")
-        cid = r.id_(e.get("id", f"call-{start.astimezone(tz).date().isoformat()}"), f"{where} id")
-        if cid in seen:
-            raise r.fail(f"{where} id", f"{cid!r} is listed twice; one id, one call")
-        seen.add(cid)
-        dates.append(CallDate(id=cid, start=start, dial_in=r.str_(e, where, "dial_in", "")))
+    dates = [CallDate(id=cid, start=start, dial_in=r.str_(e, where, "dial_in", ""))
+             for where, e, cid, start in r.dated_entries(c, "calls", "call", "2027-04-13T14:00:00")]
     cancelled = c.get("cancelled", [])
     if not isinstance(cancelled, list):
         raise r.fail("[calls] cancelled", "must be a list of call ids like [\"call-2027-10-12\"]")
@@ -220,19 +222,9 @@ def parse_mailings(raw: dict[str, Any], source: str) -> MailingsConfig:
         raise r.fail("[calls] reminder_days_before", "must be fewer days than invite_days_before")
 
     t = r.table(raw, "trainings")
-    tdates = []
-    seen = set()
-    for i, e in enumerate(r.entries(t, "trainings")):
-        where = f"[[trainings.dates]] #{i + 1}"
-        if "start" not in e:
-            raise r.fail(f"{where} start", "missing; the training's date and time, e.g. 2027-02-10T10:00:00")
-        start = r.moment(e["start"], f"{where} start")
-        tid = r.id_(e.get("id", f"training-{start.astimezone(tz).date().isoformat()}"), f"{where} id")
-        if tid in seen:
-            raise r.fail(f"{where} id", f"{tid!r} is listed twice")
-        seen.add(tid)
-        tdates.append(TrainingDate(id=tid, start=start, title=r.str_(e, where, "title", "Open Atrium partner training"),
-                                   place=r.str_(e, where, "place", "")))
+    tdates = [TrainingDate(id=tid, start=start, title=r.str_(e, where, "title", "Open Atrium partner training"),
+                           place=r.str_(e, where, "place", ""))
+              for where, e, tid, start in r.dated_entries(t, "trainings", "training", "2027-02-10T10:00:00")]
     trainings = TrainingsConfig(
         dates=tuple(sorted(tdates, key=lambda d: d.start)),
         announce_days_before=r.int_(t, "trainings", "announce_days_before", 30, 1, 365),

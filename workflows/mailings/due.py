@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
+from ..calendar import format_date, format_local
 from ..model import FROZEN, Contact, Partner
 
 MAILINGS = {
@@ -100,13 +101,6 @@ class Due:
         }
 
 
-def partners_of(roster: Any) -> list[Partner]:
-    """Accept a senders.Roster or a plain list of partners."""
-    if hasattr(roster, "partners") and isinstance(roster.partners, Mapping):
-        return list(roster.partners.values())
-    return list(roster)
-
-
 def billing_contacts(partner: Partner) -> tuple[Contact, ...]:
     """Billing contacts; the primary contact if none; the first contact if neither is marked."""
     for role in ("billing", "primary"):
@@ -120,22 +114,14 @@ def primary_contacts(partner: Partner) -> tuple[Contact, ...]:
     return tuple(c for c in partner.contacts if "primary" in c.roles) or partner.contacts[:1]
 
 
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December")
-
-
 def format_day(d: date) -> str:
     """"Wednesday, March 31, 2027": spelled out by hand, independent of the locale."""
-    return f"{_DAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}"
+    return format_date(d, with_year=True)
 
 
 def format_when(dt: datetime, tz: ZoneInfo) -> str:
     """"Tuesday, January 12, 2027, 2:00 PM ET"."""
-    local = dt.astimezone(tz)
-    zone = "ET" if str(tz) == "America/New_York" else (local.tzname() or str(tz))
-    return f"{format_day(local.date())}, {local.hour % 12 or 12}:{local.minute:02d} " \
-           f"{'AM' if local.hour < 12 else 'PM'} {zone}"
+    return format_local(dt, str(tz), with_year=True)
 
 
 def money(dollars: int) -> str:

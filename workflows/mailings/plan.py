@@ -1,21 +1,22 @@
 """What scheduled mail is due now, and what a period of the program would send.
 
-``due_mailings(roster, ledger, config, now)`` is the whole decision: pure, from
-the roster, the ledger (what was already queued or skipped) and ``now``. The
-`schedule` library only triggers ticks; a tick after downtime computes the same
-answer a tick on time would have, minus what has gone stale (recorded as skips).
+``due_mailings(partners, ledger, config, now)`` is the whole decision: pure, from
+the roster's partners, the ledger (what was already queued or skipped) and
+``now``. The `schedule` library only triggers ticks; a tick after downtime
+computes the same answer a tick on time would have, minus what has gone stale
+(recorded as skips).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from ..model import Partner
+from ..model import FROZEN, Partner
 from . import calls, renewals, trainings, welcome
 from .config import MailingsConfig
-from .due import Due, format_when, partners_of
+from .due import Due, format_when
 
 KIND_GROUPS = {
     "calls": ("call-invite", "call-update", "call-cancel", "call-reminder"),
@@ -25,7 +26,7 @@ KIND_GROUPS = {
 }
 
 
-def due_mailings(roster: Any, ledger: Mapping[str, Mapping[str, Any]], config: MailingsConfig, now: datetime, *,
+def due_mailings(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], config: MailingsConfig, now: datetime, *,
                  welcome_requests: Mapping[str, datetime] | None = None,
                  unsubscribed: frozenset[str] = frozenset(),
                  only: str | None = None) -> tuple[list[Due], list[Due]]:
@@ -35,7 +36,6 @@ def due_mailings(roster: Any, ledger: Mapping[str, Mapping[str, Any]], config: M
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    partners = partners_of(roster)
     send: list[Due] = []
     skip: list[Due] = []
     parts = []
@@ -63,14 +63,14 @@ def due_mailings(roster: Any, ledger: Mapping[str, Mapping[str, Any]], config: M
     return send, skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(**FROZEN)
 class PlannedStep:
     at: datetime  # when the tick would decide it
     due: Due
     sent: bool
 
 
-def simulate(roster: Any, ledger: Mapping[str, Mapping[str, Any]], config: MailingsConfig, start: datetime,
+def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], config: MailingsConfig, start: datetime,
              end: datetime, *, welcome_requests: Mapping[str, datetime] | None = None,
              unsubscribed: frozenset[str] = frozenset()) -> list[PlannedStep]:
     """Every mail that would go out (and every skip) between start and end, if the daemon ran throughout.
@@ -79,7 +79,6 @@ def simulate(roster: Any, ledger: Mapping[str, Mapping[str, Any]], config: Maili
     simulated ledger assumes each queued mail is sent.
     """
     moments = {start}
-    partners = partners_of(roster)
     if "calls" in config.enabled:
         moments |= calls.times(config, start, end)
     if "renewals" in config.enabled:
@@ -118,7 +117,7 @@ def preview(name: str, partner: Partner, config: MailingsConfig, now: datetime) 
             raise ValueError(f"partner {partner.id} has no renewal date")
         notices = renewals.series(partner, partner.renews_on, config)
         past = [d for d in notices if d.due_at <= now]
-        return past[-1] if past else notices[0]
+        return renewals.as_of(past[-1] if past else notices[0], now, config)
     if name in KIND_GROUPS["calls"]:
         upcoming = calls.call_dates(config.calls, now, now + timedelta(days=400))
         if not upcoming:
@@ -155,14 +154,10 @@ def preview(name: str, partner: Partner, config: MailingsConfig, now: datetime) 
 
 
 def _only(partner: Partner, email: str) -> Partner:
-    from dataclasses import replace
-
     return replace(partner, contacts=tuple(c for c in partner.contacts if c.email == email))
 
 
 def _without_call(config: MailingsConfig, call_id: str) -> MailingsConfig:
-    from dataclasses import replace
-
     return replace(config, calls=replace(config.calls, cancelled=config.calls.cancelled | {call_id},
                                          dates=tuple(d for d in config.calls.dates if d.id != call_id)))
 

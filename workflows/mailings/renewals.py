@@ -12,12 +12,13 @@ computed, and the runner records its remaining notices as skipped.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from ..model import PLANS, Partner
+from ..model import Partner
 from .config import MailingsConfig, local_day
-from .due import Due, billing_contacts, format_day, ledger_key, money, partners_of
+from .due import Due, billing_contacts, format_day, money
 
 
 def occurrence(partner_id: str, term_end: date, offset: int) -> str:
@@ -46,30 +47,25 @@ def next_term_end(term_end: date) -> date:
 
 def notice(partner: Partner, contact_email: str, contact_name: str, term_end: date, offset: int,
            mc: MailingsConfig) -> Due:
+    """The notice as written at its due time; ``as_of`` restates it for when it is actually sent."""
     at = local_day(term_end - timedelta(days=offset), mc.renewals.send_at, mc.tz())
-    amount = money(PLANS[partner.plan])
+    amount = money(partner.yearly_fee)
     when = format_day(term_end)
-    if offset > 0:
-        subject = f"Your Open Atrium partnership renews on {when}: {amount}"
-    elif offset == 0:
-        subject = f"Your Open Atrium partnership renews today: {amount}"
-    else:
-        subject = f"Your Open Atrium partnership lapsed on {when}"
+    t = timing(term_end, amount, at, mc)
     return Due(
         mailing="renewal", occurrence=occurrence(partner.id, term_end, offset), recipient=contact_email,
-        partner_id=partner.id, due_at=at, template="renewal_notice", subject=subject,
+        partner_id=partner.id, due_at=at, template="renewal_notice", subject=t.pop("subject"),
         why=f"renewal notice {describe(offset)} ({when}), {partner.plan} plan {amount}",
         context={
             "name": contact_name, "partner_name": partner.name, "partner_id": partner.id, "plan": partner.plan,
-            "amount": amount, "renews_on": when, "days": abs(offset),
-            "phase": "before" if offset > 0 else "today" if offset == 0 else "lapsed",
+            "amount": amount, "renews_on": when, **t,
             "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
         },
         record={"term_end": term_end.isoformat(), "offset": offset},
     )
 
 
-def timing(term_end: date, partner_name: str, amount: str, now: datetime, mc: MailingsConfig) -> dict[str, Any]:
+def timing(term_end: date, amount: str, now: datetime, mc: MailingsConfig) -> dict[str, Any]:
     """What the notice says about time, as of when it is actually written: a notice sent late
     (the partner added mid-series, the daemon down) must not say "in 60 days" 33 days before."""
     left = (term_end - now.astimezone(mc.tz()).date()).days
@@ -81,6 +77,12 @@ def timing(term_end: date, partner_name: str, amount: str, now: datetime, mc: Ma
     return {"days": -left, "phase": "lapsed", "subject": f"Your Open Atrium partnership lapsed on {when}"}
 
 
+def as_of(d: Due, now: datetime, mc: MailingsConfig) -> Due:
+    """Notice ``d`` with its subject, days and phase as of ``now`` (when it is sent or previewed)."""
+    t = timing(date.fromisoformat(d.record["term_end"]), d.context["amount"], now, mc)
+    return replace(d, subject=t.pop("subject"), context={**d.context, **t})
+
+
 def series(partner: Partner, term_end: date, mc: MailingsConfig) -> list[Due]:
     """Every notice of one term's series, to every billing contact, oldest first."""
     return sorted((notice(partner, c.email, c.name, term_end, off, mc)
@@ -88,11 +90,11 @@ def series(partner: Partner, term_end: date, mc: MailingsConfig) -> list[Due]:
                   key=lambda d: (d.due_at, d.recipient))
 
 
-def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig,
+def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig,
         now: datetime) -> tuple[list[Due], list[Due]]:
     send: list[Due] = []
     skip: list[Due] = []
-    for p in partners_of(roster):
+    for p in partners:
         if not p.active or p.renews_on is None:
             continue
         by_recipient: dict[str, list[Due]] = {}
@@ -109,7 +111,7 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
                 if d.key in ledger:
                     continue
                 if d is latest and (newest_done is None or newest_done < d.due_at):
-                    send.append(d)
+                    send.append(as_of(d, now, mc))  # a late notice states the real number of days
                 else:
                     newer = describe(latest.record["offset"]) if d is not latest else "a later one"
                     skip.append(d.skipped(f"superseded by the notice {newer}: after downtime only the "
@@ -122,12 +124,12 @@ def stop_series(partner: Partner, old_end: date, ledger: Mapping[str, Mapping[st
     """The old term's notices not yet decided, as skips: a payment was recorded."""
     return [d.skipped(f"renewal recorded on {paid_on.isoformat()} (paid until {new_end.isoformat()}); "
                       f"the series for the term ending {old_end.isoformat()} stopped")
-            for d in series(partner, old_end, mc) if ledger_key(d.mailing, d.occurrence, d.recipient) not in ledger]
+            for d in series(partner, old_end, mc) if d.key not in ledger]
 
 
-def times(roster: Any, mc: MailingsConfig, start: datetime, end: datetime) -> set[datetime]:
+def times(partners: Sequence[Partner], mc: MailingsConfig, start: datetime, end: datetime) -> set[datetime]:
     out = set()
-    for p in partners_of(roster):
+    for p in partners:
         if p.active and p.renews_on is not None:
             for off in mc.renewals.offsets:
                 t = local_day(p.renews_on - timedelta(days=off), mc.renewals.send_at, mc.tz())

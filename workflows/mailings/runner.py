@@ -23,21 +23,19 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .. import msgids
 from ..autoreply import automatic_reason
-from ..model import InboundMail, OutgoingMail, Partner
+from ..model import FROZEN, InboundMail, OutgoingMail, Partner
 from . import renewals
-from .calls import calendar_state, call_dates
+from .calls import calendar_state, call_dates, uid_for
 from .config import MailingsConfig
 from .due import UNSUBSCRIBE_LISTS, Due, ledger_key, outbox_key, split_key
 from .plan import due_mailings
 
 log = logging.getLogger("partnerdesk.mailings")
 
-MAILING_KINDS = frozenset({"call-invite", "call-update", "call-cancel", "call-reminder", "renewal",
-                           "training-announcement", "training-refresher", "welcome"})
 _TOKEN_RE = re.compile(r"\bunsubscribe\s+([a-z]+)\.([A-Za-z0-9_-]+)\.([0-9a-f]{16})\b", re.IGNORECASE)
 _FOOTER_RE = re.compile(r'with\s+the\s+subject\s+"unsubscribe\s+[^"\s]+"', re.IGNORECASE)  # our footer's words
 # What is left of a request once the token is taken out, that still asks for a person: any word of
@@ -49,7 +47,7 @@ _REST_RE = re.compile(rf"\b(?!{_COURTESY}\b)[^\W\d_]{{3,}}", re.IGNORECASE)
 QUEUE_CHUNK = 200  # mails decided per store write
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(**FROZEN)
 class RunnerSettings:
     support_address: str
     support_name: str
@@ -147,16 +145,8 @@ class MailingRunner:
 
     def render(self, d: Due, now: datetime) -> tuple[OutgoingMail, str, bytes]:
         out = self.outgoing(d)
-        if d.mailing == "renewal":
-            t = renewals.timing(date.fromisoformat(d.record["term_end"]), d.context["partner_name"],
-                                d.context["amount"], now, self.s.config)
-            out = replace(out, subject=t.pop("subject"), context={**out.context, **t})
         mid = msgids.make_message_id(self.secret, thread_number=0, kind=d.mailing, key=out.key, domain=self.domain)
         return out, mid, self.composer.render(out, message_id=mid, date=now)
-
-    def _queue(self, d: Due, now: datetime) -> None:
-        out, mid, raw = self.render(d, now)
-        self._store_rendered(d, out, mid, raw, now)
 
     def _store_rendered(self, d: Due, out: OutgoingMail, mid: str, raw: bytes, now: datetime) -> None:
         added = self.store.outbox_add({
@@ -257,8 +247,7 @@ class MailingRunner:
         ledger and those in the config (whatever their ids look like: "q1-kickoff" as well as "call-...")."""
         ids = {cid for (cid, _) in calendar_state(self.ledger())}
         ids |= {c.id for c in call_dates(self.s.config.calls, now - timedelta(days=400), now + timedelta(days=400))}
-        # The UID mailbox.ical.uid_for writes: the id, with our domain unless it has one.
-        return {(cid if "@" in cid else f"{cid}@{self.domain}").lower(): cid.lower() for cid in ids}
+        return {uid_for(cid, self.domain).lower(): cid.lower() for cid in ids}
 
     def _unsubscribe(self, mail: InboundMail, now: datetime) -> str | None:
         """Honour a token where the person wrote it: the subject (the List-Unsubscribe mailto puts it
@@ -367,7 +356,3 @@ class MailingRunner:
 
     def contact_failures(self) -> dict[str, dict[str, Any]]:
         return {d.doc_id: dict(d) for d in self.store.table("contact_failures").all()}
-
-
-def kinds() -> Iterable[str]:
-    return sorted(MAILING_KINDS)

@@ -16,12 +16,11 @@ A training that has started is never announced late: the mail is skipped.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..model import Partner
 from .config import MailingsConfig, TrainingDate
-from .due import Due, format_when, partners_of, primary_contacts
-from .renewals import next_term_end
+from .due import Due, format_when, primary_contacts
 
 LOOKBACK = timedelta(days=45)
 
@@ -47,7 +46,7 @@ def seats_unused(partner: Partner, at: date, seats_per_term: int = 2) -> int:
     return max(0, seats_per_term - seats_used(partner, at))
 
 
-def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig, now: datetime,
+def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig, now: datetime,
         unsubscribed: frozenset[str] = frozenset()) -> tuple[list[Due], list[Due]]:
     cfg = mc.trainings
     tz = mc.tz()
@@ -58,11 +57,12 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
         announce_at = tr.start - timedelta(days=cfg.announce_days_before)
         if announce_at > now or tr.start < now - LOOKBACK:
             continue
-        for p in partners_of(roster):
+        refresh_cutoff = tr.start.astimezone(tz).date() - timedelta(days=cfg.refresher_after_days)
+        when = format_when(tr.start, tz)
+        for p in partners:
             if not p.active:
                 continue
             unused = seats_unused(p, today, cfg.seats_per_term)
-            refresh_cutoff = tr.start.astimezone(tz).date() - timedelta(days=cfg.refresher_after_days)
             # A refresher goes to whoever trained long enough ago (it mentions unused seats too), so
             # a one-person shop gets one mail, the refresher, not an announcement of its own place.
             refresh_to = [c for c in p.contacts if c.trained_on is not None and c.trained_on <= refresh_cutoff]
@@ -75,22 +75,23 @@ def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig
                     mailing="training-announcement", occurrence=tr.id, recipient=c.email, partner_id=p.id,
                     due_at=announce_at, template="training_announcement", list_name="trainings",
                     why=f"{p.name} has {unused} of {cfg.seats_per_term} training seats unused this term; "
-                        f"training on {format_when(tr.start, tz)}",
-                    subject=f"{tr.title}: {format_when(tr.start, tz)}",
-                    context=_context(mc, tr, p, c.name, today, unused=unused, trained=c.trained_on is not None)))
+                        f"training on {when}",
+                    subject=f"{tr.title}: {when}",
+                    context=_context(mc, tr, when, p, c.name, today, unused=unused, trained=c.trained_on is not None)))
             for c in refresh_to:
                 _offer(send, skip, ledger, tr, now, unsubscribed, Due(
                     mailing="training-refresher", occurrence=tr.id, recipient=c.email, partner_id=p.id,
                     due_at=announce_at, template="training_refresher", list_name="trainings",
-                    why=f"trained on {c.trained_on.isoformat()}; refresher on {format_when(tr.start, tz)}",
-                    subject=f"Refresher: {tr.title}, {format_when(tr.start, tz)}",
-                    context=_context(mc, tr, p, c.name, today, unused=unused, trained_on=c.trained_on.isoformat())))
+                    why=f"trained on {c.trained_on.isoformat()}; refresher on {when}",
+                    subject=f"Refresher: {tr.title}, {when}",
+                    context=_context(mc, tr, when, p, c.name, today, unused=unused, trained_on=c.trained_on.isoformat())))
     return send, skip
 
 
-def _context(mc: MailingsConfig, tr: TrainingDate, p: Partner, name: str, today: date, **extra: Any) -> dict[str, Any]:
-    first, last = term(p, today)
-    return {"name": name, "partner_name": p.name, "title": tr.title, "when": format_when(tr.start, mc.tz()),
+def _context(mc: MailingsConfig, tr: TrainingDate, when: str, p: Partner, name: str, today: date,
+             **extra: Any) -> dict[str, Any]:
+    _, last = term(p, today)
+    return {"name": name, "partner_name": p.name, "title": tr.title, "when": when,
             "place": tr.place, "training_id": tr.id, "seats_per_term": mc.trainings.seats_per_term,
             "term_end": last.isoformat(), "training_url": mc.program.training_url, **extra}
 
@@ -116,4 +117,4 @@ def times(mc: MailingsConfig, start: datetime, end: datetime) -> set[datetime]:
     return out
 
 
-__all__ = ["due", "seats_used", "seats_unused", "term", "times", "next_term_end"]
+__all__ = ["due", "seats_used", "seats_unused", "term", "times"]

@@ -6,24 +6,24 @@ seat, and gives the partner badge snippet linking to the partner's profile page.
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from ..model import PLANS, Partner
+from ..model import Partner
 from .config import MailingsConfig
-from .due import Due, format_day, money, partners_of
+from .due import Due, format_day, money
 
 STALE_AFTER = timedelta(days=30)  # a request this old (daemon down a month?) is no longer a welcome
 
 
+def profile_url(partner: Partner, mc: MailingsConfig) -> str:
+    return mc.program.profile_url.replace("{id}", partner.id)
+
+
 def badge_snippet(partner: Partner, mc: MailingsConfig) -> str:
-    url = mc.program.profile_url.replace("{id}", partner.id)
-    return (f'<a href="{url}"><img src="{mc.program.badge_image}" alt="{_attr(partner.name)} is an '
-            f'{_attr(mc.program.name)} member" width="160"></a>')
-
-
-def _attr(text: str) -> str:
-    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+    return (f'<a href="{profile_url(partner, mc)}"><img src="{mc.program.badge_image}" '
+            f'alt="{html.escape(partner.name)} is an {html.escape(mc.program.name)} member" width="160"></a>')
 
 
 def mail(partner: Partner, email: str, name: str, mc: MailingsConfig, requested_at: datetime) -> Due:
@@ -35,22 +35,22 @@ def mail(partner: Partner, email: str, name: str, mc: MailingsConfig, requested_
         why=f"{partner.name} was added to the roster",
         context={
             "name": name, "partner_name": partner.name, "program_name": mc.program.name, "plan": partner.plan,
-            "amount": money(PLANS[partner.plan]),
+            "amount": money(partner.yearly_fee),
             "renews_on": format_day(partner.renews_on) if partner.renews_on else "",
             "seats": seats, "seats_per_term": mc.trainings.seats_per_term,
-            "profile_url": mc.program.profile_url.replace("{id}", partner.id),
+            "profile_url": profile_url(partner, mc),
             "badge_html": badge_snippet(partner, mc),
         },
     )
 
 
-def due(roster: Any, ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig, now: datetime,
+def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig, now: datetime,
         requests: Mapping[str, datetime]) -> tuple[list[Due], list[Due]]:
     send: list[Due] = []
     skip: list[Due] = []
-    partners = {p.id: p for p in partners_of(roster)}
+    by_id = {p.id: p for p in partners}
     for pid, at in sorted(requests.items()):
-        p = partners.get(pid)
+        p = by_id.get(pid)
         if p is None or not p.active:
             continue
         for c in p.contacts:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from . import msgids
+from . import msgids, outbox
 from .autoreply import automatic_reason
 from .calendar import format_due
 from .errors import BadInput
@@ -307,21 +307,12 @@ class IntakeService:
         Message-ID then names thread 0, which no reply can be filed into.
         """
         for out in outgoing:
-            mid = msgids.make_message_id(self.secret, thread_number=thread.number if thread else 0, kind=out.kind,
-                                         key=out.key, domain=self.domain)
-            raw = self.composer.render(out, message_id=mid, date=now)
+            mid, raw = outbox.render(self.composer, self.secret, self.domain, out,
+                                     thread_number=thread.number if thread else 0, now=now)
+            # RFC 3834: automatic replies go out with a null envelope sender, so nothing bounces back.
             envelope_from = "" if out.auto_kind == "auto-replied" and out.automatic else self.settings.support_address
-            added = self.store.outbox_add({
-                "key": out.key,
-                "kind": out.kind,
-                "thread_id": thread.id if thread else out.thread_id,
-                "message_id": mid,
-                "mail_from": envelope_from,
-                "rcpt_to": list(out.to),
-                "subject": out.subject,
-                "raw": raw.decode("ascii"),
-                "created_at": now.isoformat(),
-            })
+            added = self.store.outbox_add(outbox.entry(out, message_id=mid, raw=raw, now=now, mail_from=envelope_from,
+                                                       thread_id=thread.id if thread else out.thread_id))
             if not added:
                 continue
             if out.kind == "ack":

@@ -17,7 +17,6 @@ import`), ``unsubscribed`` ("list:address"), ``rsvps`` ("uid|address"),
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import re
@@ -25,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
-from .. import msgids
+from .. import msgids, outbox
 from ..autoreply import automatic_reason
 from ..model import FROZEN, InboundMail, OutgoingMail, Partner
 from . import renewals
@@ -145,16 +144,14 @@ class MailingRunner:
 
     def render(self, d: Due, now: datetime) -> tuple[OutgoingMail, str, bytes]:
         out = self.outgoing(d)
-        mid = msgids.make_message_id(self.secret, thread_number=0, kind=d.mailing, key=out.key, domain=self.domain)
-        return out, mid, self.composer.render(out, message_id=mid, date=now)
+        mid, raw = outbox.render(self.composer, self.secret, self.domain, out, thread_number=0, now=now)
+        return out, mid, raw
 
     def _store_rendered(self, d: Due, out: OutgoingMail, mid: str, raw: bytes, now: datetime) -> None:
-        added = self.store.outbox_add({
-            "key": out.key, "kind": out.kind, "thread_id": None, "message_id": mid,
-            "mail_from": self.s.support_address,  # bounces come back to us, not to nobody
-            "rcpt_to": list(out.to), "subject": out.subject, "raw": raw.decode("ascii"),
-            "created_at": now.isoformat(), "partner_id": d.partner_id,
-        })
+        added = self.store.outbox_add(outbox.entry(
+            out, message_id=mid, raw=raw, now=now,
+            mail_from=self.s.support_address,  # bounces come back to us, not to nobody
+            partner_id=d.partner_id))
         if added:
             self.store.record_message(mid, direction="out", thread_id=None, at=now.isoformat(), kind=out.kind,
                                       mailing=d.key)
@@ -222,7 +219,7 @@ class MailingRunner:
         return f"{list_name}.{who}.{self._mac(list_name, address.lower())}"
 
     def _mac(self, list_name: str, address: str) -> str:
-        return hmac.new(self.secret, f"unsubscribe:{list_name}:{address}".encode(), hashlib.sha256).hexdigest()[:16]
+        return msgids.mac(self.secret, f"unsubscribe:{list_name}:{address}")
 
     def intercept(self, mail: InboundMail, now: datetime) -> str | None:
         """IntakeService interceptor: calendar replies, delivery reports of mailings and unsubscribe
@@ -344,13 +341,8 @@ class MailingRunner:
                          "detail": detail, "support_name": self.s.support_name,
                          "failures": max((failures.get(doc_id=r) or {}).get("count", 1)
                                          for r in e.get("rcpt_to", ()) or ("",))})
-            mid = msgids.make_message_id(self.secret, thread_number=0, kind="failure", key=out.key,
-                                         domain=self.domain)
-            self.store.outbox_add({
-                "key": out.key, "kind": out.kind, "thread_id": None, "message_id": mid,
-                "mail_from": "", "rcpt_to": list(out.to), "subject": out.subject,
-                "raw": self.composer.render(out, message_id=mid, date=now).decode("ascii"),
-                "created_at": now.isoformat()})
+            mid, raw = outbox.render(self.composer, self.secret, self.domain, out, thread_number=0, now=now)
+            self.store.outbox_add(outbox.entry(out, message_id=mid, raw=raw, now=now, mail_from=""))
         if self.store.table("outbox").get(doc_id=e["key"]) is not None:
             self.store.outbox_update(e["key"], failure_reported=now.isoformat())
 

@@ -212,10 +212,9 @@ def build(settings: Any, clock: Clock, stack: ExitStack, *, spool_root: Path | N
 
 def mailing_runner(settings: Any, store: Any, composer: Any, secret: bytes) -> Any:
     from mailbox.ical import parse_replies
-    from workflows.mailings.config import parse_mailings
     from workflows.mailings.runner import MailingRunner, RunnerSettings
 
-    config = parse_mailings(settings.raw, settings.source)
+    config = settings.mailings  # parsed and checked once, when the config was loaded
     return MailingRunner(store=store, composer=composer, secret=secret, parse_replies=parse_replies,
                          settings=RunnerSettings(support_address=settings.support_address,
                                                  support_name=settings.support_name, staff=settings.staff,

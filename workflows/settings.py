@@ -72,6 +72,7 @@ class Settings:
     ladder: tuple[Any, ...] = ()  # escalation.Stage, the default ladder unless [escalation] stages
     lifecycle: Any = None  # autoclose.LifecycleConfig
     digest: Any = None  # digest.DigestConfig
+    mailings: Any = None  # mailings.config.MailingsConfig ([mailings], [calls], [trainings], [renewals], [program])
     raw: dict[str, Any] = field(default_factory=dict)  # the whole table, for later workflows' own sections
 
 
@@ -236,7 +237,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
     # [calls] or [renewals] key before it does anything (parse_mailings names file and key).
     from .mailings.config import parse_mailings
 
-    parse_mailings(data, source)
+    mailings = parse_mailings(data, source)
     return Settings(
         source=source,
         support_address=address,
@@ -254,5 +255,6 @@ def load(data: dict[str, Any], source: str) -> Settings:
         ladder=ladder,
         lifecycle=lifecycle_cfg,
         digest=digest_cfg,
+        mailings=mailings,
         raw=data,
     )

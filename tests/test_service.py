@@ -32,6 +32,20 @@ def raw_mail(n: int, *, uid: int | None = None, uidvalidity: int = 1, frm: str =
                    folder="INBOX", uidvalidity=uidvalidity, uid=uid)
 
 
+def automatic_mail(frm: str, subject: str, message_id: str, body: str, in_reply_to: str | None = None) -> RawMail:
+    """An auto-reply or bounce (Auto-Submitted: auto-replied) arriving in the spool."""
+    m = EmailMessage()
+    m["From"] = frm
+    m["To"] = SUPPORT
+    m["Subject"] = subject
+    m["Auto-Submitted"] = "auto-replied"
+    if in_reply_to:
+        m["In-Reply-To"] = in_reply_to
+    m["Message-ID"] = message_id
+    m.set_content(body)
+    return RawMail(source_key=f"spool:{message_id}", data=m.as_bytes(), received_at=NOW)
+
+
 class FakeSource:
     def __init__(self) -> None:
         self.done: list[str] = []
@@ -166,14 +180,9 @@ def test_ack_rate_limit_holds_across_messages(store):
 
 def test_bounce_of_our_notification_does_not_loop(store):
     svc, report = service(store), CycleReport()
-    m = EmailMessage()
-    m["From"] = "MAILER-DAEMON@mx.example"
-    m["To"] = SUPPORT
-    m["Subject"] = "Undelivered Mail Returned to Sender"
-    m["Auto-Submitted"] = "auto-replied"
-    m["Message-ID"] = "<bounce1@mx.example>"
-    m.set_content("could not deliver to s@x.example")
-    svc.take_in(RawMail(source_key="spool:b", data=m.as_bytes(), received_at=NOW), NOW, report)
+    bounce = automatic_mail("MAILER-DAEMON@mx.example", "Undelivered Mail Returned to Sender", "<bounce1@mx.example>",
+                            "could not deliver to s@x.example")
+    svc.take_in(bounce, NOW, report)
     assert store.outbox() == [] and len(store.threads()) == 1
 
 
@@ -220,15 +229,9 @@ def test_out_of_office_answering_a_mailing_does_not_notify_staff(store):
     with store.transaction():  # a mailing we sent (no thread)
         store.record_message("<oa-0.call-invite.aaa.bbb@openatrium.example>", direction="out", thread_id=None,
                              kind="call-invite", to=["p@partner.example"])
-    m = EmailMessage()
-    m["From"] = "p@partner.example"
-    m["To"] = SUPPORT
-    m["Subject"] = "Automatic reply: State of Open Atrium"
-    m["Auto-Submitted"] = "auto-replied"
-    m["In-Reply-To"] = "<oa-0.call-invite.aaa.bbb@openatrium.example>"
-    m["Message-ID"] = "<ooo@partner.example>"
-    m.set_content("Away until Monday")
-    svc.take_in(RawMail(source_key="spool:ooo", data=m.as_bytes(), received_at=NOW), NOW, report)
+    ooo = automatic_mail("p@partner.example", "Automatic reply: State of Open Atrium", "<ooo@partner.example>",
+                         "Away until Monday", in_reply_to="<oa-0.call-invite.aaa.bbb@openatrium.example>")
+    svc.take_in(ooo, NOW, report)
     assert store.outbox() == [] and len(store.threads()) == 1
 
 

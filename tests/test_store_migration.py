@@ -53,6 +53,7 @@ def run(config: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def check(name: str, text: str) -> None:
+    text = text.replace("\r\n", "\n")
     path = EXPECTED / f"{name}.txt"
     if os.environ.get("PD_RECORD"):
         EXPECTED.mkdir(exist_ok=True)

@@ -12,7 +12,6 @@ place concrete classes are chosen. Nothing happens at import time.
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import tempfile
 import time
@@ -134,8 +133,9 @@ class Wiring:
         if dry_run_dir is not None:  # a copy of the store: nothing real changes
             tmp = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="partnerdesk-dry-run-")))
             copy = tmp / Path(s.store_path).name
-            if Path(s.store_path).exists():
-                shutil.copyfile(s.store_path, copy)
+            from store.tinystore import copy_store
+
+            copy_store(s.store_path, copy)
             spool_root = spool_root or Path(s.store_path).parent / "spool"
             return self.with_settings(replace(s, store_path=str(copy)))._desk(spool_root, dry_run_dir, passwords)
         return self._desk(spool_root, None, passwords)

@@ -4,26 +4,34 @@ Tables are keyed by natural keys (thread id, Message-ID, idempotency key), so a 
 access, not a scan, and writing the same thing twice is an upsert, never a duplicate. No code outside
 this package touches a table.
 
-| table            | key                        | what                                                   |
-|------------------|----------------------------|--------------------------------------------------------|
-| meta             | name                       | secret, history cut-off, thread counter, digest day, schema |
-| partners         | partner id                 | the roster (Partner.to_dict)                           |
-| payments         | "partner id|recorded at"   | renewals recorded by `partners renew`                  |
-| threads          | thread id ("OA-12")        | Thread.to_dict                                         |
-| messages         | Message-ID                 | which thread a message belongs to, and its side        |
-| raw              | sha256 of the raw bytes    | Message-ID of mail already taken in                    |
-| cursors          | folder                     | UIDVALIDITY and the last UID taken in                  |
-| quarantine       | source key                 | mail we could not take in, and why                     |
-| outbox           | idempotency key            | OutboxEntry: the rendered mail, envelope, send status  |
-| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit) |
-| ledger           | mailing key                | scheduled mailings already decided                     |
-| mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import`           |
-| unsubscribed     | "list:address"             | List-Unsubscribe requests honoured                     |
-| rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
-| contact_failures | address                    | permanent delivery failures of mailings to a contact   |
+The JSON file is the **hot store**: open work only, so that rewriting it at every durable write costs
+what the open work weighs, not what the history weighs. At each commit, what is no longer worked on
+moves to the archive (store/archive.py) in the same atomic step: closed threads and the message
+index of threads that are not open, every raw-hash record, finished (sent, cancelled) outbox rows.
+Look-ups try the hot store and then, on a miss, the archive; a reopened thread is saved hot again and
+wins over its archived copy. Rendered mail never enters the JSON (store/mailfiles.py).
 
-Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
-``.daemon.lock`` (one daemon per store).
+| table            | key                        | what                                        | hot store keeps       |
+|------------------|----------------------------|---------------------------------------------|-----------------------|
+| meta             | name                       | secret, history cut-off, thread counter, digest day, schema, archive state | all |
+| partners         | partner id                 | the roster (Partner.to_dict)                | all                   |
+| payments         | "partner id|recorded at"   | renewals recorded by `partners renew`       | all                   |
+| threads          | thread id ("OA-12")        | Thread.to_dict                              | threads not closed    |
+| messages         | Message-ID                 | which thread a message belongs to, its side | those of open threads |
+| raw              | sha256 of the raw bytes    | Message-ID of mail already taken in         | none (archive only)   |
+| cursors          | folder                     | UIDVALIDITY and the last UID taken in       | all                   |
+| quarantine       | source key                 | mail we could not take in, and why          | all                   |
+| outbox           | idempotency key            | OutboxEntry without its bytes (``body`` says where they are) | pending, failed |
+| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit) | all       |
+| ledger           | mailing key                | scheduled mailings already decided          | all                   |
+| mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import` | all                  |
+| unsubscribed     | "list:address"             | List-Unsubscribe requests honoured          | all                   |
+| rsvps            | "calendar uid|attendee"    | calendar replies to our invitations         | all                   |
+| contact_failures | address                    | permanent delivery failures of mailings to a contact | all          |
+
+Beside the JSON file: ``.archive/`` (store/archive.py), ``.mail/`` (rendered outgoing mail,
+store/mailfiles.py), ``.journal`` (send results not yet folded in, store/journal.py), ``.lock``
+(the write lock) and ``.daemon.lock`` (one daemon per store).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,8 +54,12 @@ from workflows.lifecycle import State
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
 
+from .archive import Archive
 from .atomic import AtomicJSONStorage
+from .journal import SendJournal
+from .mailfiles import MailFiles
 from .migrate import SCHEMA, migrate
+from .outbox_rows import FINISHED, OutboxRows
 
 
 class KeyedTable(Table):
@@ -76,7 +89,11 @@ class KeyedTinyDB(TinyDB):
     table_class = KeyedTable
 
 
-class Store:
+def _side(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+class Store(OutboxRows):
     """``readonly``: for verbs that only read; a write raises, and nothing on disk changes."""
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -84,18 +101,62 @@ class Store:
         self.readonly = readonly
         self._db = KeyedTinyDB(self.path, storage=AtomicJSONStorage, readonly=readonly)
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
-        self._storage.before_save = _stamp_schema
+        self.archive = Archive(_side(self.path, ".archive"), readonly=readonly)
+        self.mail = MailFiles(_side(self.path, ".mail"), readonly=readonly)
+        self.journal = SendJournal(_side(self.path, ".journal"))
+        self._storage.before_save = self._before_save
+        self._storage.after_save = self.archive.after_commit
+        self._storage.on_rollback = self._rolled_back
         self._daemon_lock: Any = None
         if not readonly:
-            self.apply_journal()  # finish what a process that died mid-send had recorded
             self._migrate()
+            self.apply_journal()  # finish what a process that died mid-send had recorded
 
     def _t(self, name: str) -> Table:
         # cache_size=0: another process may have changed the file since our last query.
         return self._db.table(name, cache_size=0)
 
-    def _get(self, table: str, key: str) -> dict[str, Any] | None:
+    def _hot(self, table: str, key: str) -> dict[str, Any] | None:
         return self._t(table).get(doc_id=key)  # type: ignore[return-value]
+
+    def _get(self, table: str, key: str) -> dict[str, Any] | None:
+        """The hot store's record, else the archive's (for the tables that have one)."""
+        d = self._hot(table, key)
+        if d is None and table in ARCHIVED:
+            self._sync_archive()
+            d = self.archive.get(table, key)
+        return d
+
+    def _sync_archive(self) -> None:
+        self.archive.sync(self.meta("archive"))
+
+    # -- what moves to the archive, at each commit ------------------------------------------------------
+    def _before_save(self, tables: dict[str, Any]) -> None:
+        """Last touches to what a commit writes: what is no longer worked on goes to the archive (made
+        durable first), the outgoing mail staged by this transaction to its file, the schema stamp."""
+        self._sync_archive()
+        closed = str(State.CLOSED)
+        threads = tables.get("threads", {})
+        for tid in [t for t, d in threads.items() if d.get("state") == closed]:
+            self.archive.put("threads", tid, threads.pop(tid))
+        messages = tables.get("messages", {})
+        for mid in [m for m, d in messages.items() if d.get("thread_id") not in threads]:
+            self.archive.put("messages", mid, messages.pop(mid))
+        raw = tables.get("raw", {})
+        for sha in list(raw):
+            self.archive.put("raw", sha, raw.pop(sha))
+        outbox = tables.get("outbox", {})
+        for key in [k for k, d in outbox.items() if d.get("status") in FINISHED]:
+            self.archive.put("outbox", key, outbox.pop(key))
+        self.mail.flush()  # the bytes of mail queued now exist before anything refers to them
+        state = self.archive.flush()
+        if state is not None:
+            tables.setdefault("meta", {})["archive"] = {"value": state}
+        tables.setdefault("meta", {}).setdefault("schema", {"value": SCHEMA})
+
+    def _rolled_back(self) -> None:
+        self.mail.rollback()
+        self.archive.rollback(self.meta("archive"))
 
     def _put(self, table: str, key: str, data: dict[str, Any]) -> None:
         self._t(table).upsert(Document(data, doc_id=key))
@@ -108,13 +169,14 @@ class Store:
         self._db.close()
 
     def _migrate(self) -> None:
-        """Bring a store written by an older version up to this one's layout, once, in one write."""
+        """Bring a store written by an older version up to this one's layout, once, in one write (what
+        the layout now keeps apart, the archive and the mail files, is written first, then the JSON)."""
         if not self._storage.read() or self.meta("schema", 1) >= SCHEMA:
             return  # a new store is stamped with this version by its first write
         with self.transaction():
             tables = self._storage.read() or {}
             if tables.get("meta", {}).get("schema", {}).get("value", 1) < SCHEMA:
-                self._storage.write(migrate(tables))
+                self._storage.write(migrate(tables, put_body=self.mail.stage))
 
     # -- one durable write per decision -----------------------------------------------------------------
     def transaction(self, after_commit: Any = None) -> contextlib.AbstractContextManager[None]:
@@ -219,12 +281,17 @@ class Store:
         return Thread.from_dict(d) if d is not None else None
 
     def threads(self, *, open_only: bool = False) -> list[Thread]:
-        """All threads, oldest first; ``open_only`` skips closed ones before decoding them
-        (the per-cycle tick needs only those, and closed threads are most of a mature store)."""
-        docs = self._all("threads")
+        """All threads, oldest first; ``open_only``: only those not closed, which are all in the hot store
+        (the per-cycle tick needs only those; closed threads are most of a mature store, in the archive)."""
+        docs: dict[str, dict[str, Any]] = {}
+        if not open_only:
+            self._sync_archive()
+            docs.update(self.archive.items("threads"))
+        docs.update((d.doc_id, d) for d in self._all("threads"))
+        rows = docs.values()
         if open_only:
-            docs = [d for d in docs if d.get("state") != State.CLOSED]
-        return sorted((Thread.from_dict(d) for d in docs), key=lambda t: t.number)
+            rows = [d for d in rows if d.get("state") != State.CLOSED]
+        return sorted((Thread.from_dict(d) for d in rows), key=lambda t: t.number)
 
     def save_thread(self, thread: Thread) -> None:
         self._put("threads", thread.id, thread.to_dict())
@@ -234,6 +301,7 @@ class Store:
         return self._get("messages", message_id)
 
     def record_message(self, message_id: str, **fields: Any) -> None:
+        # Goes to the hot store; the commit moves it to the archive unless its thread is open.
         self._put("messages", message_id, {**(self._get("messages", message_id) or {}), **fields})
 
     def seen_raw(self, sha256: str) -> str | None:
@@ -261,34 +329,7 @@ class Store:
     def quarantine_record(self, source_key: str) -> dict[str, Any] | None:
         return self._get("quarantine", source_key)
 
-    # -- the outbox ------------------------------------------------------------------------------------------------
-    def outbox_add(self, entry: OutboxEntry) -> bool:
-        """Queue a rendered mail; False (and nothing written) if its key is already queued or sent."""
-        if self._get("outbox", entry.key) is not None:
-            return False
-        self._put("outbox", entry.key, entry.to_dict())
-        return True
-
-    def outbox_entry(self, key: str) -> OutboxEntry | None:
-        d = self._get("outbox", key)
-        if d is None:
-            return None
-        return OutboxEntry.from_dict({**d, "key": key, **self._unapplied().get(key, {})})
-
-    def outbox(self, status: Status | str | None = None) -> list[OutboxEntry]:
-        """Entries oldest first, optionally only those in ``status``."""
-        unapplied = self._unapplied()
-        rows = [OutboxEntry.from_dict({**d, "key": d.doc_id, **unapplied.get(d.doc_id, {})})
-                for d in self._all("outbox")]
-        if status:
-            rows = [r for r in rows if r.status == status]
-        return sorted(rows, key=lambda r: (r.created_at, r.key))
-
-    def outbox_save(self, entry: OutboxEntry) -> None:
-        if self._get("outbox", entry.key) is None:
-            raise KeyError(f"no outbox entry {entry.key!r}")
-        self._put("outbox", entry.key, entry.to_dict())
-
+    # -- the ack rate limit -------------------------------------------------------------------------------------
     def count_sent_to(self, address: str, kind: str, since: datetime) -> int:
         """How many mails of ``kind`` were queued to ``address`` since ``since`` (the ack rate limit)."""
         since_s = since.isoformat()
@@ -298,68 +339,6 @@ class Store:
         # A small per-address index, so the rate limit does not scan the whole outbox.
         key = f"{kind}:{address}"
         self._put("recent", key, {"at": ((self._get("recent", key) or {}).get("at", []) + [at.isoformat()])[-keep:]})
-
-    # -- the send journal ------------------------------------------------------------------------------------------
-    # Recording each send result in the store would rewrite the whole file per mail sent (a mailing of
-    # 2,000 mails: 2,000 rewrites, each bigger than the last). Instead each result is appended, fsynced,
-    # to a small journal, O(1) per mail, and the journal is folded into the store in one write at the
-    # end of the drain, or by whoever opens the store next after a crash. A mail recorded as sent is
-    # never sent again.
-    def _journal_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".journal")
-
-    def journal_progress(self, entry: OutboxEntry) -> None:
-        line = (json.dumps({"key": entry.key, "fields": entry.progress()}, separators=(",", ":")) + "\n").encode()
-        with self._storage.locked():  # never between another process's read and truncate of the journal
-            with open(self._journal_path(), "ab") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-
-    def _journal(self) -> list[dict[str, Any]]:
-        try:
-            data = self._journal_path().read_bytes()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in data.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a line torn by a crash: that result was not recorded; at worst one resend
-        return out
-
-    def _unapplied(self) -> dict[str, dict[str, Any]]:
-        """A read-only store cannot fold the journal in; it shows what the journal says on top."""
-        if not self.readonly:
-            return {}
-        fields: dict[str, dict[str, Any]] = {}
-        for rec in self._journal():
-            fields.setdefault(rec["key"], {}).update(rec["fields"])
-        return fields
-
-    def apply_journal(self) -> int:
-        """Fold journaled send results into the outbox (one store write); returns how many."""
-        path = self._journal_path()
-        try:
-            if path.stat().st_size == 0:
-                return 0
-        except FileNotFoundError:
-            return 0
-        applied = 0
-
-        def truncate() -> None:
-            with open(path, "r+b") as f:
-                f.truncate(0)
-                os.fsync(f.fileno())
-
-        with self.transaction(after_commit=truncate):
-            for rec in self._journal():
-                doc = self._get("outbox", rec["key"])
-                if doc is not None:
-                    self._put("outbox", rec["key"], {**doc, **rec["fields"]})
-                    applied += 1
-        return applied
 
     # -- scheduled mailings -----------------------------------------------------------------------------------------
     def ledger(self, key: str) -> dict[str, Any] | None:
@@ -402,9 +381,20 @@ class Store:
         return {d.doc_id: dict(d) for d in self._all("contact_failures")}
 
 
-def _stamp_schema(tables: dict[str, Any]) -> None:
-    # Every write says which layout it is in; a store opened by an older version is migrated first.
-    tables.setdefault("meta", {}).setdefault("schema", {"value": SCHEMA})
+ARCHIVED = frozenset({"threads", "messages", "raw", "outbox"})
+
+
+def copy_store(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """A copy of the store at ``src`` (the JSON file and what lies beside it) at ``dst``, for dry runs."""
+    src, dst = Path(src), Path(dst)
+    if src.exists():
+        shutil.copyfile(src, dst)
+    for suffix in (".journal", ".journal.folding"):
+        if _side(src, suffix).exists():
+            shutil.copyfile(_side(src, suffix), _side(dst, suffix))
+    for suffix in (".archive", ".mail"):
+        if _side(src, suffix).is_dir():
+            shutil.copytree(_side(src, suffix), _side(dst, suffix))
 
 
 @contextlib.contextmanager

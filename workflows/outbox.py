@@ -53,7 +53,7 @@ class OutboxEntry:
     message_id: str
     mail_from: str  # envelope sender; "" is the null sender (automatic replies: nothing bounces back)
     rcpt_to: tuple[str, ...]
-    raw: str  # the rendered message, 7-bit clean
+    raw: str  # the rendered message, 7-bit clean ("" when the store keeps it apart: see ``body``)
     created_at: datetime
     subject: str = ""
     thread_id: str | None = None
@@ -67,6 +67,7 @@ class OutboxEntry:
     sent_at: datetime | None = None
     finished_at: datetime | None = None  # failed or cancelled at
     failure_reported: datetime | None = None  # a permanent failure was recorded against the contact
+    body: str = ""  # where the store keeps the rendered bytes (opaque to everyone but the store)
 
     # -- the transitions ----------------------------------------------------------------------------
     def due(self, now: datetime) -> bool:
@@ -115,7 +116,7 @@ class OutboxEntry:
         return {"key": self.key, "kind": self.kind, "thread_id": self.thread_id, "partner_id": self.partner_id,
                 "message_id": self.message_id, "mail_from": self.mail_from, "rcpt_to": list(self.rcpt_to),
                 "subject": self.subject, "created_at": self.created_at.isoformat(), "retry_of": self.retry_of,
-                **self.progress(), "raw": self.raw}
+                **self.progress(), "raw": self.raw, **({"body": self.body} if self.body else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OutboxEntry:
@@ -126,7 +127,8 @@ class OutboxEntry:
                    status=Status(d.get("status", "pending")), attempts=int(d.get("attempts", 0)),
                    next_attempt=_dt(d.get("next_attempt")), first_failed_at=_dt(d.get("first_failed_at")),
                    detail=d.get("detail") or "", sent_at=_dt(d.get("sent_at")),
-                   finished_at=_dt(d.get("finished_at")), failure_reported=_dt(d.get("failure_reported")))
+                   finished_at=_dt(d.get("finished_at")), failure_reported=_dt(d.get("failure_reported")),
+                   body=d.get("body") or "")
 
 
 def stuck_problem(pending: list[OutboxEntry], now: datetime) -> str | None:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ class Wiring:
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff)
+                               secret=outbox.secret, history_cutoff=cutoff, parse_head=partial(parse, bodies=False))
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)

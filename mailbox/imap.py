@@ -209,17 +209,18 @@ class ImapSource:
     def _same_folder(self, raw: RawMail) -> bool:
         return raw.uidvalidity == self.uidvalidity and raw.folder == self.s.folder and raw.uid is not None
 
-    def _move(self, uid: int, folder: str) -> None:
+    def _move(self, uid: int | list[int], folder: str) -> None:
+        uids = uid if isinstance(uid, list) else [uid]
         c = self._c()
         if not c.folder_exists(folder):
             c.create_folder(folder)
         if c.has_capability("MOVE"):
-            c.move([uid], folder)
+            c.move(uids, folder)
             return
-        c.copy([uid], folder)
-        c.delete_messages([uid])
+        c.copy(uids, folder)
+        c.delete_messages(uids)
         if c.has_capability("UIDPLUS"):
-            c.uid_expunge([uid])  # removes only this message
+            c.uid_expunge(uids)  # removes only these messages
             return
         # A plain EXPUNGE would also remove every message a person flagged \Deleted and meant
         # to keep until they expunge themselves. Never destroy someone else's deletion: leave
@@ -250,6 +251,20 @@ class ImapSource:
                 self._move(raw.uid, self.s.done_folder)  # type: ignore[arg-type]
 
         self._marking("marking done", raw, act)
+
+    def mark_done_many(self, raws: list[RawMail]) -> None:
+        """The keyword (and the move to done_folder) for a whole batch: one command each, not one per mail."""
+        uids = [r.uid for r in raws if self._same_folder(r)]
+        if not uids:
+            return
+
+        def act() -> None:
+            c = self._c()
+            c.add_flags(uids, [self.s.done_keyword.encode()], silent=True)
+            if self.s.done_folder:
+                self._move(uids, self.s.done_folder)
+
+        self._marking("marking done", raws[0], act)
 
     def quarantine(self, raw: RawMail, reason: str) -> None:
         if self._same_folder(raw):

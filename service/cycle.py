@@ -12,7 +12,7 @@ from typing import Callable
 
 from workflows.errors import Transient
 
-from .intake import BATCH, IntakeService
+from .intake import IntakeService
 from .mailings import MailingRunner
 from .outbox import Outbox
 from .ports import MailSender, MailSource, RawMail, Store
@@ -55,7 +55,7 @@ def cycle(desk: Desk) -> CycleReport:
     try:
         for raw in desk.source.fetch_new(desk.store):
             batch.append(raw)
-            if len(batch) >= BATCH:
+            if len(batch) >= desk.intake.batch_limit(batch):
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
                 batch = []
     except Transient as e:  # reported by whoever catches it below

@@ -35,6 +35,7 @@ from .report import CycleReport
 log = logging.getLogger("partnerdesk.intake")
 
 BATCH = 50  # messages per durable store write; nothing is sent or marked done before it
+HISTORY_BATCH = 500  # ... when every message of the batch is history (nothing is sent for history)
 
 # Mail that is not a support request (calendar RSVPs, unsubscribe requests) is claimed by an
 # interceptor before threading. Each runs inside the intake transaction and returns an action name
@@ -58,21 +59,41 @@ def _action_line(raw: RawMail, mail: InboundMail, decision: Decision, thread: Th
 
 class IntakeService:
     def __init__(self, *, store: Store, settings: IntakeSettings, parse: Callable[..., InboundMail], outbox: Outbox,
-                 secret: bytes, history_cutoff: datetime | None = None) -> None:
+                 secret: bytes, history_cutoff: datetime | None = None,
+                 parse_head: Callable[..., InboundMail] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.parse = parse
+        # Reads the header block only: enough for history that no rule reads the body of (the history
+        # import is bounded by parsing, and most of a message is its body).
+        self.parse_head = parse_head
         self.outbox = outbox
         self.secret = secret
         self.history_cutoff = history_cutoff
         self.interceptors: list[Interceptor] = []
+
+    def is_history(self, raw: RawMail) -> bool:
+        return self.history_cutoff is not None and raw.received_at < self.history_cutoff
+
+    def batch_limit(self, raws: list[RawMail]) -> int:
+        """How many messages the batch ending with ``raws`` may hold before its durable write."""
+        return HISTORY_BATCH if all(self.is_history(r) for r in raws) else BATCH
+
+    def _read(self, raw: RawMail) -> InboundMail:
+        """Headers first: history whose body no rule reads (not staff, who may write #commands; no
+        delivery report, calendar reply or unsubscribe token in it) is read no further."""
+        if self.parse_head is not None and self.is_history(raw):
+            head = self.parse_head(raw.data, received_at=raw.received_at)
+            if not head.body_hint and head.from_addr not in self.settings.recognised_staff:
+                return head
+        return self.parse(raw.data, received_at=raw.received_at)
 
     # -- one message -----------------------------------------------------------------------------------
     def take_in(self, raw: RawMail, now: datetime, report: CycleReport, source: MailSource | None = None) -> str:
         """Record one message and its consequences durably. Returns the action taken."""
         report.counts["fetched"] += 1
         try:
-            mail = self.parse(raw.data, received_at=raw.received_at)
+            mail = self._read(raw)
         except BadInput as e:
             return self._quarantine(raw, "bad-input", str(e), now, report, source)
         except Exception as e:  # the parser should never raise anything else: our bug, this mail aside
@@ -113,7 +134,7 @@ class IntakeService:
                 for raw in raws:
                     batch.counts["fetched"] += 1
                     try:
-                        mail = self.parse(raw.data, received_at=raw.received_at)
+                        mail = self._read(raw)
                     except BadInput as e:
                         self._record_quarantine(raw, "bad-input", str(e), now, batch)
                         bad.append((raw, str(e)))
@@ -130,9 +151,16 @@ class IntakeService:
         bad_keys = {r.source_key for r, _ in bad}
         for raw, reason in bad:
             self._quarantine_on_server(raw, reason, report, source)
-        for raw in raws:
-            if raw.source_key not in bad_keys:
+        done = [raw for raw in raws if raw.source_key not in bad_keys]
+        many = getattr(source, "mark_done_many", None)
+        if many is None:
+            for raw in done:
                 self._mark_done(raw, report, source)
+            return
+        try:
+            many(done)  # one command for the batch, not one round trip per message
+        except Exception as e:  # recorded already; the next pass dedupes them
+            report.problems.append(f"could not mark {len(done)} messages done: {e}")
 
     @staticmethod
     def _mark_done(raw: RawMail, report: CycleReport, source: MailSource) -> None:

@@ -20,13 +20,16 @@ reader (another process) sees a prefix of them, which is complete for everything
 hot store refers to.
 
 A look-up reads the in-memory index of the (small) log and then one shard file: its cost depends on
-the size of one shard, not on the number of records, and a miss costs the same as a hit. Nothing is
-held in memory but the log's index.
+the size of one shard, not on the number of records. Most look-ups are misses (is this new mail's
+Message-ID or hash known?): a Bloom filter per kind (10 bits a key, built from the shards the first
+time a process asks, then from what is appended to them) answers those without reading a shard.
+Nothing else is held in memory but the log's index.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import zlib
@@ -56,6 +59,66 @@ def _parse(line: bytes) -> tuple[str, dict[str, Any]] | None:
         return None
 
 
+class Bloom:
+    """A set that may answer "maybe" for a key it never got, never "no" for one it got."""
+
+    K = 7
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.bits = max(1024, capacity * 10)
+        self.array = bytearray(self.bits // 8 + 1)
+        self.count = 0
+
+    def _positions(self, key: bytes) -> list[int]:
+        d = hashlib.blake2b(key, digest_size=16).digest()
+        a, b = int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little") | 1
+        return [(a + i * b) % self.bits for i in range(self.K)]
+
+    def add(self, key: bytes) -> None:
+        for p in self._positions(key):
+            self.array[p >> 3] |= 1 << (p & 7)
+        self.count += 1
+
+    def __contains__(self, key: bytes) -> bool:
+        return all(self.array[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
+
+
+class _ShardIndex:
+    """What is in one kind's shard files, as far as a Bloom filter can say; kept up to date by reading
+    what was appended to a shard since it was last looked at (shards only grow)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.paths = [os.path.join(folder, f"{n:03d}.jsonl") for n in range(SHARDS)]
+        self.seen = [0] * SHARDS  # bytes of each shard already in the filter
+        self.bloom = Bloom(1 << 16)
+
+    def maybe(self, shard: int, key: str) -> bool:
+        try:
+            size = os.stat(self.paths[shard]).st_size
+        except FileNotFoundError:
+            return False
+        if size != self.seen[shard]:
+            self._scan(shard, size)
+        return json.dumps(key).encode() in self.bloom
+
+    def _scan(self, shard: int, size: int) -> None:
+        start = self.seen[shard] if size > self.seen[shard] else 0  # shorter: a torn tail was cut, start over
+        with open(self.paths[shard], "rb") as f:
+            f.seek(start)
+            data = f.read(size - start)
+        end = data.rfind(b"\n") + 1  # a line still being written is read next time
+        for line in data[:end].split(b"\n"):
+            k, tab, _ = line.partition(b"\t")
+            if tab:
+                self.bloom.add(k)
+        self.seen[shard] = start + end
+        if self.bloom.count > self.bloom.capacity:  # fuller than planned: a bigger filter, from scratch
+            self.bloom = Bloom(self.bloom.capacity * 4)
+            self.seen = [0] * SHARDS
+
+
 class Archive:
     """``state`` is the hot store's view: {"gen": generation of the log, "log": committed bytes}."""
 
@@ -67,6 +130,7 @@ class Archive:
         self._log_read = 0  # bytes of the log in _log
         self._staged: dict[tuple[str, str], dict[str, Any]] = {}  # this transaction's records
         self._old_logs: list[Path] = []  # folded, removed once the hot store names the next generation
+        self._index: dict[str, _ShardIndex] = {}
 
     # -- the hot store's view -------------------------------------------------------------------------
     def sync(self, state: dict[str, int] | None) -> None:
@@ -104,8 +168,15 @@ class Archive:
         return None if found is None or found.get("_gone") else found
 
     def _from_shard(self, kind: str, key: str) -> dict[str, Any] | None:
+        index = self._index.get(kind)
+        if index is None:
+            index = self._index[kind] = _ShardIndex(self.root / kind)
+        shard = shard_of(key)
+        if not index.maybe(shard, key):
+            return None
         try:
-            data = (self.root / kind / f"{shard_of(key):03d}.jsonl").read_bytes()
+            with open(index.paths[shard], "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             return None
         needle = b"\n" + json.dumps(key).encode() + b"\t"

@@ -166,6 +166,12 @@ class Wiring:
 
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
+        from service.dispatch import Dispatcher
+
+        # Mail leaves from a thread of its own as soon as it is recorded; only mailings are paced.
+        outbox.dispatcher = Dispatcher(store=store, sender=sender, now=self.clock.now,
+                                       bulk_per_minute=s.smtp.rate_per_minute if s.smtp and dry_run_dir is None else 0)
+        self.stack.callback(outbox.dispatcher.close, finish=False)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
                                secret=outbox.secret, history_cutoff=cutoff, parse_head=partial(parse, bodies=False))
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),

@@ -272,6 +272,24 @@ class ImapSource:
                           lambda: self._move(raw.uid, self.s.quarantine_folder))  # type: ignore[arg-type]
 
     # -- waiting ------------------------------------------------------------------------
+    def idle_supported(self) -> bool:
+        """Whether wait_for_mail can wait on the server (IDLE), or the caller must poll."""
+        try:
+            return bool(self.s.idle and self._c().has_capability("IDLE"))
+        except Transient:
+            return False
+
+    def poll_new(self) -> bool:
+        """Whether mail arrived since we last looked (a NOOP; cheap). True when unsure."""
+        if self.client is None:
+            return True
+        try:
+            _, untagged = self.client.noop()
+        except (IMAPClientError, *DROPPED):
+            self.close()
+            return True
+        return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in untagged)
+
     def wait_for_mail(self, timeout: float, should_stop: Callable[[], bool] | None = None) -> bool:
         """Block until the server reports new mail (IDLE) or ``timeout`` passes (polling fallback).
 

@@ -41,29 +41,58 @@ class Desk:
             + self.extra_ticks
 
 
-def cycle(desk: Desk) -> CycleReport:
-    """One full pass: retry what is queued, take in new mail, fire what is due, send what it caused.
-
-    An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
-    auto-close and mailings still fire and the outbox is still drained; then the Transient is
-    re-raised, with the report attached as ``.report``, so the daemon backs off and `once` exits 75.
-    """
-    report = CycleReport()
-    desk.outbox.drain(desk.sender, desk.now(), report)
+def take_in_new(desk: Desk, report: CycleReport) -> Transient | None:
+    """The intake part of a cycle: new mail in batches, each recorded, marked done and its mail sent off.
+    Returns the source's Transient (an IMAP outage) instead of raising it."""
     batch: list[RawMail] = []
-    intake_failed: Transient | None = None
+    failed: Transient | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
             batch.append(raw)
             if len(batch) >= desk.intake.batch_limit(batch):
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
                 batch = []
-    except Transient as e:  # reported by whoever catches it below
-        intake_failed = e
+    except Transient as e:  # reported by whoever catches it
+        failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
+    return failed
+
+
+def cycle(desk: Desk, *, wait: bool = True) -> CycleReport:
+    """One full pass: retry what is queued, take in new mail, fire what is due, send what it caused.
+
+    Mail leaves as soon as the write that queued it has committed (an acknowledgement does not wait
+    for the ticks, a mailing's first chunk not for its last); ``wait``: return only once everything
+    is sent and folded into the store (`once`); the daemon goes on while its dispatcher sends.
+
+    An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
+    auto-close and mailings still fire and the outbox is still drained; then the Transient is
+    re-raised, with the report attached as ``.report``, so the daemon backs off and `once` exits 75.
+    """
+    outbox = desk.outbox
+    if outbox.dispatcher is not None:
+        outbox.dispatcher.use(desk.sender)
+    with outbox.sending():
+        return _cycle(desk, wait)
+
+
+def _cycle(desk: Desk, wait: bool) -> CycleReport:
+    report = CycleReport()
+    outbox = desk.outbox
+    if outbox.dispatcher is None:
+        outbox.drain(desk.sender, desk.now(), report)
+    else:
+        outbox.submit_due(desk.now(), report)
+    intake_failed = take_in_new(desk, report)
     for tick in desk.ticks:
         tick(desk.now(), report)
-    desk.outbox.drain(desk.sender, desk.now(), report)
+    if outbox.dispatcher is None:
+        outbox.drain(desk.sender, desk.now(), report)
+    else:
+        outbox.submit_due(desk.now(), report)
+        if wait:
+            outbox.dispatcher.wait()
+            outbox.settle(report)
     if intake_failed is not None:
         intake_failed.report = report  # type: ignore[attr-defined]
         raise intake_failed

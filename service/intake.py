@@ -111,6 +111,7 @@ class IntakeService:
                                     source, mail=mail)
         if source is not None:
             self._mark_done(raw, report, source)
+        self.outbox.release(now)
         return action
 
     # -- a batch -----------------------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class IntakeService:
             return
         report.merge(batch)
         if source is None:
+            self.outbox.release(now)
             return
         bad_keys = {r.source_key for r, _ in bad}
         for raw, reason in bad:
@@ -156,11 +158,13 @@ class IntakeService:
         if many is None:
             for raw in done:
                 self._mark_done(raw, report, source)
+            self.outbox.release(now)
             return
         try:
             many(done)  # one command for the batch, not one round trip per message
         except Exception as e:  # recorded already; the next pass dedupes them
             report.problems.append(f"could not mark {len(done)} messages done: {e}")
+        self.outbox.release(now)
 
     @staticmethod
     def _mark_done(raw: RawMail, report: CycleReport, source: MailSource) -> None:

@@ -48,7 +48,8 @@ _COURTESY = r"(?:unsubscribe|please|pls|thanks|thank|you|stop|remove|from|the|li
 _REST_RE = re.compile(rf"\b(?!{_COURTESY}\b)[^\W\d_]{{3,}}", re.IGNORECASE)
 
 
-QUEUE_CHUNK = 200  # mails decided per store write
+QUEUE_CHUNKS = (25, 50, 100, 200)  # mails decided per store write: a small first chunk, so that the
+# first mail leaves at once (it is sent while the next chunk is decided), then bigger ones (the last repeats)
 
 
 @dataclass(**FROZEN)
@@ -69,6 +70,9 @@ class MailingRunner:
         self.domain = settings.support_address.rpartition("@")[2]
         # mailbox.ical.parse_replies, passed in by run.py: reading iCalendar is the adapters' job.
         self.parse_replies = parse_replies
+        # Called between two chunks of a large mailing (the daemon takes in new mail there, so a
+        # request never waits for a mailing to be decided).
+        self.between_chunks: Callable[[], object] | None = None
 
     # -- inputs of the plan ------------------------------------------------------------------
     def ledger(self) -> dict[str, dict[str, Any]]:
@@ -93,11 +97,16 @@ class MailingRunner:
             for d in skip:
                 log.info("skipped %s: %s", d.key, d.reason)
         queued = 0
-        for i in range(0, len(send), QUEUE_CHUNK):
+        i = 0
+        for n in range(len(send)):
+            if i >= len(send):
+                break
+            chunk = send[i:i + QUEUE_CHUNKS[min(n, len(QUEUE_CHUNKS) - 1)]]
+            i += len(chunk)
             # Rendered first, so that one mail whose template fails is reported and left for the
             # next tick without holding up the others.
             rendered = []
-            for d in send[i:i + QUEUE_CHUNK]:
+            for d in chunk:
                 try:
                     rendered.append((d, self.render(d, now)))
                 except Exception as e:  # our bug (a template, say): say so, queue the rest
@@ -105,8 +114,9 @@ class MailingRunner:
                     report.problems.append(f"mailing {d.key} could not be rendered ({type(e).__name__}: {e}); "
                                            f"it is retried at the next tick")
             # One transaction per chunk: each mail's ledger and outbox entries exist together or not at
-            # all, and nothing is sent before the drain, so a crash here only means deciding again.
-            # (One transaction per mail rewrote the store file once per recipient.)
+            # all, and nothing is sent before that commit, so a crash here only means deciding again.
+            # (One transaction per mail rewrote the store file once per recipient.) Then the chunk
+            # leaves while the next one is decided.
             with self.store.transaction():
                 for d, (out, mid, raw) in rendered:
                     if self.store.ledger(d.key) is not None:
@@ -117,6 +127,9 @@ class MailingRunner:
                     self.store.record_ledger(d.key, d.ledger_record("queued", now))
                     queued += 1
                     report.counts[d.mailing] += 1
+            self.outbox.release(now)
+            if self.between_chunks is not None and i < len(send):
+                self.between_chunks()
         if queued:
             report.counts["mailings_queued"] += queued
         return queued, len(skip)
@@ -246,7 +259,7 @@ class MailingRunner:
     def report_failures(self, now: datetime, report: CycleReport) -> int:
         """Each outbox entry that failed for good: recorded against the contact, reported to staff once."""
         n = 0
-        for e in self.store.outbox(Status.FAILED):
+        for e in self.store.outbox(Status.FAILED, bodies=False):
             if e.kind == "mailing-failure" or e.failure_reported:
                 continue
             with self.store.transaction():
@@ -254,6 +267,7 @@ class MailingRunner:
             n += 1
             report.problems.append(f"permanent failure for {', '.join(e.rcpt_to)} ({e.key}): {e.detail}; recorded "
                                    f"against the contact" + (", staff told" if self.s.staff else ""))
+        self.outbox.release(now)
         return n
 
     def _record_failure(self, e: OutboxEntry, detail: str, now: datetime) -> None:

@@ -47,9 +47,9 @@ class OutboxRows:
         self._put("outbox", entry.key, row)  # type: ignore[attr-defined]
         return True
 
-    def outbox_entry(self, key: str) -> OutboxEntry | None:
+    def outbox_entry(self, key: str, *, bodies: bool = True) -> OutboxEntry | None:
         d = self._row(key)
-        return None if d is None else self._entry(key, d, self._unapplied(), True)
+        return None if d is None else self._entry(key, d, self._unapplied(), bodies)
 
     def outbox(self, status: Status | str | None = None, *, bodies: bool = True) -> list[OutboxEntry]:
         """Entries oldest first, optionally only those in ``status``. Unfinished ones are all in the hot
@@ -94,7 +94,7 @@ class OutboxRows:
 
     # -- the send journal ---------------------------------------------------------------------------
     def journal_results(self, results: list[dict[str, Any]]) -> None:
-        """Durably record send results (one fsync for all): [{"key", "fields", ("retry_rcpts", "at")}]."""
+        """Durably record send results (one fsync for all): [{"key", "fields", ("copy")}]."""
         self.journal.append(results)  # type: ignore[attr-defined]
 
     def journal_progress(self, entry: OutboxEntry) -> None:
@@ -112,8 +112,8 @@ class OutboxRows:
     def apply_journal(self) -> int:
         """Fold journaled send results into the outbox (one store write per journal file); returns how many.
 
-        A result that says some recipients were refused for now (452) also queues the copy for them
-        here, in the same write: the copy exists as soon as the result is folded, or neither does.
+        A result that says some recipients were refused for now (452) carries the copy for them, queued
+        here in the same write: the copy exists as soon as the result is folded, or neither does.
         """
         applied = 0
         while True:
@@ -129,6 +129,5 @@ class OutboxRows:
                     row = {**d, **rec["fields"]}
                     self._put("outbox", key, row)  # type: ignore[attr-defined]
                     applied += 1
-                    if rec.get("retry_rcpts"):
-                        e = OutboxEntry.from_dict({**row, "key": key})
-                        self.outbox_add(e.copy_for(tuple(rec["retry_rcpts"]), datetime.fromisoformat(rec["at"])))
+                    if rec.get("copy"):  # for the recipients refused for now; its key makes this idempotent
+                        self.outbox_add(OutboxEntry.from_dict(rec["copy"]))

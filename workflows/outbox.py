@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from . import msgids
+from .mailings.due import MAILINGS
 from .model import FROZEN, OutgoingMail
 
 RETRY_FOR = timedelta(days=3)  # an outage overnight or over a weekend loses nothing
@@ -129,6 +130,19 @@ class OutboxEntry:
                    detail=d.get("detail") or "", sent_at=_dt(d.get("sent_at")),
                    finished_at=_dt(d.get("finished_at")), failure_reported=_dt(d.get("failure_reported")),
                    body=d.get("body") or "")
+
+
+# Which mail goes first when several are waiting (lower first). Partner-facing mail and escalations
+# are the promise itself; staff mail next; scheduled mailings last, and only they are paced
+# (``rate_per_minute``), so an acknowledgement never waits behind a mailing.
+URGENT, STAFF, BULK = 0, 1, 2
+_URGENT_KINDS = frozenset({"ack", "relay", "close", "command-partner", "escalation"})
+
+
+def lane(kind: str) -> int:
+    if kind in _URGENT_KINDS:
+        return URGENT
+    return BULK if kind in MAILINGS else STAFF
 
 
 def stuck_problem(pending: list[OutboxEntry], now: datetime) -> str | None:

@@ -180,8 +180,11 @@ class Wiring:
         # RSVPs and unsubscribe requests are claimed before threading; stale mail is called off at send time.
         intake.interceptors.append(mailings.intercept)
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
+        from service.upkeep import Upkeep
+
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings)
+                    promise=promise, mailings=mailings,
+                    extra_ticks=[Upkeep(store=store, keep_sent_mail_days=s.keep_sent_mail_days).tick])
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, Any]) -> tuple[Any, Any]:
         s = self.settings

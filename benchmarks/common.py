@@ -247,3 +247,34 @@ def temp_base(prefix: str) -> Path:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+class Capture:
+    """benchmarks/capture.py in a process of its own: ``port``, and ``mails()`` = [(time, id, kind, to)]."""
+
+    def __init__(self, base: Path, *, pipelining: bool = True) -> None:
+        self.log = base / f"capture-{time.monotonic_ns()}.log"
+        self.log.touch()
+        cmd = [sys.executable, str(Path(__file__).with_name("capture.py")), str(self.log)]
+        if pipelining:
+            cmd.append("--pipelining")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.port = int(self.proc.stdout.readline())
+
+    def mails(self) -> list[tuple[float, str, str, str]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            t, mid, kind, to = (line.split("\t") + ["", "", ""])[:4]
+            out.append((float(t), mid, kind, to))
+        return out
+
+    def count(self) -> int:
+        with open(self.log, "rb") as f:
+            return f.read().count(b"\n")
+
+    def clear(self) -> None:
+        self.log.write_text("")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

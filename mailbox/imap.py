@@ -186,6 +186,9 @@ class ImapSource:
 
         Sizes come from RFC822.SIZE first; a message expunged in the meantime has none and is left out.
         """
+        if len(uids) == 1:  # one message goes alone anyway: no size look-up first (a round trip saved)
+            yield uids
+            return
         sizes: dict[int, int] = {}
         for i in range(0, len(uids), SIZE_BATCH):
             chunk = uids[i:i + SIZE_BATCH]
@@ -324,4 +327,6 @@ class ImapSource:
         except IMAPClientError as e:
             self.close()
             raise Transient(f"IMAP IDLE on {self.s.host}:{self.s.port} failed: {e}") from e
+        if responses:
+            log.debug("IDLE: the server says %s", responses[:3])
         return bool(responses)

@@ -435,6 +435,7 @@ class SmtpSender:
                         feed.fail_queued(f.detail)
                     last = loop.time()
                     continue
+                log.debug("sent %s", e.key)
                 prev = committer.add(result)
                 last = loop.time()
         finally:

@@ -164,7 +164,7 @@ class IntakeService:
             many(done)  # one command for the batch, not one round trip per message
         except Exception as e:  # recorded already; the next pass dedupes them
             report.problems.append(f"could not mark {len(done)} messages done: {e}")
-        self.outbox.release(now)
+        self.outbox.release(now)  # decided, recorded, marked done: now its mail leaves
 
     @staticmethod
     def _mark_done(raw: RawMail, report: CycleReport, source: MailSource) -> None:

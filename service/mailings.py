@@ -22,13 +22,13 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from workflows import msgids
 from workflows.autoreply import automatic_reason
 from workflows.mailings import renewals
 from workflows.mailings.calls import calendar_state, call_dates
-from workflows.mailings.due import UNSUBSCRIBE_LISTS, Due, outbox_key, split_key, uid_for
+from workflows.mailings.due import UNSUBSCRIBE_LISTS, Due, outbox_key, settled, split_key, uid_for
 from workflows.mailings.plan import due_mailings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN, InboundMail, OutgoingMail
@@ -73,10 +73,12 @@ class MailingRunner:
         # Called between two chunks of a large mailing (the daemon takes in new mail there, so a
         # request never waits for a mailing to be decided).
         self.between_chunks: Callable[[], object] | None = None
+        self._settled_on: Any = None
 
     # -- inputs of the plan ------------------------------------------------------------------
-    def ledger(self) -> dict[str, dict[str, Any]]:
-        return {e["key"]: e for e in self.store.ledger_all()}
+    def ledger(self) -> Mapping[str, dict[str, Any]]:
+        """What planning reads: the entries it may list, and any other by key (store: ledger_view)."""
+        return self.store.ledger_view()
 
     def plan(self, now: datetime, only: str | None = None) -> tuple[list[Due], list[Due]]:
         return due_mailings(self.store.partners(), self.ledger(), self.s.config, now,
@@ -87,6 +89,7 @@ class MailingRunner:
     def tick(self, now: datetime, report: CycleReport, only: str | None = None) -> tuple[int, int]:
         """Queue what is due, record what is skipped; report permanent failures. Returns (queued, skipped)."""
         self.report_failures(now, report)
+        self.settle_ledger(now)
         send, skip = self.plan(now, only)
         if skip:
             with self.store.transaction():
@@ -133,6 +136,17 @@ class MailingRunner:
         if queued:
             report.counts["mailings_queued"] += queued
         return queued, len(skip)
+
+    def settle_ledger(self, now: datetime) -> int:
+        """Once a day: ledger entries no planning will list again leave the hot store (still found by key)."""
+        if self._settled_on == now.date():
+            return 0
+        self._settled_on = now.date()
+        keys = [k for k, r in self.store.ledger_view().items() if settled(r, now)]
+        if keys:
+            with self.store.transaction():
+                self.store.archive_ledger(keys)
+        return len(keys)
 
     def outgoing(self, d: Due) -> OutgoingMail:
         context = {"support_name": self.s.support_name, "support_address": self.s.support_address,

@@ -109,13 +109,15 @@ class Outbox:
         if self.dispatcher is None or not self._live or not keys:
             return 0
         entries = [e for k in dict.fromkeys(keys) if (e := self.store.outbox_entry(k, bodies=False)) is not None]
-        return self._hand_out([e for e in entries if e.due(now)], now, None)
+        n = self._hand_out([e for e in entries if e.due(now)], now, None)
+        log.debug("released %d mail(s) to the dispatcher", n)
+        return n
 
     def submit_due(self, now: datetime, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
-        """Fold in the results so far, then hand the dispatcher whatever is due and not already in its hands."""
+        """Hand the dispatcher whatever is due and not already in its hands (results it has and the store
+        does not know yet included: those are settled later, see settle)."""
         d = dispatcher or self.dispatcher
         assert d is not None
-        self.settle(report, d)
         pending = self.store.outbox(Status.PENDING, bodies=False)
         self._report_stuck(pending, now, report)
         return self._hand_out([e for e in pending if e.due(now) and not d.known(e.key)], now, report, d)

@@ -1,12 +1,14 @@
 """Rendered outgoing mail, outside the JSON: the hot store keeps only where each mail's bytes are.
 
-    <store>.mail/<YYYY-MM-DD>/<commit>.mail    the mail queued by one commit, one after the other
+    <store>.mail/<YYYY-MM-DD>.mail    the mail queued that day, one after the other
 
-Every transaction that queues mail writes one such file (fsynced, with its folder) *before* the hot
-store is renamed into place, so a queued mail's bytes are on disk before anything refers to them: a
-crash in between only leaves a file nobody refers to. A mail is found again by its reference
-``<day>/<file>:<offset>:<length>``. One file per commit, not one per mail: a mailing of 2,000
-invitations costs a handful of fsyncs, not 2,000.
+A transaction that queues mail appends its bytes to the day's file and fsyncs it *before* the hot
+store is renamed into place, so a queued mail's bytes are on disk before anything refers to them.
+Appends happen under the store's write lock, so the offsets known when a mail is queued are where
+its bytes land. A crash between the append and the hot store's rename leaves bytes nobody refers to,
+and the next append goes after them. A mail is found again by its reference
+``<day>.mail:<offset>:<length>``. One fsync per commit, whatever it queued: a mailing of 2,000
+invitations costs a handful, not 2,000 (and no directory fsync but the day's first).
 
 ``prune(before, keep)`` deletes the files of days before ``before`` that no unfinished (pending or
 failed) mail refers to: the outbox row of a pruned mail stays, with everything `outbox list` shows.
@@ -16,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import time
 from pathlib import Path
 
 from .atomic import fsync_dir
@@ -27,56 +27,67 @@ class MailFiles:
     def __init__(self, root: Path, *, readonly: bool = False) -> None:
         self.root = root
         self.readonly = readonly
-        self._staged: dict[str, list[bytes]] = {}  # "<day>/<file>" -> bodies, in order
-        self._sizes: dict[str, int] = {}
-        self._name = ""
+        self._staged: dict[str, list[bytes]] = {}  # "<day>.mail" -> bodies, in order
+        self._ends: dict[str, int] = {}  # where the next staged body of a file will start
 
     def stage(self, day: str, data: bytes) -> str:
-        """Where ``data`` will be once this transaction commits."""
-        if not self._name:
-            self._name = f"{time.time_ns():x}-{os.getpid()}.mail"
-        rel = f"{day}/{self._name}"
-        offset = self._sizes.get(rel, 0)
-        self._staged.setdefault(rel, []).append(data)
-        self._sizes[rel] = offset + len(data)
-        return f"{rel}:{offset}:{len(data)}"
+        """Where ``data`` will be once this transaction commits (call under the store's write lock)."""
+        name = f"{day}.mail"
+        if name not in self._ends:
+            try:
+                self._ends[name] = (self.root / name).stat().st_size
+            except FileNotFoundError:
+                self._ends[name] = 0
+        offset = self._ends[name]
+        self._staged.setdefault(name, []).append(data)
+        self._ends[name] = offset + len(data)
+        return f"{name}:{offset}:{len(data)}"
 
-    def staged(self, ref: str) -> bytes | None:
-        rel, offset, length = _split(ref)
-        chunks = self._staged.get(rel)
-        if chunks is None:
+    def _staged_bytes(self, ref: str) -> bytes | None:
+        name, offset, length = _split(ref)
+        chunks = self._staged.get(name)
+        if not chunks:
             return None
-        return b"".join(chunks)[offset:offset + length]
+        start = self._ends[name] - sum(map(len, chunks))
+        if offset < start:
+            return None
+        return b"".join(chunks)[offset - start:offset - start + length]
 
     def flush(self) -> None:
         if not self._staged:
             return
         if self.readonly:
             raise RuntimeError("the mail folder was opened read-only")
-        staged, self._staged, self._sizes, self._name = self._staged, {}, {}, ""
-        for rel, chunks in staged.items():
-            path = self.root / rel
-            new_day = not path.parent.exists()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(b"".join(chunks))
+        staged, ends = self._staged, self._ends
+        self._staged, self._ends = {}, {}
+        new_dir = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        if new_dir:
+            fsync_dir(self.root.parent)
+        for name, chunks in staged.items():
+            data = b"".join(chunks)
+            path = self.root / name
+            new = not path.exists()
+            with open(path, "ab") as f:
+                f.truncate(ends[name] - len(data))  # bytes of a commit that never happened, if any
+                f.seek(ends[name] - len(data))
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            fsync_dir(path.parent)
-            if new_day:
+            if new:
                 fsync_dir(self.root)
 
     def rollback(self) -> None:
-        self._staged, self._sizes, self._name = {}, {}, ""
+        self._staged, self._ends = {}, {}
 
     def read(self, ref: str) -> bytes | None:
-        """The mail's bytes, or None when they were pruned. Safe from any thread: files never change."""
-        staged = self.staged(ref)
+        """The mail's bytes, or None when they were pruned. Safe from any thread: committed bytes never change."""
+        staged = self._staged_bytes(ref) if self._staged else None
         if staged is not None:
             return staged
-        rel, offset, length = _split(ref)
+        name, offset, length = _split(ref)
         try:
-            with open(self.root / rel, "rb") as f:
+            with open(self.root / name, "rb") as f:
                 f.seek(offset)
                 data = f.read(length)
         except FileNotFoundError:
@@ -90,24 +101,17 @@ class MailFiles:
             return 0
         keep_files = {_split(ref)[0] for ref in keep}
         gone = 0
-        for day in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name < before_day):
-            files = list(day.iterdir())
-            kept = [f for f in files if f"{day.name}/{f.name}" in keep_files]
-            if not kept:
-                shutil.rmtree(day)
-                gone += len(files)
-                continue
-            for f in files:
-                if f not in kept:
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()
-                    gone += 1
+        for path in sorted(self.root.glob("*.mail")):
+            if path.stem < before_day and path.name not in keep_files:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                gone += 1
         return gone
 
     def size(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
+        return sum(p.stat().st_size for p in self.root.glob("*.mail")) if self.root.exists() else 0
 
 
 def _split(ref: str) -> tuple[str, int, int]:
-    rel, offset, length = ref.rsplit(":", 2)
-    return rel, int(offset), int(length)
+    name, offset, length = ref.rsplit(":", 2)
+    return name, int(offset), int(length)

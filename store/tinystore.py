@@ -7,7 +7,8 @@ this package touches a table.
 The JSON file is the **hot store**: open work only, so that rewriting it at every durable write costs
 what the open work weighs, not what the history weighs. At each commit, what is no longer worked on
 moves to the archive (store/archive.py) in the same atomic step: closed threads and the message
-index of threads that are not open, every raw-hash record, finished (sent, cancelled) outbox rows.
+index of threads that are not open, every raw-hash record, finished (sent, cancelled) outbox rows;
+the mailings tick moves ledger entries no planning needs to list (``archive_ledger``).
 Look-ups try the hot store and then, on a miss, the archive; a reopened thread is saved hot again and
 wins over its archived copy. Rendered mail never enters the JSON (store/mailfiles.py).
 
@@ -23,7 +24,7 @@ wins over its archived copy. Rendered mail never enters the JSON (store/mailfile
 | quarantine       | source key                 | mail we could not take in, and why          | all                   |
 | outbox           | idempotency key            | OutboxEntry without its bytes (``body`` says where they are) | pending, failed |
 | recent           | "kind:address"             | when mail of a kind last went to an address (ack limit) | all       |
-| ledger           | mailing key                | scheduled mailings already decided          | all                   |
+| ledger           | mailing key                | scheduled mailings already decided          | unsettled entries     |
 | mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import` | all                  |
 | unsubscribed     | "list:address"             | List-Unsubscribe requests honoured          | all                   |
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations         | all                   |
@@ -44,7 +45,7 @@ import secrets
 import shutil
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from tinydb import TinyDB
 from tinydb.table import Document, Table
@@ -345,7 +346,27 @@ class Store(OutboxRows):
         return self._get("ledger", key)
 
     def ledger_all(self) -> list[dict[str, Any]]:
-        return [dict(d, key=d.doc_id) for d in self._all("ledger")]
+        """Every ledger entry, archived ones included (for the verbs that show or simulate the ledger)."""
+        self._sync_archive()
+        docs = dict(self.archive.items("ledger"))
+        docs.update((d.doc_id, dict(d)) for d in self._all("ledger"))
+        return [dict(d, key=k) for k, d in docs.items()]
+
+    def ledger_view(self) -> Mapping[str, dict[str, Any]]:
+        """The ledger as the planner reads it at every tick: listing it lists the hot entries only (the
+        ones planning may need to list); asking for a key asks the archive too."""
+        self._sync_archive()
+        return _LedgerView(self._t("ledger")._read_table(), self.archive)
+
+    def archive_ledger(self, keys: list[str]) -> None:
+        """Call inside a transaction: these entries (settled: workflows/mailings/due.py) leave the hot store."""
+        self._sync_archive()
+        hot = self._t("ledger")
+        present = [k for k in keys if hot.contains(doc_id=k)]
+        for k in present:
+            self.archive.put("ledger", k, dict(hot.get(doc_id=k)))  # type: ignore[arg-type]
+        if present:
+            hot.remove(doc_ids=present)
 
     def record_ledger(self, key: str, record: dict[str, Any]) -> None:
         self._put("ledger", key, record)
@@ -381,7 +402,27 @@ class Store(OutboxRows):
         return {d.doc_id: dict(d) for d in self._all("contact_failures")}
 
 
-ARCHIVED = frozenset({"threads", "messages", "raw", "outbox"})
+ARCHIVED = frozenset({"threads", "messages", "raw", "outbox", "ledger"})
+
+
+class _LedgerView(Mapping[str, dict[str, Any]]):
+    def __init__(self, hot: dict[str, Any], archive: Archive) -> None:
+        self.hot = hot
+        self.archive = archive
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        d = self.hot.get(key)
+        if d is None:
+            d = self.archive.get("ledger", key)
+        if d is None:
+            raise KeyError(key)
+        return d
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.hot)
+
+    def __len__(self) -> int:
+        return len(self.hot)
 
 
 def copy_store(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

@@ -128,19 +128,30 @@ class _RelayHandler:
         return "250 2.0.0 OK delivered"
 
 
+class _PipeliningRelayHandler(_RelayHandler):
+    """The same, offering PIPELINING (RFC 2920) as most real servers do; aiosmtpd reads pipelined
+    commands in order anyway."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", responses[-1]]
+
+
 class MailServers:
     """Private Dovecot (IMAP+LMTP) and aiosmtpd (SMTP) on 127.0.0.1, free ports.
 
     ``root`` is a directory to own (created if missing); default: a new dir under /tmp.
     ``local_domains``: recipients in these domains are delivered into Dovecot.
+    ``pipelining``: the SMTP server offers PIPELINING.
     """
 
     host = "127.0.0.1"
 
     def __init__(self, root: str | os.PathLike | None = None, *,
-                 local_domains: tuple[str, ...] = ("example.test",)):
+                 local_domains: tuple[str, ...] = ("example.test",), pipelining: bool = False):
         self.root = Path(root or tempfile.mkdtemp(prefix="mailservers-", dir="/tmp"))
         self.local_domains = tuple(d.lower() for d in local_domains)
+        self.pipelining = pipelining
         self.capture_dir = self.root / "outbound"
         self.imap_port = self.lmtp_port = self.smtp_port = 0
         self._conf = self.root / "dovecot.conf"
@@ -171,8 +182,9 @@ class MailServers:
         atexit.register(self.stop)  # safety net if a test run forgets stop()
         try:
             self._start_dovecot()
+            handler = (_PipeliningRelayHandler if self.pipelining else _RelayHandler)(self)
             self._smtp = _SMTPController(
-                _RelayHandler(self), hostname=self.host, port=0,
+                handler, hostname=self.host, port=0,
                 # A fixed name: the default calls socket.getfqdn(), slow without DNS.
                 server_hostname="mx.mailservers.test",
                 authenticator=self._authenticate, auth_require_tls=False,

@@ -138,39 +138,42 @@ def main() -> None:
         store = desk.store
         first_write = hot_write_seconds(store)
         n_msg = n_req = 0
-        open_threads: list[tuple[str, str]] = []  # (thread id, requester)
-        per_day = args.requests / args.days
+        # Each request's life, in business days after it: staff answer (relayed), the partner writes
+        # back in half the cases, staff answer again, and a third are closed by #close; the rest close
+        # themselves after ten business days waiting on the partner.
+        script: dict[int, list[tuple[str, str, str]]] = {}  # day -> [(kind, from, subject)]
+        per_day = args.requests / (args.days * 5 / 7)
         t_run = time.perf_counter()
         print(f"{'month':<8} {'requests':>8} {'messages':>8} {'sent':>7} {'hot JSON':>9} {'archive':>8} {'mail':>8}")
+        carry = 0.0
         for day in range(args.days):
             today = start + timedelta(days=day)
-            if today.weekday() >= 5:
-                clock.t = today + timedelta(hours=3)
-                cycle(desk)
-                continue
-            todays: list[RawMail] = []
-            for _ in range(rng.randint(0, int(per_day * 7 / 5 * 2))):  # requests
-                if n_req >= args.requests:
-                    break
-                who = rng.choice(contacts)
-                n_msg += 1
-                n_req += 1
-                todays.append(("req", who, f"Question {n_req} about Spaces", n_msg))
-            for tid, who in rng.sample(open_threads, min(len(open_threads), rng.randint(0, 12))):
-                n_msg += 1
-                staff = rng.random() < 0.6
-                frm = rng.choice(STAFF) if staff else who
-                kind = "close" if staff and rng.random() < 0.3 else ("answer" if staff else "follow-up")
-                todays.append((kind, frm, f"Re: [{tid}] Question", n_msg))
+            todays = list(script.pop(day, []))
+            if today.weekday() < 5:
+                carry += per_day
+                while carry >= 1 and n_req < args.requests:
+                    carry -= 1
+                    n_req += 1
+                    who = rng.choice(contacts)
+                    todays.append(("req", who, f"Question {n_req} about Spaces"))
+                    tag = f"[OA-{n_req}]"  # the thread this request will open (numbers are handed out in order)
+                    later = day + 1 + rng.randrange(2)
+                    staff = rng.choice(STAFF)
+                    script.setdefault(later, []).append(("answer", staff, f"Re: {tag} Question"))
+                    if rng.random() < 0.5:
+                        script.setdefault(later + 1 + rng.randrange(3), []).append(("follow-up", who, f"Re: {tag} Question"))
+                        script.setdefault(later + 5, []).append(("answer", staff, f"Re: {tag} Question"))
+                    if rng.random() < 0.35:
+                        script.setdefault(later + 7, []).append(("close", staff, f"Re: {tag} Question"))
             raws = []
-            for i, (kind, frm, subject, n) in enumerate(todays):
-                at = today + timedelta(minutes=10 * i)
-                body = "#close" if kind == "close" else "Thank you, here is what we found." * 20
-                raws.append(RawMail(source_key=f"y:{n}", data=mail(frm, subject, body, n, at), received_at=at))
+            for i, (kind, frm, subject) in enumerate(todays):
+                n_msg += 1
+                at = today + timedelta(minutes=5 * i)
+                body = "#close" if kind == "close" else "Thank you, here is what we found. " * 20
+                raws.append(RawMail(source_key=f"y:{n_msg}", data=mail(frm, subject, body, n_msg, at), received_at=at))
             desk.source.queue = raws
-            clock.t = today + timedelta(hours=7)
+            clock.t = today + timedelta(hours=8)
             cycle(desk)
-            open_threads = [(t.id, t.requester) for t in store.threads(open_only=True) if t.requester in contacts]
             if (day + 1) % 30 == 0 or day == args.days - 1:
                 base = Path(s.store_path)
                 print(f"{(day + 1) // 30:<8} {n_req:>8,} {n_msg:>8,} {desk.sender.count:>7,} "

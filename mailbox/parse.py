@@ -22,6 +22,7 @@ from __future__ import annotations
 import email
 import email.errors
 import email.header
+import email.parser
 import email.policy
 import email.utils
 import hashlib
@@ -309,6 +310,32 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _BODY_HINTS = (b"multipart/report", b"text/calendar", b"unsubscribe")
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_FIELD = re.compile(r"[\041-\071\073-\176]+:")
+
+
+def _plain_head(head: bytes) -> Message | None:
+    """The header block as compat32's parser would store it, read without the feed parser, or None when
+    the block has anything that parser treats specially (an mbox "From " line, a line that is no header)."""
+    text = head.decode("ascii", "surrogateescape")
+    fields: list[list[str]] = []
+    for line in _LINE.findall(text):
+        if line in ("\r\n", "\n", "\r"):
+            break
+        if line[0] in " \t":
+            if not fields:
+                return None
+            fields[-1].append(line)
+        elif _FIELD.match(line) and not line.startswith("From "):
+            fields.append([line])
+        else:
+            return None
+    msg = Message()
+    for lines in fields:
+        msg._headers.append(email.policy.compat32.header_source_parse(lines))  # type: ignore[attr-defined]
+    return msg
+
+
 def _hinted(raw: bytes) -> bool:
     low = raw.lower()
     return any(h in low for h in _BODY_HINTS)
@@ -326,10 +353,12 @@ def parse(raw: bytes, *, received_at: datetime, bodies: bool = True) -> InboundM
     if not bodies:
         end = _HEAD_END.search(raw)
         head = raw[:end.end()] if end else raw
-        try:
-            msg = email.message_from_bytes(head)
-        except Exception as e:
-            raise BadInput(f"not a parseable mail message: {e}") from e
+        msg = _plain_head(head)
+        if msg is None:  # anything unusual: the standard library's parser, as for a full reading
+            try:
+                msg = email.parser.BytesParser().parsebytes(head, headersonly=True)
+            except Exception as e:
+                raise BadInput(f"not a parseable mail message: {e}") from e
         return _mail(msg, raw, sha, received_at, bodies=False)
     try:
         msg = email.message_from_bytes(raw)

@@ -12,7 +12,7 @@ from typing import Callable
 
 from workflows.errors import Transient
 
-from .intake import IntakeService
+from .intake import BATCH, HISTORY_BATCH, IntakeService
 from .mailings import MailingRunner
 from .outbox import Outbox
 from .ports import MailSender, MailSource, RawMail, Store
@@ -45,13 +45,16 @@ def take_in_new(desk: Desk, report: CycleReport) -> Transient | None:
     """The intake part of a cycle: new mail in batches, each recorded, marked done and its mail sent off.
     Returns the source's Transient (an IMAP outage) instead of raising it."""
     batch: list[RawMail] = []
+    limit = HISTORY_BATCH
     failed: Transient | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
             batch.append(raw)
-            if len(batch) >= desk.intake.batch_limit(batch):
+            if not desk.intake.is_history(raw):
+                limit = BATCH  # history goes 500 to a write; anything else 50
+            if len(batch) >= limit:
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
-                batch = []
+                batch, limit = [], HISTORY_BATCH
     except Transient as e:  # reported by whoever catches it
         failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure

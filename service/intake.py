@@ -75,10 +75,6 @@ class IntakeService:
     def is_history(self, raw: RawMail) -> bool:
         return self.history_cutoff is not None and raw.received_at < self.history_cutoff
 
-    def batch_limit(self, raws: list[RawMail]) -> int:
-        """How many messages the batch ending with ``raws`` may hold before its durable write."""
-        return HISTORY_BATCH if all(self.is_history(r) for r in raws) else BATCH
-
     def _read(self, raw: RawMail) -> InboundMail:
         """Headers first: history whose body no rule reads (not staff, who may write #commands; no
         delivery report, calendar reply or unsubscribe token in it) is read no further."""

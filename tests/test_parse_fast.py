@@ -63,3 +63,25 @@ def test_the_body_hint_says_when_only_a_full_reading_would_find_something(body, 
     assert parse(data, received_at=NOW, bodies=False).body_hint is hint
     report = raw("a@x.example", Content_Type='multipart/report; boundary="b"')
     assert parse(report, received_at=NOW, bodies=False).body_hint
+
+
+def _heads():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "templates" / "demo" / "inbox"
+    yield from (p.read_bytes() for p in sorted(root.glob("*.eml")))
+    yield raw("Anna <a@x.example>", Subject_2="x", X_Folded="one\r\n two\r\n\tthree")
+    yield b"From someone Mon Nov 30\r\nFrom: a@x.example\r\nSubject: mbox\r\n\r\nb\r\n"
+    yield b"From: a@x.example\r\nthis is no header\r\nSubject: s\r\n\r\nb\r\n"
+    yield b" leading continuation\r\nFrom: a@x.example\r\n\r\nb\r\n"
+    yield "From: Jürgen <j@x.example>\r\nSubject: Grüße\r\n\r\nb\r\n".encode("utf-8")
+    yield b"From: a@x.example\nSubject: bare newlines\nTo: s@x.example\n\nb\n"
+    yield b"From: a@x.example\r\nSubject: no body at all"
+
+
+@pytest.mark.parametrize("data", list(_heads()))
+def test_the_plain_header_reading_stores_what_the_feed_parser_stores(data, monkeypatch):
+    fast = parse(data, received_at=NOW, bodies=False)
+    monkeypatch.setattr(parse_mod, "_plain_head", lambda head: None)
+    slow = parse(data, received_at=NOW, bodies=False)
+    assert fast == slow

@@ -184,7 +184,9 @@ def test_results_are_written_in_groups_one_fsync_each(store, monkeypatch):
         d.submit(entries)
         d.wait()
         d.close()
-    assert sum(appends) == 80 and len(appends) <= 50 and max(appends) >= 3  # one fsync for several results
+    # One fsync for the results that arrived while the last one ran (about half the connections: the
+    # others wait for theirs before they end their next mail), not one per result.
+    assert sum(appends) == 80 and len(appends) <= 45 and max(appends) >= 2
 
 
 def test_partner_facing_mail_overtakes_a_paced_mailing_and_is_not_paced_itself(store):

@@ -84,7 +84,7 @@ def _cycle(desk: Desk, wait: bool) -> CycleReport:
     outbox = desk.outbox
     if outbox.dispatcher is None:
         outbox.drain(desk.sender, desk.now(), report)
-    else:
+    elif wait:  # `once`: retries first, as before; the daemon takes new mail in first (retries come after)
         outbox.submit_due(desk.now(), report)
     intake_failed = take_in_new(desk, report)
     for tick in desk.ticks:

@@ -118,9 +118,9 @@ class Outbox:
         does not know yet included: those are settled later, see settle)."""
         d = dispatcher or self.dispatcher
         assert d is not None
-        pending = self.store.outbox(Status.PENDING, bodies=False)
+        pending = self.store.outbox(Status.PENDING, bodies=False, skip=d.known)
         self._report_stuck(pending, now, report)
-        return self._hand_out([e for e in pending if e.due(now) and not d.known(e.key)], now, report, d)
+        return self._hand_out([e for e in pending if e.due(now)], now, report, d)
 
     def _hand_out(self, entries: list[OutboxEntry], now: datetime, report: CycleReport | None,
                   dispatcher: Dispatcher | None = None) -> int:

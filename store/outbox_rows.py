@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from workflows.outbox import OutboxEntry, Status
 
@@ -51,15 +51,21 @@ class OutboxRows:
         d = self._row(key)
         return None if d is None else self._entry(key, d, self._unapplied(), bodies)
 
-    def outbox(self, status: Status | str | None = None, *, bodies: bool = True) -> list[OutboxEntry]:
+    def outbox(self, status: Status | str | None = None, *, bodies: bool = True,
+               skip: Callable[[str], bool] | None = None) -> list[OutboxEntry]:
         """Entries oldest first, optionally only those in ``status``. Unfinished ones are all in the hot
-        store; listing finished ones reads the archive too. ``bodies``: with the rendered bytes."""
+        store; listing finished ones reads the archive too. ``bodies``: with the rendered bytes;
+        ``skip(key)``: leave those out before decoding them (mail the dispatcher already has)."""
         unapplied = self._unapplied()
         rows: dict[str, dict[str, Any]] = {}
         if status is None or str(status) in FINISHED:
             self._sync_archive()  # type: ignore[attr-defined]
             rows.update(self.archive.items("outbox"))  # type: ignore[attr-defined]
-        rows.update((d.doc_id, d) for d in self._all("outbox"))  # type: ignore[attr-defined]
+        rows.update(self._t("outbox")._read_table())  # type: ignore[attr-defined]
+        if status is not None:
+            rows = {k: d for k, d in rows.items() if unapplied.get(k, d).get("status", d.get("status")) == str(status)}
+        if skip is not None:
+            rows = {k: d for k, d in rows.items() if not skip(k)}
         out = [self._entry(k, d, unapplied, False) for k, d in rows.items()]
         if status:
             out = [r for r in out if r.status == status]

@@ -10,7 +10,9 @@ moves to the archive (store/archive.py) in the same atomic step: closed threads 
 index of threads that are not open, every raw-hash record, finished (sent, cancelled) outbox rows;
 the mailings tick moves ledger entries no planning needs to list (``archive_ledger``).
 Look-ups try the hot store and then, on a miss, the archive; a reopened thread is saved hot again and
-wins over its archived copy. Rendered mail never enters the JSON (store/mailfiles.py).
+wins over its archived copy. Small commits leave what could move where it is until at least
+``archive_batch`` records could (one fsync less for each of them); so the hot store holds open work
+plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py).
 
 | table            | key                        | what                                        | hot store keeps       |
 |------------------|----------------------------|---------------------------------------------|-----------------------|
@@ -109,6 +111,7 @@ class Store(OutboxRows):
         self._storage.after_save = self.archive.after_commit
         self._storage.on_rollback = self._rolled_back
         self._daemon_lock: Any = None
+        self._migrating = False
         if not readonly:
             self._migrate()
             self.apply_journal()  # finish what a process that died mid-send had recorded
@@ -132,23 +135,33 @@ class Store(OutboxRows):
         self.archive.sync(self.meta("archive"))
 
     # -- what moves to the archive, at each commit ------------------------------------------------------
+    archive_batch = 200  # records that may leave the hot store before a commit moves them (one fsync less
+    # for the small commits of a quiet desk, whose moves wait for the next big one)
+
     def _before_save(self, tables: dict[str, Any]) -> None:
         """Last touches to what a commit writes: what is no longer worked on goes to the archive (made
-        durable first), the outgoing mail staged by this transaction to its file, the schema stamp."""
+        durable first) once there is enough of it, the outgoing mail staged by this transaction to its
+        file, the schema stamp."""
         self._sync_archive()
         closed = str(State.CLOSED)
         threads = tables.get("threads", {})
-        for tid in [t for t, d in threads.items() if d.get("state") == closed]:
-            self.archive.put("threads", tid, threads.pop(tid))
         messages = tables.get("messages", {})
-        for mid in [m for m, d in messages.items() if d.get("thread_id") not in threads]:
-            self.archive.put("messages", mid, messages.pop(mid))
         raw = tables.get("raw", {})
-        for sha in list(raw):
-            self.archive.put("raw", sha, raw.pop(sha))
         outbox = tables.get("outbox", {})
-        for key in [k for k, d in outbox.items() if d.get("status") in FINISHED]:
-            self.archive.put("outbox", key, outbox.pop(key))
+        gone_threads = [t for t, d in threads.items() if d.get("state") == closed]
+        open_ids = set(threads) - set(gone_threads)
+        gone_messages = [m for m, d in messages.items() if d.get("thread_id") not in open_ids]
+        gone_rows = [k for k, d in outbox.items() if d.get("status") in FINISHED]
+        movable = len(gone_threads) + len(gone_messages) + len(raw) + len(gone_rows)
+        if movable and (movable >= self.archive_batch or self._migrating):
+            for tid in gone_threads:
+                self.archive.put("threads", tid, threads.pop(tid))
+            for mid in gone_messages:
+                self.archive.put("messages", mid, messages.pop(mid))
+            for sha in list(raw):
+                self.archive.put("raw", sha, raw.pop(sha))
+            for key in gone_rows:
+                self.archive.put("outbox", key, outbox.pop(key))
         self.mail.flush()  # the bytes of mail queued now exist before anything refers to them
         state = self.archive.flush()
         if state is not None:
@@ -174,10 +187,14 @@ class Store(OutboxRows):
         the layout now keeps apart, the archive and the mail files, is written first, then the JSON)."""
         if not self._storage.read() or self.meta("schema", 1) >= SCHEMA:
             return  # a new store is stamped with this version by its first write
-        with self.transaction():
-            tables = self._storage.read() or {}
-            if tables.get("meta", {}).get("schema", {}).get("value", 1) < SCHEMA:
-                self._storage.write(migrate(tables, put_body=self.mail.stage))
+        self._migrating = True  # the migration's commit moves everything it can, however little
+        try:
+            with self.transaction():
+                tables = self._storage.read() or {}
+                if tables.get("meta", {}).get("schema", {}).get("value", 1) < SCHEMA:
+                    self._storage.write(migrate(tables, put_body=self.mail.stage))
+        finally:
+            self._migrating = False
 
     # -- one durable write per decision -----------------------------------------------------------------
     def transaction(self, after_commit: Any = None) -> contextlib.AbstractContextManager[None]:

@@ -28,7 +28,21 @@ def path(tmp_path) -> Path:
 @pytest.fixture
 def store(path):
     with open_store(path) as s:
+        s.archive_batch = 1  # every commit moves what it can: the mechanism, seen commit by commit
         yield s
+
+
+def test_small_commits_leave_what_could_move_until_there_is_enough(path):
+    with open_store(path) as s:
+        assert s.archive_batch == 200
+        for n in range(1, 40):  # 39 closed threads, 39 messages, 39 raw hashes: not yet
+            take_in(s, n, State.CLOSED)
+        assert len(hot(path)["threads"]) == 39 and s.meta("archive") is None
+        assert s.threads(open_only=True) == [] and len(s.threads()) == 39
+        for n in range(40, 80):  # at the 67th, 201 records could move: they all did, at once
+            take_in(s, n, State.CLOSED)
+        assert sorted(hot(path)["threads"]) == [f"OA-{n}" for n in range(68, 80)] and s.meta("archive")
+        assert s.seen_raw("sha3") == "<m3@p.example>" and len(s.threads()) == 79
 
 
 def thread(n: int, state: State = State.NEW, **kw) -> Thread:
@@ -130,6 +144,7 @@ def test_a_failed_commit_leaves_archive_and_mail_files_unreferenced_and_unread(s
 def test_the_log_is_folded_into_shards_and_everything_is_found_across_processes(path, monkeypatch):
     monkeypatch.setattr(archive_mod, "LOG_LIMIT", 2000)
     with open_store(path) as s:
+        s.archive_batch = 1
         for n in range(1, 60):
             take_in(s, n, State.CLOSED)
         gen = s.meta("archive")["gen"]
@@ -145,6 +160,7 @@ def test_the_log_is_folded_into_shards_and_everything_is_found_across_processes(
 def test_a_crash_in_the_middle_of_a_fold_is_redone_without_duplicates(path, monkeypatch):
     monkeypatch.setattr(archive_mod, "LOG_LIMIT", 1500)
     with open_store(path) as s:
+        s.archive_batch = 1
         for n in range(1, 12):
             take_in(s, n, State.CLOSED)
         real_fold = s.archive._fold
@@ -159,6 +175,7 @@ def test_a_crash_in_the_middle_of_a_fold_is_redone_without_duplicates(path, monk
                 take_in(s, n, State.CLOSED)
         monkeypatch.setattr(s.archive, "_fold", real_fold)
     with open_store(path) as s:
+        s.archive_batch = 1
         for n in range(40, 60):
             take_in(s, n, State.CLOSED)
         numbers = [t.number for t in s.threads()]
@@ -175,6 +192,7 @@ def test_the_json_does_not_grow_with_closed_history(store, path):
             store.outbox_add(entry(f"ack{n}"))
             store.outbox_save(store.outbox_entry(f"ack{n}").after_send("sent", "", T0))
     assert path.stat().st_size < small + 300  # thread counter and archive state, not history
+    # (with the default archive_batch, at most that many records more: test_small_commits_...)
 
 
 def test_pruning_deletes_old_mail_bytes_but_keeps_rows_and_unfinished_mail(store, path):

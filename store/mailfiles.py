@@ -81,10 +81,12 @@ class MailFiles:
         self._staged, self._ends = {}, {}
 
     def read(self, ref: str) -> bytes | None:
-        """The mail's bytes, or None when they were pruned. Safe from any thread: committed bytes never change."""
+        """The mail's bytes (this transaction's staged ones too), or None when they were pruned."""
         staged = self._staged_bytes(ref) if self._staged else None
-        if staged is not None:
-            return staged
+        return staged if staged is not None else self.read_committed(ref)
+
+    def read_committed(self, ref: str) -> bytes | None:
+        """Committed bytes only. Safe from any thread: committed bytes never change, appends go after them."""
         name, offset, length = _split(ref)
         try:
             with open(self.root / name, "rb") as f:

@@ -79,7 +79,7 @@ class OutboxRows:
         """The rendered bytes of ``entry``; None when they were pruned. Safe from any thread."""
         if entry.raw:
             return entry.raw.encode("ascii")
-        return self.mail.read(entry.body) if entry.body else None  # type: ignore[attr-defined]
+        return self.mail.read_committed(entry.body) if entry.body else None  # type: ignore[attr-defined]
 
     def outbox_save(self, entry: OutboxEntry) -> None:
         old = self._row(entry.key)

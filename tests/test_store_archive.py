@@ -116,6 +116,20 @@ def test_finished_outbox_rows_move_out_unfinished_ones_stay_and_no_bytes_in_the_
     assert store.outbox_body(store.outbox(Status.PENDING, bodies=False)[0]) == entry("c").raw.encode()
 
 
+def test_the_dispatcher_read_sees_committed_bytes_only(store):
+    """outbox_body runs on the dispatcher thread while the main thread may be staging a commit: it reads
+    committed bytes only (staged ones are this thread's transaction, not yet anyone's to send)."""
+    with store.transaction():
+        store.outbox_add(entry("done"))
+    with store.transaction():
+        store.outbox_add(entry("staged"))
+        row = store.outbox_entry("staged", bodies=False)
+        assert row.body and store.outbox_body(row) is None  # staged, not committed
+        assert store.outbox_entry("staged").raw == entry("staged").raw  # the transaction itself sees it
+        assert store.outbox_body(store.outbox_entry("done", bodies=False)) == entry("done").raw.encode()
+    assert store.outbox_body(store.outbox_entry("staged", bodies=False)) == entry("staged").raw.encode()
+
+
 def test_a_failed_commit_leaves_archive_and_mail_files_unreferenced_and_unread(store, path, monkeypatch):
     take_in(store, 1)
     before = path.read_bytes()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # types only: nothing of the program is imported before main(
     from service.mailings import MailingRunner
     from service.outbox import Outbox
     from service.ports import MailSender, MailSource
+    from service.trainings import Trainings
     from store.tinystore import Store
 
 ROOT = Path(__file__).resolve().parent
@@ -121,6 +122,7 @@ class Wiring:
         """The mailings runner, on a read-only store unless one is given."""
         from mailbox.ical import parse_replies
         from service.mailings import MailingRunner, RunnerSettings
+        from workflows.trainings.notices import promise_words
 
         s = self.settings
         store = store or self.store()
@@ -128,7 +130,14 @@ class Wiring:
         return MailingRunner(store=store, outbox=outbox, secret=outbox.secret,
                              parse_replies=parse_replies,
                              settings=RunnerSettings(support_address=s.support_address, support_name=s.support_name,
-                                                     staff=s.staff, config=s.mailings))
+                                                     staff=s.staff, config=s.mailings,
+                                                     promise=promise_words(s.calendar)))
+
+    def trainings(self, store: Store | None = None) -> Trainings:
+        """The training use cases, on a read-only store unless one is given."""
+        from service.trainings import Trainings
+
+        return Trainings(store=store or self.store(), config=self.settings.mailings)
 
     def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Desk:
         """Everything a cycle needs, on the store this process alone may act on (the daemon lock)."""
@@ -178,9 +187,19 @@ class Wiring:
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
-        # RSVPs and unsubscribe requests are claimed before threading; stale mail is called off at send time.
-        intake.interceptors.append(mailings.intercept)
-        outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
+        from mailbox.ical import parse_replies
+        from service.training_mail import TrainingMail, TrainingMailSettings
+
+        trainings = self.trainings(store)
+        training_mail = TrainingMail(store=store, outbox=outbox, trainings=trainings, parse_replies=parse_replies,
+                                     settings=TrainingMailSettings(support_address=s.support_address,
+                                                                   support_name=s.support_name,
+                                                                   staff=s.intake().recognised_staff))
+        # RSVPs, unsubscribe requests and training replies are claimed before threading; stale mail is
+        # called off at send time; waitlists are settled before the mailings decide.
+        intake.interceptors += [mailings.intercept, training_mail.intercept]
+        mailings.before_tick.append(trainings.tick)
+        outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason, trainings.cancel_reason]
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
                     promise=promise, mailings=mailings)
 

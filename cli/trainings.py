@@ -135,13 +135,14 @@ def read_attendance(path: str) -> tuple[list[str], list[str], list[str]]:
         elif value in ("no", "n", "0", "", "false", "absent", "nein", "non", "nao"):
             missed.append(found[0])
         else:
-            problems.append(f"{path}:{n}: {header[flag]} {value!r} is neither yes nor no")
+            problems.append(f"{path}:{n}: {header[flag or 0]} {value!r} is neither yes nor no")
     return came, missed, problems
 
 
 def attended(args: argparse.Namespace, ctx: Context) -> int:
     t = ctx.trainings(ctx.store(write=True))
-    came, missed = list(args.addresses), []
+    came: list[str] = list(args.addresses)
+    missed: list[str] = []
     try:
         if args.csv:
             more, missed, problems = read_attendance(args.csv)
@@ -230,8 +231,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
         print(json.dumps({"id": t.id, "title": t.title, "removed": removed, "start": t.start.isoformat(),
                           "end": t.ends.isoformat(), "place": t.place, "remote": t.remote, "capacity": t.capacity,
                           "registrations": [r.to_dict() | {"mail": mail.get(r.address, "")} for r in regs],
-                          "waitlist": [r.address for r in view["waitlist"]],  # type: ignore[attr-defined]
-                          "places": view["places"],
+                          "waitlist": [r.address for r in view.waitlist], "places": view.places,
                           "due_now": [{"mailing": d.mailing, "to": d.recipient, "why": d.why} for d in upcoming]},
                          indent=2))
         return 0
@@ -241,7 +241,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
         state = "over" if t.ends <= now else "running: registration closed" if t.start <= now else "open"
         print(f"  when      {schedule.span_words(t, cfg.timezone)}" + (f" ({days} days)" if days > 1 else ""))
         print(f"  place     {t.place or '-'}; remote: {t.remote or '-'}")
-        print(f"  places    {t.capacity}: {view['confirmed']} confirmed; {state}")
+        print(f"  places    {t.capacity}: {view.confirmed} confirmed; {state}")
     by = {s: [r for r in regs if r.status is s] for s in Status}
 
     def line(r: Registration, extra: str = "") -> str:
@@ -254,15 +254,15 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     sections = [("confirmed", Status.CONFIRMED), ("waitlist, in order", Status.WAITLISTED),
                 ("pending staff approval (#approve / #decline)", Status.HELD)]
     for title, status in sections:
-        rows = view["waitlist"] if status is Status.WAITLISTED else by[status]  # type: ignore[index]
+        rows = view.waitlist if status is Status.WAITLISTED else by[status]
         print(f"  {title} ({len(rows)}):")
-        for i, r in enumerate(rows, 1):  # type: ignore[arg-type]
+        for i, r in enumerate(rows, 1):
             print(line(r, f"#{i} " if status is Status.WAITLISTED else ""))
-    if view["ended"] or by[Status.ATTENDED] or by[Status.ABSENT]:
+    if view.ended or by[Status.ATTENDED] or by[Status.ABSENT]:
         print("  attendance:")
         for title, rows in (("attended", by[Status.ATTENDED]), ("absent (no-show)", by[Status.ABSENT]),
                             ("not marked yet (counts as a no-show until marked)",
-                             by[Status.CONFIRMED] if view["ended"] else [])):
+                             by[Status.CONFIRMED] if view.ended else [])):
             print(f"    {title} ({len(rows)}):")
             for r in rows:
                 print("  " + line(r))
@@ -271,10 +271,9 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
         print(f"  cancelled or declined ({len(ended)}):")
         for r in ended:
             print(line(r, f"{r.status} "))
-    places = view["places"]
-    if places:
+    if view.places:
         print("  included places, in the course's term:")
-        for pid, info in places.items():  # type: ignore[union-attr]
+        for pid, info in view.places.items():
             print(f"    {pid:<14} {info['plan']:<8} {len(info['taken'])} of {info['included']} taken "
                   f"({info['term']}): {', '.join(info['taken']) or '-'}")
     print(f"  mail due now ({len(upcoming)}):" + ("" if upcoming else " none"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-from typing import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any, Iterable, Sequence
 
 from workflows.errors import BadInput
 from workflows.mailings.types import MailingsConfig, TrainingDate
-from workflows.model import FROZEN, Contact, Partner
+from workflows.model import Contact, Partner
 from workflows.outbox import OutboxEntry
 from workflows.trainings import schedule, seats
 from workflows.trainings.model import Registration, Seat, Status
@@ -57,8 +57,8 @@ class Trainings:
         for t in also:
             known[t.id] = t
         for r in self.store.registrations():  # courses further away that registrations still name
-            if r.training_id not in known and (t := schedule.find(self.config.trainings, r.training_id)):
-                known[t.id] = t
+            if r.training_id not in known and (found := schedule.find(self.config.trainings, r.training_id)):
+                known[found.id] = found
         return known
 
     def _roster(self) -> tuple[dict[str, Partner], dict[str, tuple[Partner, Contact]]]:
@@ -287,7 +287,7 @@ class Trainings:
         return None
 
     # -- what staff see ------------------------------------------------------------------------------------------------
-    def overview(self, t: TrainingDate, now: datetime) -> dict[str, object]:
+    def overview(self, t: TrainingDate, now: datetime) -> Overview:
         """Everything `trainings show` prints, as data."""
         regs = self.store.registrations(t.id)
         partners = {p.id: p for p in self.store.partners()}
@@ -303,9 +303,14 @@ class Trainings:
             users = seats.included_users(p, everyone, courses, day, now, self.tz)
             places[pid] = {"partner": p.name, "plan": p.plan, "included": self.config.trainings.included(p.plan),
                            "taken": sorted(users), "term": f"{first.isoformat()} to {last.isoformat()}"}
-        return {"training": t, "registrations": regs, "waitlist": seats.waitlist(regs, t.id),
-                "confirmed": seats.confirmed(regs, t.id), "places": places, "ended": t.ends <= now}
+        return Overview(registrations=regs, waitlist=seats.waitlist(regs, t.id), confirmed=seats.confirmed(regs, t.id),
+                        places=places, ended=t.ends <= now)
 
 
-def training_window(now: datetime, days: int = 400) -> tuple[datetime, datetime]:
-    return now - timedelta(days=days), now + timedelta(days=days)
+@dataclass(frozen=True, slots=True)
+class Overview:
+    registrations: list[Registration]
+    waitlist: list[Registration]  # in order
+    confirmed: int
+    places: dict[str, dict[str, Any]]  # partner id -> its included places in the course's term
+    ended: bool

@@ -3,8 +3,6 @@ exactly once across a crash, send-time checks, the CLI verbs, attendance sheets,
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import shutil
 from contextlib import ExitStack

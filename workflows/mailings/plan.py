@@ -151,11 +151,11 @@ def preview(name: str, partner: Partner, config: MailingsConfig, now: datetime) 
     if name in KIND_GROUPS["trainings"][2:]:
         return training_preview(name, partner, config, now)
     if name in KIND_GROUPS["trainings"]:
-        upcoming = training_dates(config.trainings, now, now + timedelta(days=800))
-        if not upcoming:
+        courses = training_dates(config.trainings, now, now + timedelta(days=800))
+        if not courses:
             raise ValueError("no training is configured after that date; add [trainings] rrule/first or "
                              "[[trainings.dates]]")
-        tr = upcoming[0]
+        tr = courses[0]
         fake_now = tr.start - timedelta(days=config.trainings.announce_days_before)
         send, _ = trainings.due([partner], {}, config, fake_now)
         found = [d for d in send if d.mailing == name]

@@ -76,10 +76,10 @@ class Registration:
     training_id: str
     address: str  # lower-cased
     partner_id: str
+    requested_at: datetime  # the waitlist's order: when this (latest) request was made
     name: str = ""
     status: Status = Status.CONFIRMED
     seat: Seat = Seat.INCLUDED
-    requested_at: datetime  # the waitlist's order: when this (latest) request was made
     registered_by: str = ""  # who asked for it: the person, a colleague, staff
     attended_on: date | None = None  # the course's last day, once attendance is recorded
     trained_before: date | None = None  # the contact's training date before attendance set it (undo)

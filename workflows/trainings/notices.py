@@ -273,7 +273,7 @@ class _Planner:
             restorable = cal is not None and cal.get("method") == "CANCEL" and cal.get("reason") == schedule.REMOVED
             if last_told is None or not (holder or reg or restorable):
                 continue
-            seen = cal if holder else last_told  # what their calendar shows, or what they were last told
+            seen: Mapping[str, Any] = cal if holder and cal is not None else last_told  # their calendar, or what they were told
             t = self.course(tid)
             n = changes.get(pair, 0) + 1
             removal_told = last_told.get("mailing") == "training-cancel"

@@ -188,3 +188,45 @@ def test_a_store_written_by_0_1_0_runs_trainings(tmp_path, capsys):
     assert run.main(["--config", cfg, "--now", now, "trainings", "show", "training-2027-03"]) == 0
     out = capsys.readouterr().out
     assert "sam@ndi.example" in out and "confirmed (1)" in out and "(2 days)" in out
+
+
+def test_every_training_mail_renders_for_both_plans_with_honest_headers():
+    import email
+    import email.policy
+
+    from config.mailings import read_mailings
+    from config.reader import Reader
+    from mailbox.compose import Composer
+    from service.mailings import MailingRunner, RunnerSettings
+    from service.outbox import Outbox
+    from workflows.mailings.plan import KIND_GROUPS, preview
+
+    cfg = read_mailings(Reader({"trainings": {"rrule": "FREQ=MONTHLY;INTERVAL=4;BYDAY=2MO",
+                                              "first": datetime(2027, 3, 8, 9), "remote": "https://meet.example/t",
+                                              "place": "Washington, DC"}}, "t.toml"))
+    composer = Composer(support_address="support@oa.example", support_name="Open Atrium Support")
+    outbox = Outbox(store=None, composer=composer, secret=b"k", support_address="support@oa.example")  # type: ignore[arg-type]
+    runner = MailingRunner(store=None, outbox=outbox, secret=b"k", settings=RunnerSettings(  # type: ignore[arg-type]
+        support_address="support@oa.example", support_name="Open Atrium Support", staff=frozenset(), config=cfg))
+    solo = Partner(id="solo", name="{{ 7*7 }} Solo", plan="solo", renews_on=SHOP.renews_on,
+                   contacts=(Contact(partner_id="solo", name="Mo", email="mo@solo.example"),))
+    calendars = {"training-confirmed": "REQUEST", "training-promoted": "REQUEST", "training-update": "REQUEST",
+                 "training-cancel": "CANCEL", "training-cancelled": "CANCEL"}
+    for p in (SHOP, solo):
+        for name in KIND_GROUPS["trainings"][2:]:
+            d = preview(name, p, cfg, et(1, 20))
+            _, _, raw = runner.render(d, et(1, 20))
+            m = email.message_from_bytes(raw, policy=email.policy.default)
+            body = m.get_body(("plain",)).get_content()
+            assert m["Auto-Submitted"] == "auto-generated" and m["X-Partnerdesk-Kind"] == name
+            assert m["List-Unsubscribe"] is None, name  # about a place they asked for: not a list
+            assert "automat" in body and "<p>" in m.get_body(("html",)).get_content()
+            parts = [x for x in m.walk() if x.get_content_type() == "text/calendar"]
+            if name in calendars:
+                assert parts and parts[0].get_param("method") == calendars[name], name
+            else:
+                assert not parts, name
+            if name in ("training-confirmed", "training-reminder", "training-promoted"):
+                assert "https://meet.example/t" in body, name
+            if p is solo and name == "training-approval":
+                assert "1 included place per term" in body and "{{ 7*7 }} Solo" in body  # data, not template

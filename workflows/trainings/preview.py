@@ -54,13 +54,13 @@ def preview(name: str, partner: Partner, config: MailingsConfig, now: datetime) 
     cfg = config
     if name == "training-reminder":
         at = t.start - timedelta(days=max(1, config.trainings.reminder_days_before))
-    elif name in ("training-update", "training-cancel"):
+    if name in ("training-update", "training-cancel", "training-cancelled"):
         was = t.start - timedelta(hours=1) if name == "training-update" else t.start
-        # As if the confirmation went out for the course as it was.
+        # As if the confirmation went out (for the course as it was).
         ledger[ledger_key("training-confirmed", f"{t.id}/{c.email}/0", c.email)] = {
-                       "status": "queued", "mailing": "training-confirmed", "training_id": t.id,
-                       "recipient": c.email, "start": was.isoformat(), "end": t.ends.isoformat(), "place": t.place,
-                       "sequence": 0, "method": "REQUEST", "at": asked.isoformat()}
+            "status": "queued", "mailing": "training-confirmed", "training_id": t.id, "recipient": c.email,
+            "start": was.isoformat(), "end": t.ends.isoformat(), "place": t.place, "sequence": 0, "method": "REQUEST",
+            "at": asked.isoformat()}
         if name == "training-cancel":
             cfg = replace(config, trainings=replace(config.trainings, cancelled=config.trainings.cancelled | {t.id},
                                                     dates=tuple(d for d in config.trainings.dates if d.id != t.id)))

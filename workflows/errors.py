@@ -33,3 +33,19 @@ class Transient(PartnerdeskError, ConnectionError):
 
 class AlreadyRunning(PartnerdeskError):
     """Another partnerdesk process holds the daemon lock on the same store."""
+
+
+class LoginRequired(PartnerdeskError):
+    """An OAuth2 mail login cannot succeed until a person logs in again.
+
+    The refresh token expired or was revoked, consent was withdrawn, or there is no
+    login yet. Retrying cannot help (unlike Transient), and the config is not wrong
+    (unlike ConfigError): the daemon keeps deciding and warns every cycle, mail to send
+    stays queued, and the message names provider, account and the command to run.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", account: str = "", command: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.account = account
+        self.command = command

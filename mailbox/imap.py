@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from workflows.errors import ConfigError, Transient
+from workflows.errors import ConfigError, PartnerdeskError, Transient
 from workflows.ports import RawMail
 from workflows.settings import ImapSettings
 
@@ -48,9 +48,12 @@ def tls_context(settings: Any) -> ssl.SSLContext:
 
 
 class ImapSource:
-    def __init__(self, settings: ImapSettings, password: str | None) -> None:
+    def __init__(self, settings: ImapSettings, password: str | None,
+                 authenticator: Callable[[IMAPClient], Any] | None = None) -> None:
         self.s = settings
         self.password = password
+        # Logs a fresh connection in instead of LOGIN with the password (OAuth2: mailbox/oauth2_sasl.py).
+        self.authenticator = authenticator
         self.client: IMAPClient | None = None
         self.uidvalidity: int | None = None
         # Once login and SELECT have worked, a later refusal is the server restarting (its
@@ -74,8 +77,14 @@ class ImapSource:
             if s.security == "starttls":
                 client.starttls(tls_context(s))
             client.normalise_times = False  # keep INTERNALDATE's own offset: aware datetimes
-            if s.username:
+            if self.authenticator is not None:
+                self.authenticator(client)
+            elif s.username:
                 client.login(s.username, self.password or "")
+        except PartnerdeskError:
+            # The authenticator's own verdict (LoginRequired, a token endpoint outage): already in words.
+            client.shutdown()
+            raise
         except LoginError as e:
             # imapclient turns every failure during LOGIN into LoginError, a dropped connection
             # (BYE while the server shuts down) included; RFC 5530 [UNAVAILABLE] says "try later".
@@ -90,7 +99,7 @@ class ImapSource:
                               f"server, set [imap] ca_file, or (only if you must) verify_tls = false") from e
         except (OSError, IMAPClientError) as e:
             raise Transient(f"cannot reach IMAP server {s.host}:{s.port}: {e}") from e
-        if s.username:
+        if s.username or self.authenticator is not None:
             self.logged_in_once = True
         self.client = client
         self._select()

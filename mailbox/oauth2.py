@@ -265,8 +265,10 @@ class TokenSource:
                              token_endpoint_auth_method=auth, scope=" ".join(self.s.scopes),
                              default_timeout=self.timeout)
 
-    def call_endpoint(self, what: str, call: Callable[[OAuth2Session], Mapping[str, Any]]) -> Mapping[str, Any]:
-        """Run one token-endpoint request, with its failures turned into our error types."""
+    def call_endpoint(self, what: str, call: Callable[[OAuth2Session], Mapping[str, Any]],
+                      expect: tuple[str, ...] = ()) -> Mapping[str, Any]:
+        """Run one token-endpoint request, with its failures turned into our error types.
+        OAuth error codes in ``expect`` (the device flow's authorization_pending) are re-raised as they are."""
         s = self.s
         try:
             with self.session() as session:
@@ -283,8 +285,10 @@ class TokenSource:
                             f"{type(e).__name__}; the login is kept, retrying later") from None
         except AuthlibBaseError as e:
             error, description = str(e.error or ""), str(e.description or "")[:300]
+            if error in expect:
+                raise
             if error in _LOGIN_AGAIN:
-                raise self.login_required(f"{s.provider} refused the refresh token ({error}: {description})") from None
+                raise self.login_required(f"{s.provider} refused {what} ({error}: {description})") from None
             if error in _FIX_CONFIG:
                 raise ConfigError(f"{s.source}: [oauth2]: {s.provider} refused the app for {what} ({error}: "
                                   f"{description}); check client_id, the client secret and scopes against the "
@@ -367,10 +371,10 @@ class TokenSource:
                               f"nothing was refreshed") from None
         try:
             if refresh is None:
-                resp = self.call_endpoint("an app-only token request",
+                resp = self.call_endpoint("the app-only token request",
                                           lambda c: c.fetch_token(s.token_url, grant_type="client_credentials"))
             else:
-                resp = self.call_endpoint("a refresh", lambda c: c.refresh_token(s.token_url, refresh_token=refresh))
+                resp = self.call_endpoint("the refresh token", lambda c: c.refresh_token(s.token_url, refresh_token=refresh))
             new = self._merge(base, resp, self.clock(), logged_in=False)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiosmtplib
 
@@ -84,9 +84,13 @@ def classify_error(e: BaseException, *, connecting: bool = False) -> Failure:
 
 
 class SmtpSender:
-    def __init__(self, settings: SmtpSettings, password: str | None) -> None:
+    def __init__(self, settings: SmtpSettings, password: str | None,
+                 authenticator: Callable[[aiosmtplib.SMTP], Awaitable[Any]] | None = None) -> None:
         self.s = settings
         self.password = password
+        # Logs each new connection in instead of the password (OAuth2: mailbox/oauth2_sasl.py); its
+        # failures count as connection failures: the batch pauses, the mail stays queued.
+        self.authenticator = authenticator
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.s
@@ -97,7 +101,7 @@ class SmtpSender:
             kwargs.update(start_tls=True, tls_context=tls_context(s))
         else:
             kwargs.update(use_tls=False, start_tls=False)
-        if s.username:
+        if s.username and self.authenticator is None:
             kwargs.update(username=s.username, password=self.password or "")
         return aiosmtplib.SMTP(**kwargs)
 
@@ -150,6 +154,8 @@ class SmtpSender:
                             connecting = True
                             client = self._client()
                             await client.connect()
+                            if self.authenticator is not None:
+                                await self.authenticator(client)
                             connecting = False
                         refused, _reply = await client.sendmail(e["mail_from"], e["rcpt_to"], e["raw"].encode())
                         refused = refused or {}

@@ -54,11 +54,7 @@ def _provider_defaults(request: Any) -> Iterator[None]:
     # Tests change the provider's behaviour; each starts from the defaults.
     yield
     if "provider" in request.fixturenames:
-        op: OAuthProvider = request.getfixturevalue("provider")
-        op.access_lifetime, op.rotate, op.clock_offset = 3600, True, 0.0
-        op.send_expires_in, op.send_expires_at, op.refresh_token_lifetime = True, False, None
-        op.refresh_delay, op.device_interval, op.authorizing_user, op.deny_authorization = 0.0, 0, None, False
-        op._failures.clear()
+        request.getfixturevalue("provider").reset()
 
 
 def account(ms: MailServers) -> str:

@@ -95,21 +95,8 @@ class Stats:
 class OAuthProvider:
     host = "127.0.0.1"
 
-    def __init__(self, *, access_lifetime: int = 3600, rotate: bool = True, clock_offset: float = 0.0,
-                 send_expires_in: bool = True, send_expires_at: bool = False,
-                 refresh_token_lifetime: int | None = None, refresh_delay: float = 0.0,
-                 device_interval: int = 0) -> None:
-        self.access_lifetime = access_lifetime
-        self.rotate = rotate
-        self.clock_offset = clock_offset  # seconds the provider's clock is ahead of ours
-        self.send_expires_in = send_expires_in
-        self.send_expires_at = send_expires_at  # absolute, on the provider's clock (some servers do)
-        self.refresh_token_lifetime = refresh_token_lifetime  # sent as refresh_token_expires_in
-        self.refresh_delay = refresh_delay  # widens the window in which two refreshes overlap
-        self.device_interval = device_interval
-        self.authorizing_user: str | None = None  # who "logs in" at the authorization endpoint
-        self.deny_authorization = False
-        self.last_authorize: dict[str, str] = {}
+    def __init__(self, **behaviour: Any) -> None:
+        self.reset(**behaviour)
         self.stats = Stats()
         self._clients: dict[str, Client] = {}
         self._refresh: dict[str, _Refresh] = {}
@@ -118,11 +105,29 @@ class OAuthProvider:
         self._codes: dict[str, _Code] = {}
         self._revoked_families: set[int] = set()
         self._families = itertools.count(1)
-        self._failures: list[tuple[int, str]] = []
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+
+    def reset(self, *, access_lifetime: int = 3600, rotate: bool = True, clock_offset: float = 0.0,
+              send_expires_in: bool = True, send_expires_at: bool = False, refresh_token_lifetime: int | None = None,
+              refresh_delay: float = 0.0, device_interval: int = 0, offline_access: bool = True) -> None:
+        """Back to the default behaviour (or the one given); clients, users and tokens stay."""
+        self.access_lifetime = access_lifetime
+        self.rotate = rotate
+        self.clock_offset = clock_offset  # seconds the provider's clock is ahead of ours
+        self.send_expires_in = send_expires_in
+        self.send_expires_at = send_expires_at  # absolute, on the provider's clock (some servers do)
+        self.refresh_token_lifetime = refresh_token_lifetime  # sent as refresh_token_expires_in
+        self.refresh_delay = refresh_delay  # widens the window in which two refreshes overlap
+        self.device_interval = device_interval
+        self.offline_access = offline_access  # False: logins get no refresh token (scope not granted)
+        self.slow_down_polls = 0  # the next N device-grant polls are told to slow down
+        self.authorizing_user: str | None = None  # who "logs in" at the authorization endpoint
+        self.deny_authorization = False
+        self.last_authorize: dict[str, str] = {}
+        self._failures: list[tuple[int, str]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> OAuthProvider:
@@ -337,6 +342,9 @@ class OAuthProvider:
                 raise OAuthFailure("expired_token", "the device code expired")
             if d.denied:
                 raise OAuthFailure("access_denied", "the user declined")
+            if self.slow_down_polls:
+                self.slow_down_polls -= 1
+                raise OAuthFailure("slow_down", "polling too fast")
             if d.approved_by is None:
                 raise OAuthFailure("authorization_pending", "the user has not approved yet")
             del self._devices[form["device_code"]]
@@ -352,7 +360,7 @@ class OAuthProvider:
             resp["expires_in"] = self.access_lifetime
         if self.send_expires_at:
             resp["expires_at"] = int(now + self.access_lifetime)
-        if with_refresh and family is not None:
+        if with_refresh and family is not None and self.offline_access:
             refresh = "rt-" + secrets.token_urlsafe(24)
             lifetime = self.refresh_token_lifetime
             self._refresh[refresh] = _Refresh(username, client_id, scope, family,
@@ -421,10 +429,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if parts.path == "/device/verify" and "user_code" in query and self.op.authorizing_user:
+            # By hand (scripts/mailservers.py --oauth2): opening the page approves as the logged-in user.
+            try:
+                self.op.approve(query["user_code"].strip().upper(), self.op.authorizing_user)
+            except KeyError:
+                self._send(404, b"unknown code", "text/plain")
+                return
+            self._send(200, b"approved; go back to the terminal", "text/plain")
+            return
         if parts.path != "/authorize":
             self._send(404, b"not found", "text/plain")
             return
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         try:
             self._send(302, b"", "text/plain", {"Location": self.op.authorize(query)})
         except OAuthFailure as e:

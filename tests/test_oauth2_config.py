@@ -177,3 +177,15 @@ def test_login_outlook(limits, facts, now, stops, cause, warn, lapsed):
 def test_access_token_is_refreshed_ahead_of_expiry(expires_in, now_after, refresh):
     expires_at = T0 + timedelta(seconds=expires_in) if expires_in is not None else None
     assert needs_refresh(expires_at, T0 + timedelta(seconds=now_after), timedelta(minutes=5)) is refresh
+
+
+def test_oauth2_modules_do_no_work_at_import_time():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (f"import sys; sys.path.insert(0, {str(root)!r}); import config.oauth2, mailbox.oauth2, "
+            "mailbox.oauth2_flows, mailbox.oauth2_sasl, threading; print(threading.active_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root.parent)
+    assert out.stdout.strip() == "1" and out.stderr == ""

@@ -83,7 +83,10 @@ class ImapSource:
                 client.login(s.username, self.password or "")
         except PartnerdeskError:
             # The authenticator's own verdict (LoginRequired, a token endpoint outage): already in words.
-            client.shutdown()
+            try:
+                client.shutdown()
+            except OSError:
+                pass
             raise
         except LoginError as e:
             # imapclient turns every failure during LOGIN into LoginError, a dropped connection

@@ -24,11 +24,21 @@ from .oauth2 import TokenSource
 XOAUTH2, OAUTHBEARER = "XOAUTH2", "OAUTHBEARER"
 
 
-def choose_mechanism(configured: str, offered: set[str]) -> str:
-    """``configured``: "auto" | "xoauth2" | "oauthbearer"; ``offered``: the server's AUTH= names."""
+def choose_mechanism(configured: str, offered: set[str]) -> str | None:
+    """``configured``: "auto" | "xoauth2" | "oauthbearer"; ``offered``: the server's AUTH= names.
+    None: the server offers neither (no token is spent on a login that cannot work)."""
     if configured != "auto":
-        return configured.upper()
-    return OAUTHBEARER if OAUTHBEARER in offered else XOAUTH2
+        return configured.upper()  # the config knows better (a server that does not advertise it)
+    for mech in (OAUTHBEARER, XOAUTH2):
+        if mech in offered:
+            return mech
+    return None
+
+
+def _none_offered(protocol: str, offered: set[str]) -> str:
+    return (f"the {protocol} server offers no OAuth2 login (AUTH=XOAUTH2 or AUTH=OAUTHBEARER; it offers "
+            f"{', '.join(sorted(offered)) or 'none'}): check the server and security settings, or set "
+            f"[oauth2] mechanism if it supports one without saying so")
 
 
 def _gs2_user(user: str) -> str:
@@ -57,7 +67,10 @@ def _imap_auth(client: IMAPClient, mechanism: str, user: str, token: str) -> Non
 def imap_login(client: IMAPClient, user: str, tokens: TokenSource, mechanism: str = "auto") -> str:
     """Log ``client`` in as ``user``; returns the mechanism used. Raises LoginError if the server
     refuses a freshly refreshed token too, LoginRequired / Transient from the token source."""
-    mech = choose_mechanism(mechanism, _imap_offered(client))
+    offered = _imap_offered(client)
+    mech = choose_mechanism(mechanism, offered)
+    if mech is None:
+        raise LoginError(_none_offered("IMAP", offered))
     token = tokens.access_token()
     try:
         _imap_auth(client, mech, user, token)
@@ -99,7 +112,10 @@ async def smtp_login(client: aiosmtplib.SMTP, user: str, tokens: TokenSource, me
     """
     if client.last_ehlo_response is None:
         await client.ehlo()
-    mech = choose_mechanism(mechanism, {m.upper() for m in client.server_auth_methods})
+    offered = {m.upper() for m in client.server_auth_methods}
+    mech = choose_mechanism(mechanism, offered)
+    if mech is None:
+        raise aiosmtplib.SMTPException(_none_offered("SMTP", offered))
     token = await asyncio.to_thread(tokens.access_token)
     try:
         await _smtp_auth(client, mech, user, token)

@@ -189,3 +189,16 @@ def test_oauth2_modules_do_no_work_at_import_time():
             "mailbox.oauth2_flows, mailbox.oauth2_sasl, threading; print(threading.active_count())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root.parent)
     assert out.stdout.strip() == "1" and out.stderr == ""
+
+
+@pytest.mark.parametrize("configured, offered, chosen", [
+    ("auto", {"PLAIN", "XOAUTH2", "OAUTHBEARER"}, "OAUTHBEARER"),  # the standard, where offered
+    ("auto", {"PLAIN", "XOAUTH2"}, "XOAUTH2"),  # Microsoft 365
+    ("auto", {"PLAIN", "LOGIN"}, None),  # nothing to try: no token is spent
+    ("xoauth2", {"OAUTHBEARER"}, "XOAUTH2"),
+    ("oauthbearer", set(), "OAUTHBEARER"),
+])
+def test_sasl_mechanism_choice(configured, offered, chosen):
+    from mailbox.oauth2_sasl import choose_mechanism
+
+    assert choose_mechanism(configured, offered) == chosen

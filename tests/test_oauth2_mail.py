@@ -164,3 +164,24 @@ def test_passwords_still_work_beside_oauth2(oauth_servers):
     user = account(oauth_servers)
     oauth_servers.deliver(user, raw_mail("x@shop.example.test", user, "by password"))
     assert len(oauth_servers.fetch_all(user)) == 1  # LOGIN with the password; LMTP delivery too
+
+
+def test_a_server_without_oauth2_is_told_apart_and_no_token_is_spent(provider, servers, tmp_path):
+    # `servers` (conftest) is the password-only pair.
+    user = account(servers)
+    ts = logged_in(provider, tmp_path, user)
+    grants = len(provider.stats.grants)
+    with imap(servers) as c, pytest.raises(LoginError, match="offers no OAuth2 login"):
+        imap_login(c, user, ts)
+
+    async def go():
+        client = aiosmtplib.SMTP(hostname=servers.host, port=servers.smtp_port, start_tls=False)
+        await client.connect()
+        try:
+            await smtp_login(client, user, ts)
+        finally:
+            await client.quit()
+
+    with pytest.raises(aiosmtplib.SMTPException, match="offers no OAuth2 login"):
+        asyncio.run(go())
+    assert len(provider.stats.grants) == grants

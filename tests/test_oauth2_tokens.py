@@ -243,3 +243,17 @@ def test_two_processes_refreshing_at_once_never_lose_a_rotation(provider, tmp_pa
     assert provider.live_refresh_tokens(user) == [on_disk(ts).refresh_token]
     assert provider.stats.grants.count("refresh_token") >= 8  # they really refreshed, many times
     assert os.stat(ts.file.path).st_mode & 0o077 == 0
+
+
+def test_a_token_file_copied_in_readable_by_others_is_made_private(provider, tmp_path, user):
+    ts = logged_in(provider, tmp_path, user)
+    os.chmod(ts.file.path, 0o644)
+    assert ts.status().account == user
+    assert stat.S_IMODE(ts.file.path.stat().st_mode) == 0o600
+
+
+def test_a_damaged_token_file_asks_for_a_login(provider, tmp_path, user):
+    ts = logged_in(provider, tmp_path, user)
+    ts.file.path.write_text("{not json")
+    with pytest.raises(LoginRequired, match="cannot be read"):
+        TokenSource(ts.s, user).access_token()

@@ -1,7 +1,8 @@
 """The [oauth2] table: which provider, which app registration, where the token lives.
 
-``parse_oauth2(table, source=CONFIG_FILE)`` returns OAuth2Settings or raises ConfigError
-naming the file and key. Provider presets are data (``PRESETS``), checked against the
+``read_oauth2(reader, imap, smtp)`` returns the OAuth2Settings (config/servers.py) the servers'
+``auth = "oauth2"`` needs, or raises ConfigError naming the file, [oauth2] and the key; it uses
+config.reader.Reader like every table's reader. Provider presets are data (``PRESETS``), checked against the
 providers' documentation:
 
 * Microsoft 365 (Entra ID, v2.0 endpoints): "Authenticate an IMAP, POP or SMTP connection
@@ -32,14 +33,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from workflows.errors import ConfigError
 from workflows.login_lifetime import AGE, IDLE, Limit
 from workflows.model import FROZEN
 
-DEVICE, LOOPBACK, CLIENT_CREDENTIALS = "device", "loopback", "client_credentials"
-FLOWS = (DEVICE, LOOPBACK, CLIENT_CREDENTIALS)
-MECHANISMS = ("auto", "xoauth2", "oauthbearer")
+from .reader import Reader
+from .servers import (CLIENT_CREDENTIALS, DEVICE, FLOWS, LOOPBACK, MECHANISMS, ImapSettings, OAuth2Settings,
+                      SmtpSettings)
+
 DEFAULT_TOKEN_FILE = "partnerdesk-data/oauth2-token.json"
+W = "[oauth2]"
 
 
 @dataclass(**FROZEN)
@@ -93,39 +95,8 @@ PRESETS: dict[str, Preset] = {
     "generic": Preset(name="generic", authorize_url=None, token_url=None, device_url=None, scopes=(), flow=DEVICE),
 }
 
-_KNOWN = {"provider", "client_id", "client_secret_env", "client_secret_file", "scopes", "token_url",
-          "authorize_url", "device_url", "tenant", "flow", "publishing_status", "token_file", "mechanism"}
-
-
-@dataclass(**FROZEN)
-class OAuth2Settings:
-    source: str  # the config file: messages and the login command name it
-    provider: str
-    client_id: str
-    token_url: str
-    scopes: tuple[str, ...]
-    token_file: str  # absolute
-    flow: str
-    authorize_url: str | None = None
-    device_url: str | None = None
-    authorize_params: tuple[tuple[str, str], ...] = ()
-    client_secret_env: str | None = None
-    client_secret_file: str | None = None  # absolute
-    mechanism: str = "auto"
-    limits: tuple[Limit, ...] = ()
-    tenant: str | None = None
-
-    @property
-    def confidential(self) -> bool:
-        return bool(self.client_secret_env or self.client_secret_file)
-
-    @property
-    def login_command(self) -> str:
-        return f"python3 run.py --config {self.source} auth login"
-
-
-def _fail(source: str, key: str, problem: str) -> ConfigError:
-    return ConfigError(f"{source}: [oauth2] {key}: {problem}")
+KEYS = ("provider", "client_id", "client_secret_env", "client_secret_file", "scopes", "token_url",
+        "authorize_url", "device_url", "tenant", "flow", "publishing_status", "token_file", "mechanism")
 
 
 def _is_loopback(host: str) -> bool:
@@ -137,111 +108,131 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_url(url: Any, source: str, key: str) -> str:
+def check_url(r: Reader, url: Any, key: str) -> str:
     """https, or plain http to this machine only (a local Keycloak, the tests): a token sent in
     clear over a network could be read by anyone on the way."""
     if not isinstance(url, str) or not url:
-        raise _fail(source, key, f"must be a URL, got {url!r}")
+        raise r.fail(f"{W} {key}", f"must be a URL, got {url!r}")
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
         return url
-    raise _fail(source, key, f"{url!r} must start with https:// (plain http only to 127.0.0.1 or localhost)")
+    raise r.fail(f"{W} {key}", f"{url!r} must start with https:// (plain http only to 127.0.0.1 or localhost)")
 
 
-def _string(t: dict[str, Any], source: str, key: str, default: Any = ...) -> Any:
+def _string(r: Reader, t: dict[str, Any], key: str, default: Any = ...) -> Any:
+    v = r.get(t, W, key, str, default)
     if key not in t:
-        if default is ...:
-            raise _fail(source, key, "missing; it is required")
-        return default
-    v = t[key]
-    if not isinstance(v, str) or not v.strip():
-        raise _fail(source, key, f"must be a non-empty string, got {v!r}")
+        return v
+    if not v.strip():
+        raise r.fail(f"{W} {key}", "must not be empty")
     return v.strip()
 
 
-def _choice(t: dict[str, Any], source: str, key: str, allowed: tuple[str, ...], default: str) -> str:
-    v = _string(t, source, key, default)
+def _choice(r: Reader, t: dict[str, Any], key: str, allowed: tuple[str, ...], default: Any = ...) -> str:
+    v = _string(r, t, key, default)
     if v not in allowed:
-        raise _fail(source, key, f"{v!r} is not one of: {', '.join(allowed)}")
+        raise r.fail(f"{W} {key}", f"{v!r} is not one of: {', '.join(allowed)}")
     return v
 
 
-def parse_oauth2(table: dict[str, Any], *, source: str) -> OAuth2Settings:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [oauth2]: must be a table")
-    unknown = sorted(set(table) - _KNOWN)
-    if unknown:
-        raise _fail(source, unknown[0], f"unknown key; allowed: {', '.join(sorted(_KNOWN))}")
-    provider = _choice(table, source, "provider", tuple(PRESETS), "")
+def read_oauth2(r: Reader, imap: ImapSettings | None, smtp: SmtpSettings | None) -> OAuth2Settings | None:
+    """[oauth2], required when [imap] or [smtp] says auth = "oauth2" and refused when neither does.
+
+    One token file is one account: IMAP and SMTP logging in by OAuth2 use the same username.
+    """
+    users = [s for s in (imap, smtp) if s is not None and s.oauth2]
+    if "oauth2" not in r.data:
+        if users:
+            raise r.fail(W, f"[{users[0].table}] auth = \"oauth2\" needs this table: provider, client_id and "
+                            f"where the token comes from (see the README, OAuth2 logins)")
+        return None
+    if not users:
+        raise r.fail(W, "no server uses it: set auth = \"oauth2\" in [imap] and/or [smtp], or remove [oauth2]")
+    accounts = {s.username.lower() for s in users}
+    if len(accounts) > 1:
+        raise r.fail("[smtp] username", f"must be the same mailbox as [imap] username ({imap.username}) when both "
+                                        f"log in by OAuth2: one token file holds one account's login")
+    return parse(r, r.section("oauth2", KEYS), account=users[0].username)
+
+
+def parse_oauth2(table: dict[str, Any], *, source: str, account: str = "") -> OAuth2Settings:
+    """The [oauth2] table alone (tests, and the presets as data)."""
+    r = Reader({"oauth2": table}, source)
+    return parse(r, r.section("oauth2", KEYS), account=account)
+
+
+def parse(r: Reader, table: dict[str, Any], *, account: str) -> OAuth2Settings:
+    provider = _choice(r, table, "provider", tuple(PRESETS))
     preset = PRESETS[provider]
-    client_id = _string(table, source, "client_id")
-    base = Path(source).resolve().parent
+    client_id = _string(r, table, "client_id")
+    base = Path(r.source).resolve().parent  # relative paths are relative to the config file
 
     if "client_secret_env" in table and "client_secret_file" in table:
-        raise _fail(source, "client_secret_file", "give client_secret_env or client_secret_file, not both")
-    secret_env = _string(table, source, "client_secret_env", None)
-    secret_file = _string(table, source, "client_secret_file", None)
+        raise r.fail(f"{W} client_secret_file", "give client_secret_env or client_secret_file, not both")
+    secret_env = _string(r, table, "client_secret_env", None)
+    secret_file = _string(r, table, "client_secret_file", None)
     if secret_file is not None:
         secret_file = str(base / secret_file)
 
     tenant = None
     if provider == "microsoft":
-        tenant = _string(table, source, "tenant", preset.tenant_default)
+        tenant = _string(r, table, "tenant", preset.tenant_default)
     elif "tenant" in table:
-        raise _fail(source, "tenant", "only for provider = \"microsoft\"")
+        raise r.fail(f"{W} tenant", "only for provider = \"microsoft\"")
 
     def endpoint(key: str, preset_url: str | None) -> str | None:
         if key in table:
-            return check_url(table[key], source, key)
+            return check_url(r, table[key], key)
         return preset_url.format(tenant=tenant) if preset_url else None
 
     token_url = endpoint("token_url", preset.token_url)
     if token_url is None:
-        raise _fail(source, "token_url", f"required for provider = \"{provider}\" (the server's RFC 6749 token endpoint)")
+        raise r.fail(f"{W} token_url", f"required for provider = \"{provider}\" (the server's RFC 6749 token "
+                                       f"endpoint)")
     authorize_url = endpoint("authorize_url", preset.authorize_url)
     device_url = endpoint("device_url", preset.device_url)
 
     default_flow = preset.flow if provider != "generic" else (DEVICE if device_url else LOOPBACK)
-    flow = _choice(table, source, "flow", FLOWS, default_flow)
+    flow = _choice(r, table, "flow", FLOWS, default_flow)
     if flow == DEVICE and provider != "generic" and preset.device_url is None and "device_url" not in table:
-        raise _fail(source, "flow", f"{provider} offers no device login for mail scopes; use flow = \"loopback\"")
+        raise r.fail(f"{W} flow", f"{provider} offers no device login for mail scopes; use flow = \"loopback\"")
     if flow == CLIENT_CREDENTIALS:
         if provider == "google":
-            raise _fail(source, "flow", "Google has no client-credentials grant for Gmail (it uses service "
-                                        "accounts with domain-wide delegation); use flow = \"loopback\"")
+            raise r.fail(f"{W} flow", "Google has no client-credentials grant for Gmail (it uses service accounts "
+                                      "with domain-wide delegation); use flow = \"loopback\"")
         if not (secret_env or secret_file):
-            raise _fail(source, "flow", "client_credentials needs the app's secret: set client_secret_env or "
-                                        "client_secret_file")
+            raise r.fail(f"{W} flow", "client_credentials needs the app's secret: set client_secret_env or "
+                                      "client_secret_file")
         if provider == "microsoft" and tenant in ("common", "organizations", "consumers"):
-            raise _fail(source, "tenant", "app-only access (flow = \"client_credentials\") needs your tenant's id "
-                                          f"or domain, not \"{tenant}\"")
+            raise r.fail(f"{W} tenant", "app-only access (flow = \"client_credentials\") needs your tenant's id "
+                                        f"or domain, not \"{tenant}\"")
     if preset.needs_secret and not (secret_env or secret_file):
-        raise _fail(source, "client_secret_env", f"{provider}'s token endpoint requires the client secret "
-                                                 "(of a Desktop-app client); set client_secret_env or client_secret_file")
+        raise r.fail(f"{W} client_secret_env", f"{provider}'s token endpoint requires the client secret (of a "
+                                               f"Desktop-app client); set client_secret_env or client_secret_file")
 
     default_scopes = preset.app_only_scopes if flow == CLIENT_CREDENTIALS else preset.scopes
     scopes = table.get("scopes", list(default_scopes))
-    if not isinstance(scopes, list) or not all(isinstance(s, str) and s.strip() for s in scopes):
-        raise _fail(source, "scopes", f"must be a list of strings, got {scopes!r}")
+    if not isinstance(scopes, list) or not all(isinstance(x, str) and x.strip() for x in scopes):
+        raise r.fail(f"{W} scopes", f"must be a list of strings, got {scopes!r}")
     if not scopes:
-        raise _fail(source, "scopes", f"required for provider = \"{provider}\" (the scopes your server grants "
-                                      "for IMAP and SMTP)")
+        raise r.fail(f"{W} scopes", f"required for provider = \"{provider}\" (the scopes your server grants for "
+                                    f"IMAP and SMTP)")
 
     limits = preset.limits
     if provider == "google":
-        status = _choice(table, source, "publishing_status", ("production", "testing"), "production")
+        status = _choice(r, table, "publishing_status", ("production", "testing"), "production")
         if status == "testing":
             limits = limits + preset.testing_limits
     elif "publishing_status" in table:
-        raise _fail(source, "publishing_status", "only for provider = \"google\"")
+        raise r.fail(f"{W} publishing_status", "only for provider = \"google\"")
 
     return OAuth2Settings(
-        source=source, provider=provider, client_id=client_id, token_url=token_url,
-        scopes=tuple(s.strip() for s in scopes),
-        token_file=str(base / _string(table, source, "token_file", DEFAULT_TOKEN_FILE)),
+        source=r.source, provider=provider, client_id=client_id, token_url=token_url, account=account,
+        scopes=tuple(x.strip() for x in scopes),
+        token_file=str(base / _string(r, table, "token_file", DEFAULT_TOKEN_FILE)),
         flow=flow, authorize_url=authorize_url, device_url=device_url,
         authorize_params=preset.authorize_params, client_secret_env=secret_env, client_secret_file=secret_file,
-        mechanism=_choice(table, source, "mechanism", MECHANISMS, "auto"), limits=limits, tenant=tenant,
+        mechanism=_choice(r, table, "mechanism", MECHANISMS, "auto"), limits=limits, tenant=tenant,
     )

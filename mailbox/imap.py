@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from config.servers import ImapSettings
+from service.ports import RawMail
 from workflows.errors import ConfigError, PartnerdeskError, Transient
-from workflows.ports import RawMail
-from workflows.settings import ImapSettings
 
 log = logging.getLogger("partnerdesk.imap")
 BATCH = 200  # messages per body FETCH: big enough to be fast
@@ -95,6 +95,9 @@ class ImapSource:
             if dropped or self.logged_in_once:
                 raise Transient(f"IMAP login as {s.username!r} on {s.host}:{s.port} failed ({e}); it worked "
                                 f"before, so the server is probably restarting: retrying") from e
+            if self.authenticator is not None:  # its message says what to check
+                raise ConfigError(f"IMAP login as {s.username!r} on {s.host}:{s.port} by OAuth2 was refused: {e}") \
+                    from e
             raise ConfigError(f"IMAP login as {s.username!r} on {s.host}:{s.port} was refused ({e}); "
                               f"check [imap] username and password") from e
         except ssl.SSLCertVerificationError as e:

@@ -11,7 +11,12 @@ write the new refresh token to disk, and only then hand out the access token.
 Errors: the token endpoint unreachable or failing (5xx, 429) is Transient; a refused
 refresh token (``invalid_grant``: expired, revoked, consent withdrawn) or no login at all
 is LoginRequired, naming provider, account and the command to run; a refused app
-(``invalid_client``) is ConfigError. Tokens never appear in logs, messages or reprs.
+(``invalid_client``: a wrong client id, an expired client secret) is ConfigError during a
+login a person runs, and LoginRequired for a login that worked before (a daemon must not
+stop over it). A refusal is written into the token file, so that no process asks the
+provider again with a token it refused (at most once an hour, in case the refusal was the
+provider's mistake) and `auth status` can tell; a new login replaces it. Tokens never
+appear in logs, messages or reprs.
 """
 
 from __future__ import annotations
@@ -33,13 +38,16 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.common.errors import AuthlibBaseError
 
-from config.oauth2 import CLIENT_CREDENTIALS, OAuth2Settings
+from config.servers import CLIENT_CREDENTIALS, OAuth2Settings
+from service.ports import LoginState
 from workflows.errors import ConfigError, LoginRequired, Transient
-from workflows.login_lifetime import LoginFacts, LoginOutlook, needs_refresh, outlook
 
 log = logging.getLogger("partnerdesk.oauth2")
 FORMAT = 1
+# Ahead of expiry: a connection that starts just before it, and clocks a little apart
+# (ours, the provider's, the mail server's), must not meet an expired token.
 REFRESH_MARGIN = timedelta(minutes=5)
+RETRY_REFUSED = timedelta(hours=1)  # a refused login is tried again this seldom (the refusal may be a fluke)
 HTTP_TIMEOUT = 30.0
 # error codes of RFC 6749 5.2 and providers' additions, by what a person has to do about them
 _LOGIN_AGAIN = {"invalid_grant", "interaction_required", "consent_required", "login_required"}
@@ -90,13 +98,16 @@ class TokenRecord:
     expires_at: datetime | None = None  # of the access token, on our clock
     refreshed_at: datetime | None = None
     refresh_token_expires_at: datetime | None = None  # only when the provider said so
+    refused: str | None = None  # the provider refused this login for good: why (no secret in it)
+    refused_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "provider": self.provider, "account": self.account, "client_id": self.client_id,
                 "token_url": self.token_url, "scopes": list(self.scopes), "logged_in_at": _iso(self.logged_in_at),
                 "refreshed_at": _iso(self.refreshed_at), "refresh_token": self.refresh_token,
                 "access_token": self.access_token, "expires_at": _iso(self.expires_at),
-                "refresh_token_expires_at": _iso(self.refresh_token_expires_at)}
+                "refresh_token_expires_at": _iso(self.refresh_token_expires_at), "refused": self.refused,
+                "refused_at": _iso(self.refused_at)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TokenRecord:
@@ -109,7 +120,8 @@ class TokenRecord:
                    token_url=str(d["token_url"]), scopes=tuple(d.get("scopes") or ()), logged_in_at=logged_in,
                    refreshed_at=_time(d.get("refreshed_at")), refresh_token=d.get("refresh_token"),
                    access_token=d.get("access_token"), expires_at=_time(d.get("expires_at")),
-                   refresh_token_expires_at=_time(d.get("refresh_token_expires_at")))
+                   refresh_token_expires_at=_time(d.get("refresh_token_expires_at")),
+                   refused=d.get("refused") or None, refused_at=_time(d.get("refused_at")))
 
 
 class TokenFile:
@@ -160,10 +172,27 @@ class TokenFile:
         return Path(tmp)
 
     def write(self, record: TokenRecord, tmp: Path | None = None) -> None:
+        self.write_bytes(json.dumps(record.to_json(), indent=1).encode(), tmp)
+
+    def snapshot(self) -> bytes | None:
+        """The file as it is (None: there is none), to put back with ``restore``."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def restore(self, data: bytes | None) -> None:
+        with self.locked():
+            if data is None:
+                self.path.unlink(missing_ok=True)
+            else:
+                self.write_bytes(data)
+
+    def write_bytes(self, data: bytes, tmp: Path | None = None) -> None:
         tmp = tmp or self.reserve()
         try:
-            with open(tmp, "w") as f:
-                json.dump(record.to_json(), f, indent=1)
+            with open(tmp, "wb") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
@@ -178,20 +207,6 @@ class TokenFile:
             os.close(dfd)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TokenStatus:
-    """For `auth status` and the daemon's warnings; no secrets."""
-
-    provider: str
-    account: str
-    scopes: tuple[str, ...]
-    token_file: str
-    logged_in_at: datetime
-    refreshed_at: datetime | None
-    access_expires_at: datetime | None
-    outlook: LoginOutlook
-
-
 class TokenSource:
     """A valid access token for one account, refreshed ahead of expiry and after a refusal.
 
@@ -199,12 +214,14 @@ class TokenSource:
     ``clock`` returns an aware datetime (tests move it instead of sleeping).
     """
 
-    def __init__(self, settings: OAuth2Settings, account: str, *, client_secret: str | None = None,
+    def __init__(self, settings: OAuth2Settings, account: str | None = None, *,
+                 client_secret: str | Callable[[], str | None] | None = None,
                  clock: Callable[[], datetime] = utcnow, margin: timedelta = REFRESH_MARGIN,
                  timeout: float = HTTP_TIMEOUT) -> None:
         self.s = settings
-        self.account = account
-        self.client_secret = client_secret
+        self.account = account or settings.account
+        # A callable is asked once, when the secret is first needed: `auth status` needs none.
+        self._client_secret = client_secret
         self.clock = clock
         self.margin = margin
         self.timeout = timeout
@@ -213,6 +230,12 @@ class TokenSource:
         self._seen: tuple[tuple[int, int, int] | None, TokenRecord | None] = (None, None)
         self._unsaved: TokenRecord | None = None  # rotated but not yet on disk (write failed)
 
+    @property
+    def client_secret(self) -> str | None:
+        if callable(self._client_secret):
+            self._client_secret = self._client_secret()
+        return self._client_secret
+
     # -- what the mail logins call ---------------------------------------------------------
     def access_token(self) -> str:
         rec = self._peek()
@@ -220,31 +243,37 @@ class TokenSource:
             return rec.access_token  # type: ignore[union-attr]
         with self._lock, self.file.locked():
             rec = self._read_locked()
+            self._still_refused(rec)
             if self._usable(rec):  # another process refreshed while we waited for the lock
                 return rec.access_token  # type: ignore[union-attr]
             return self._refresh_locked(rec)
+
+    def renew(self) -> str:
+        """A new access token now, whatever the file says of the last one (`auth login` of app-only access)."""
+        with self._lock, self.file.locked():
+            return self._refresh_locked(self._read_locked())
 
     def rejected(self, token: str) -> str:
         """The mail server refused ``token`` (revoked early, clocks apart): a new one, unless
         another process has already put a different token in the file."""
         with self._lock, self.file.locked():
             rec = self._read_locked()
+            self._still_refused(rec)
             if self._usable(rec) and rec.access_token != token:  # type: ignore[union-attr]
                 return rec.access_token  # type: ignore[union-attr]
             log.info("the mail server refused the OAuth2 access token of %s; refreshing it", self.account)
             return self._refresh_locked(rec)
 
-    def status(self) -> TokenStatus | None:
+    def state(self) -> LoginState | None:
+        """The login as the token file has it (service.ports.Login); None before the first login."""
         rec = self._read_checked(self.file.read)
         if rec is None:
             return None
-        facts = LoginFacts(logged_in_at=rec.logged_in_at, last_refresh_at=rec.refreshed_at,
-                           refresh_token_expires_at=rec.refresh_token_expires_at)
-        limits = () if self.s.flow == CLIENT_CREDENTIALS else self.s.limits
-        return TokenStatus(provider=rec.provider, account=rec.account, scopes=rec.scopes,
-                           token_file=str(self.file.path), logged_in_at=rec.logged_in_at,
-                           refreshed_at=rec.refreshed_at, access_expires_at=rec.expires_at,
-                           outlook=outlook(facts, limits, self.clock()))
+        return LoginState(provider=rec.provider, account=rec.account, scopes=rec.scopes,
+                          token_file=str(self.file.path), logged_in_at=rec.logged_in_at,
+                          refreshed_at=rec.refreshed_at, access_expires_at=rec.expires_at,
+                          refresh_token_expires_at=rec.refresh_token_expires_at, refused=rec.refused or "",
+                          refused_at=rec.refused_at)
 
     # -- what the login flows call ---------------------------------------------------------
     def store_login(self, response: Mapping[str, Any]) -> TokenRecord:
@@ -266,9 +295,10 @@ class TokenSource:
                              default_timeout=self.timeout)
 
     def call_endpoint(self, what: str, call: Callable[[OAuth2Session], Mapping[str, Any]],
-                      expect: tuple[str, ...] = ()) -> Mapping[str, Any]:
+                      expect: tuple[str, ...] = (), worked_before: bool = False) -> Mapping[str, Any]:
         """Run one token-endpoint request, with its failures turned into our error types.
-        OAuth error codes in ``expect`` (the device flow's authorization_pending) are re-raised as they are."""
+        OAuth error codes in ``expect`` (the device flow's authorization_pending) are re-raised as they are.
+        ``worked_before``: a refused app is LoginRequired (its secret expired, say), not a config error."""
         s = self.s
         try:
             with self.session() as session:
@@ -289,6 +319,10 @@ class TokenSource:
                 raise
             if error in _LOGIN_AGAIN:
                 raise self.login_required(f"{s.provider} refused {what} ({error}: {description})") from None
+            if error in _FIX_CONFIG and worked_before:
+                raise self.login_required(f"{s.provider} refused the app for {what} ({error}: {description}); "
+                                          f"the client secret may have expired or the app registration changed: "
+                                          f"fix [oauth2] in {s.source} if need be") from None
             if error in _FIX_CONFIG:
                 raise ConfigError(f"{s.source}: [oauth2]: {s.provider} refused the app for {what} ({error}: "
                                   f"{description}); check client_id, the client secret and scopes against the "
@@ -306,12 +340,21 @@ class TokenSource:
         s = self.s
         return LoginRequired(f"the OAuth2 login of {self.account} at {s.provider} cannot be used: {why}. "
                              f"To log in, run: {s.login_command}",
-                             provider=s.provider, account=self.account, command=s.login_command)
+                             provider=s.provider, account=self.account, command=s.login_command, reason=why)
 
     # -- inside ----------------------------------------------------------------------------
     def _usable(self, rec: TokenRecord | None) -> bool:
-        return (rec is not None and rec.access_token is not None
-                and not needs_refresh(rec.expires_at, self.clock(), self.margin))
+        """A token to use as it is: not refused, and not within ``margin`` of its expiry. An unknown
+        expiry (the provider sent no expires_in): used until a server refuses it."""
+        if rec is None or rec.access_token is None or rec.refused:
+            return False
+        return rec.expires_at is None or self.clock() < rec.expires_at - self.margin
+
+    def _still_refused(self, rec: TokenRecord | None) -> None:
+        """The provider refused this login; ask again only once RETRY_REFUSED has passed."""
+        if rec is not None and rec.refused and (rec.refused_at is None
+                                                or self.clock() - rec.refused_at < RETRY_REFUSED):
+            raise self.login_required(rec.refused)
 
     def _peek(self) -> TokenRecord | None:
         stamp = self.file.stamp()
@@ -370,19 +413,35 @@ class TokenSource:
             raise ConfigError(f"cannot write the OAuth2 token file's folder {self.file.path.parent} ({e.strerror}); "
                               f"nothing was refreshed") from None
         try:
-            if refresh is None:
-                resp = self.call_endpoint("the app-only token request",
-                                          lambda c: c.fetch_token(s.token_url, grant_type="client_credentials"))
-            else:
-                resp = self.call_endpoint("the refresh token", lambda c: c.refresh_token(s.token_url, refresh_token=refresh))
+            try:
+                if refresh is None:
+                    resp = self.call_endpoint("the app-only token request", worked_before=rec is not None,
+                                              call=lambda c: c.fetch_token(s.token_url, grant_type="client_credentials"))
+                else:
+                    resp = self.call_endpoint("the refresh token", worked_before=True,
+                                              call=lambda c: c.refresh_token(s.token_url, refresh_token=refresh))
+            except LoginRequired as e:
+                if rec is not None:  # kept in the file: no process asks again with what was refused
+                    self._remember_refusal(replace(rec, refused=e.reason, refused_at=self.clock()), tmp)
+                    tmp = None
+                raise
             new = self._merge(base, resp, self.clock(), logged_in=False)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             raise
         self._save(new, tmp)
         self._seen = (self.file.stamp(), new)
         log.info("refreshed the OAuth2 access token of %s at %s", self.account, s.provider)
         return new.access_token  # type: ignore[return-value]
+
+    def _remember_refusal(self, rec: TokenRecord, tmp: Path) -> None:
+        try:
+            self.file.write(rec, tmp)
+        except OSError as e:  # the refusal itself is what the caller must hear
+            log.warning("could not note the refused login in %s (%s)", self.file.path, e.strerror)
+            return
+        self._seen = (self.file.stamp(), rec)
 
     @staticmethod
     def _merge(base: TokenRecord, resp: Mapping[str, Any], now: datetime, *, logged_in: bool) -> TokenRecord:
@@ -402,7 +461,8 @@ class TokenSource:
                 rt_expires = now + timedelta(seconds=int(v))
         granted = tuple(str(resp["scope"]).split()) if resp.get("scope") else base.scopes
         return replace(base, access_token=str(resp["access_token"]), refresh_token=new_refresh, expires_at=expires_at,
-                       refreshed_at=None if logged_in else now, refresh_token_expires_at=rt_expires, scopes=granted)
+                       refreshed_at=None if logged_in else now, refresh_token_expires_at=rt_expires, scopes=granted,
+                       refused=None, refused_at=None)
 
 
 def _host(url: str) -> str:

@@ -25,7 +25,7 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.common.security import generate_token
 
-from config.oauth2 import CLIENT_CREDENTIALS, DEVICE, LOOPBACK
+from config.servers import CLIENT_CREDENTIALS, DEVICE, LOOPBACK
 from workflows.errors import ConfigError, LoginRequired, Transient
 
 from .oauth2 import TokenRecord, TokenSource
@@ -53,7 +53,7 @@ def login(tokens: TokenSource, *, show: Callable[[str], None], **kwargs: Any) ->
         return loopback_login(tokens, show=lambda url: show(f"Open this address in a browser and log in as "
                                                             f"{tokens.account}:\n{url}"), **kwargs)
     if flow == CLIENT_CREDENTIALS:
-        tokens.access_token()  # app-only: proves the secret and tenant work; nothing to store by hand
+        tokens.renew()  # app-only: proves the secret and tenant work; nothing to store by hand
         rec = tokens.file.read()
         assert rec is not None
         return rec
@@ -206,3 +206,4 @@ def store_refresh_token(tokens: TokenSource, refresh_token: str) -> TokenRecord:
         "the refresh token", lambda c: c.refresh_token(tokens.s.token_url, refresh_token=refresh_token)))
     resp.setdefault("refresh_token", refresh_token)
     return tokens.store_login(resp)
+

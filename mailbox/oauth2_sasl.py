@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import Any, Awaitable, Callable
 
 import aiosmtplib
 from imapclient import IMAPClient
@@ -123,3 +124,13 @@ async def smtp_login(client: aiosmtplib.SMTP, user: str, tokens: TokenSource, me
         token = await asyncio.to_thread(tokens.rejected, token)
         await _smtp_auth(client, mech, user, token)
     return mech
+
+
+# -- what the mail adapters are handed (ImapSource / SmtpSender ``authenticator``) -----------------
+
+def imap_authenticator(tokens: TokenSource, mechanism: str = "auto") -> Callable[[IMAPClient], str]:
+    return lambda client: imap_login(client, tokens.account, tokens, mechanism)
+
+
+def smtp_authenticator(tokens: TokenSource, mechanism: str = "auto") -> Callable[[aiosmtplib.SMTP], Awaitable[Any]]:
+    return lambda client: smtp_login(client, tokens.account, tokens, mechanism)

@@ -8,7 +8,7 @@ import pytest
 
 from config.oauth2 import PRESETS, parse_oauth2
 from workflows.errors import ConfigError
-from workflows.login_lifetime import AGE, IDLE, Limit, LoginFacts, needs_refresh, outlook
+from workflows.login_lifetime import AGE, IDLE, Limit, LoginFacts, outlook
 
 SRC = "/etc/partnerdesk/partnerdesk.toml"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -165,18 +165,6 @@ GOOGLE_TESTING = (Limit(kind=IDLE, days=182, warn_days=14, why="idle"), Limit(ki
 def test_login_outlook(limits, facts, now, stops, cause, warn, lapsed):
     o = outlook(facts, limits, now)
     assert (o.stops_at, o.cause, o.warn, o.lapsed) == (stops, cause, warn, lapsed)
-
-
-@pytest.mark.parametrize("expires_in, now_after, refresh", [
-    (3600, 0, False),
-    (3600, 3600 - 301, False),
-    (3600, 3600 - 300, True),  # five minutes ahead of expiry
-    (3600, 4000, True),
-    (None, 10**6, False),  # unknown expiry: used until a server refuses it
-])
-def test_access_token_is_refreshed_ahead_of_expiry(expires_in, now_after, refresh):
-    expires_at = T0 + timedelta(seconds=expires_in) if expires_in is not None else None
-    assert needs_refresh(expires_at, T0 + timedelta(seconds=now_after), timedelta(minutes=5)) is refresh
 
 
 def test_oauth2_modules_do_no_work_at_import_time():

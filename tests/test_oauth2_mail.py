@@ -4,6 +4,7 @@ the local provider's introspection endpoint whether a bearer token is good."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -16,8 +17,9 @@ from mailbox.oauth2_sasl import imap_login, smtp_login
 from mailbox.smtp import SmtpSender
 from tests.oauth2_helpers import (Clock, _provider_defaults, account, logged_in, oauth_servers,  # noqa: F401
                                   provider)
+from config.servers import ImapSettings, SmtpSettings
 from workflows.errors import LoginRequired
-from workflows.settings import ImapSettings, SmtpSettings
+from workflows.outbox import OutboxEntry
 
 pytestmark = pytest.mark.integration
 
@@ -113,8 +115,9 @@ def test_revoked_login_reaches_the_imap_caller_as_login_required(provider, oauth
     assert src.client is None
 
 
-def _entry(key: str, frm: str, to: str) -> dict:
-    return {"key": key, "mail_from": frm, "rcpt_to": [to], "raw": raw_mail(frm, to, key).decode()}
+def _entry(key: str, frm: str, to: str) -> OutboxEntry:
+    return OutboxEntry(key=key, kind="ack", message_id=f"<{key}@example.test>", mail_from=frm, rcpt_to=(to,),
+                       raw=raw_mail(frm, to, key).decode(), created_at=datetime.now(timezone.utc))
 
 
 def test_smtp_sender_sends_by_xoauth2_into_dovecot(provider, oauth_servers, tmp_path):

@@ -102,7 +102,7 @@ def test_no_login_yet_is_login_required(provider, tmp_path, user):
     ts = TokenSource(settings(provider, tmp_path), user)
     with pytest.raises(LoginRequired, match="no login yet.*auth login"):
         ts.access_token()
-    assert ts.status() is None
+    assert ts.state() is None
 
 
 def test_a_login_for_another_account_or_app_is_not_used(provider, tmp_path, user):
@@ -141,14 +141,19 @@ def test_unreachable_token_endpoint_is_transient(provider, tmp_path, user):
         ts.access_token()
 
 
-def test_a_refused_app_is_a_config_error(provider, tmp_path, user, monkeypatch):
+def test_a_refused_app_is_a_config_error_at_a_login_and_login_required_after(provider, tmp_path, user, monkeypatch):
     provider.add_client("confidential", secret="right")
     s = settings(provider, tmp_path, client_id="confidential", client_secret_env="PD_OAUTH_SECRET")
     monkeypatch.setenv("PD_OAUTH_SECRET", "wrong")
-    ts = TokenSource(s, user, client_secret=read_client_secret(s))
-    ts.store_login({"access_token": "at", "refresh_token": "rt", "expires_in": 0})
+    ts = TokenSource(s, user, client_secret=lambda: read_client_secret(s))
+    # A person logging in with a wrong secret: their config is wrong.
     with pytest.raises(ConfigError, match=r"\[oauth2\]: generic refused the app .*invalid_client"):
+        ts.call_endpoint("the refresh token", lambda c: c.refresh_token(s.token_url, refresh_token="rt"))
+    # A login that worked, then the app's secret expired: the daemon must not stop over it.
+    ts.store_login({"access_token": "at", "refresh_token": "rt", "expires_in": 0})
+    with pytest.raises(LoginRequired, match=r"generic refused the app .*invalid_client.*secret may have expired"):
         ts.access_token()
+    assert "invalid_client" in ts.state().refused
     monkeypatch.delenv("PD_OAUTH_SECRET")
     with pytest.raises(ConfigError, match="PD_OAUTH_SECRET is not set"):
         read_client_secret(s)
@@ -170,13 +175,15 @@ def test_provider_clock_apart_from_ours_does_not_matter(provider, tmp_path, user
 
 
 def test_declared_refresh_token_lifetime_feeds_the_warning(provider, tmp_path, user):
+    from service.logins import login_outlook
+
     provider.refresh_token_lifetime = 3 * 86400
     clock = Clock()
     ts = logged_in(provider, tmp_path, user, clock)
-    st = ts.status()
-    assert st.outlook.stops_at == clock.now + timedelta(days=3) and not st.outlook.warn
-    clock.advance(days=2)
-    assert ts.status().outlook.warn
+    st = ts.state()
+    assert st.refresh_token_expires_at == clock.now + timedelta(days=3)
+    assert not login_outlook(st, (), clock.now).warn
+    assert login_outlook(st, (), clock.now + timedelta(days=2)).warn
 
 
 def test_unwritable_folder_fails_before_the_refresh_token_is_spent(provider, tmp_path, user):
@@ -248,7 +255,7 @@ def test_two_processes_refreshing_at_once_never_lose_a_rotation(provider, tmp_pa
 def test_a_token_file_copied_in_readable_by_others_is_made_private(provider, tmp_path, user):
     ts = logged_in(provider, tmp_path, user)
     os.chmod(ts.file.path, 0o644)
-    assert ts.status().account == user
+    assert ts.state().account == user
     assert stat.S_IMODE(ts.file.path.stat().st_mode) == 0o600
 
 

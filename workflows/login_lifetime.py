@@ -62,13 +62,3 @@ def outlook(facts: LoginFacts, limits: tuple[Limit, ...], now: datetime) -> Logi
         return LoginOutlook(stops_at=None, cause="", warn=False, lapsed=False)
     stops_at, window, cause = min(candidates, key=lambda c: c[0])
     return LoginOutlook(stops_at=stops_at, cause=cause, warn=now >= stops_at - window, lapsed=now >= stops_at)
-
-
-def needs_refresh(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:
-    """Refresh an access token ``margin`` ahead of its expiry.
-
-    The margin absorbs a connection that starts just before expiry and clock differences
-    between the provider and the mail server. Unknown expiry (the provider sent no
-    expires_in): use the token until a server refuses it.
-    """
-    return expires_at is not None and now >= expires_at - margin

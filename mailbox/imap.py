@@ -71,6 +71,9 @@ class ImapSource:
     # -- connection -----------------------------------------------------------------
     def connect(self) -> None:
         s = self.s
+        prepare = getattr(self.authenticator, "prepare", None)
+        if prepare is not None:
+            prepare()  # OAuth2: a lapsed login (LoginRequired) is known before connecting anywhere
         try:
             client = IMAPClient(s.host, port=s.port, ssl=s.security == "tls",
                                 ssl_context=tls_context(s) if s.security != "none" else None, timeout=s.timeout)

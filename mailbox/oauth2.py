@@ -348,7 +348,12 @@ class TokenSource:
         expiry (the provider sent no expires_in): used until a server refuses it."""
         if rec is None or rec.access_token is None or rec.refused:
             return False
-        return rec.expires_at is None or self.clock() < rec.expires_at - self.margin
+        if rec.expires_at is None:
+            return True
+        # A provider handing out tokens shorter than twice the margin: refresh halfway, not at every use.
+        obtained = rec.refreshed_at or rec.logged_in_at
+        margin = min(self.margin, max(rec.expires_at - obtained, timedelta(0)) / 2)
+        return self.clock() < rec.expires_at - margin
 
     def _still_refused(self, rec: TokenRecord | None) -> None:
         """The provider refused this login; ask again only once RETRY_REFUSED has passed."""

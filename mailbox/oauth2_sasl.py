@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any, Awaitable, Callable
+from typing import Awaitable
 
 import aiosmtplib
 from imapclient import IMAPClient
@@ -128,9 +128,31 @@ async def smtp_login(client: aiosmtplib.SMTP, user: str, tokens: TokenSource, me
 
 # -- what the mail adapters are handed (ImapSource / SmtpSender ``authenticator``) -----------------
 
-def imap_authenticator(tokens: TokenSource, mechanism: str = "auto") -> Callable[[IMAPClient], str]:
-    return lambda client: imap_login(client, tokens.account, tokens, mechanism)
+class _Authenticator:
+    """``prepare()`` before connecting (a lapsed login is known without bothering the server), then
+    the login on the connected client."""
+
+    def __init__(self, tokens: TokenSource, mechanism: str = "auto") -> None:
+        self.tokens = tokens
+        self.mechanism = mechanism
+
+    def prepare(self) -> None:
+        self.tokens.access_token()  # LoginRequired / Transient now, before any connection
 
 
-def smtp_authenticator(tokens: TokenSource, mechanism: str = "auto") -> Callable[[aiosmtplib.SMTP], Awaitable[Any]]:
-    return lambda client: smtp_login(client, tokens.account, tokens, mechanism)
+class ImapAuthenticator(_Authenticator):
+    def __call__(self, client: IMAPClient) -> str:
+        return imap_login(client, self.tokens.account, self.tokens, self.mechanism)
+
+
+class SmtpAuthenticator(_Authenticator):
+    def __call__(self, client: aiosmtplib.SMTP) -> Awaitable[str]:
+        return smtp_login(client, self.tokens.account, self.tokens, self.mechanism)
+
+
+def imap_authenticator(tokens: TokenSource, mechanism: str = "auto") -> ImapAuthenticator:
+    return ImapAuthenticator(tokens, mechanism)
+
+
+def smtp_authenticator(tokens: TokenSource, mechanism: str = "auto") -> SmtpAuthenticator:
+    return SmtpAuthenticator(tokens, mechanism)

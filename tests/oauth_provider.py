@@ -88,6 +88,7 @@ class Client:
 @dataclass
 class Stats:
     grants: list[str] = field(default_factory=list)  # grant_type of every successful token response
+    token_requests: int = 0  # every request to the token endpoint, refused ones too
     reuse_detected: int = 0
     introspections: int = 0
 
@@ -236,6 +237,7 @@ class OAuthProvider:
 
     def token(self, form: dict[str, str], basic: tuple[str, str] | None) -> dict[str, Any]:
         with self._lock:
+            self.stats.token_requests += 1
             if self._failures:
                 status, body = self._failures.pop(0)
                 raise _Raw(status, body)

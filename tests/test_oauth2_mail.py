@@ -158,8 +158,8 @@ def test_smtp_with_a_revoked_login_keeps_the_mail_queued(provider, oauth_servers
     s = SmtpSettings(host=oauth_servers.host, port=oauth_servers.smtp_port, security="none", username=user)
     sender = SmtpSender(s, None, authenticator=lambda c: smtp_login(c, user, ts))
     [result] = sender.send([_entry("ack-9", user, partner)])
-    assert result.status == "transient"  # the outbox keeps it and retries after the login
-    assert "LoginRequired" in result.detail and "auth login" in result.detail
+    assert result.status == "held"  # the outbox keeps it, its retry window paused, until the login
+    assert user in result.detail and "auth login" in result.detail
     assert not any(partner in r.rcpt_tos for r in oauth_servers.received)
 
 

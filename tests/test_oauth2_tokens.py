@@ -74,6 +74,21 @@ def test_refreshed_five_minutes_ahead_of_expiry_and_the_rotation_is_on_disk_firs
     assert provider.stats.reuse_detected == 0
 
 
+def test_tokens_shorter_than_the_margin_are_refreshed_halfway_not_at_every_use(provider, tmp_path, user):
+    provider.access_lifetime = 120
+    clock = Clock()
+    ts = logged_in(provider, tmp_path, user, clock)
+    grants = len(provider.stats.grants)
+    first = ts.access_token()
+    clock.advance(seconds=59)
+    assert ts.access_token() == first and len(provider.stats.grants) == grants
+    clock.advance(seconds=2)
+    assert ts.access_token() != first and len(provider.stats.grants) == grants + 1
+    fresh_at = clock.now
+    clock.advance(seconds=59)
+    assert ts.access_token() == on_disk(ts).access_token and on_disk(ts).refreshed_at == fresh_at
+
+
 def test_a_refused_access_token_is_replaced_once(provider, tmp_path, user):
     ts = logged_in(provider, tmp_path, user)
     token = ts.access_token()

@@ -11,6 +11,11 @@
 
 Authlib (requests) builds and sends every request; only the device-authorization request
 itself, a plain form POST that Authlib's client has no call for, is sent by hand.
+
+``LoginDesk`` is what `auth login` and `auth status` (cli/auth.py) are handed: it runs the
+configured flow, then logs in to the mail servers with the new token, so that a login as the
+wrong account (easy in a browser already logged in as oneself) is caught at once and the login
+that was there before is put back.
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
+import aiosmtplib
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.common.security import generate_token
+from imapclient.exceptions import LoginError
 
-from config.servers import CLIENT_CREDENTIALS, DEVICE, LOOPBACK
+from config.servers import CLIENT_CREDENTIALS, DEVICE, LOOPBACK, ImapSettings, SmtpSettings
+from service.ports import LoginState
 from workflows.errors import ConfigError, LoginRequired, Transient
 
+from .imap import ImapSource
 from .oauth2 import TokenRecord, TokenSource
+from .oauth2_sasl import imap_login, smtp_login
+from .smtp import SmtpSender
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PAGE = (b"<!doctype html><title>partnerdesk</title><p>partnerdesk received the login. "
@@ -207,3 +218,77 @@ def store_refresh_token(tokens: TokenSource, refresh_token: str) -> TokenRecord:
     resp.setdefault("refresh_token", refresh_token)
     return tokens.store_login(resp)
 
+
+# -- what `auth login` / `auth status` are handed -------------------------------------------------
+
+class LoginDesk:
+    def __init__(self, tokens: TokenSource, *, imap: ImapSettings | None = None,
+                 smtp: SmtpSettings | None = None) -> None:
+        self.tokens = tokens
+        self.imap = imap  # the servers that log in by OAuth2, checked after a login
+        self.smtp = smtp
+
+    def state(self) -> LoginState | None:
+        return self.tokens.state()
+
+    def login(self, *, show: Callable[[str], None], port: int = 0,
+              pasted: Callable[[], str] | None = None) -> list[str]:
+        """The configured flow, then the check; returns one line per server checked."""
+        extra: dict[str, Any] = {}
+        if self.tokens.s.flow == LOOPBACK:
+            extra = {"port": port, "pasted": pasted}
+        before = self.tokens.file.snapshot()
+        login(self.tokens, show=show, **extra)
+        return self._checked(before)
+
+    def store_refresh_token(self, refresh_token: str) -> list[str]:
+        before = self.tokens.file.snapshot()
+        store_refresh_token(self.tokens, refresh_token)
+        return self._checked(before)
+
+    def _checked(self, before: bytes | None) -> list[str]:
+        """Log in to each OAuth2 server with the new token. A refusal puts the old login back."""
+        lines = []
+        for name, check in (("IMAP", self._imap), ("SMTP", self._smtp)):
+            server = self.imap if name == "IMAP" else self.smtp
+            if server is None:
+                continue
+            where = f"{name} {server.host}:{server.port}"
+            try:
+                lines.append(f"{where}: logged in as {self.tokens.account} ({check()})")
+            except (LoginError, aiosmtplib.SMTPAuthenticationError, LoginRequired) as e:
+                self.tokens.file.restore(before)
+                kept = "the login that was there before is back" if before else "nothing was kept"
+                raise self.tokens.login_required(
+                    f"{where} refused the new login ({e}); {kept}. Log in as {self.tokens.account} itself (a "
+                    f"browser may still be logged in as someone else), and check that {name} is enabled for that "
+                    f"mailbox") from None
+            except (Transient, OSError, aiosmtplib.SMTPException, ConfigError) as e:
+                lines.append(f"{where}: not checked ({e}); the login is kept")
+        return lines
+
+    def _imap(self) -> str:
+        used: list[str] = []
+        assert self.imap is not None
+        src = ImapSource(self.imap, None,
+                         authenticator=lambda c: used.append(imap_login(c, self.tokens.account, self.tokens,
+                                                                        self.tokens.s.mechanism)))
+        try:
+            src.connect()
+        except ConfigError as e:
+            if isinstance(e.__cause__, LoginError):
+                raise e.__cause__ from None
+            raise
+        finally:
+            src.close()
+        return used[0] if used else "?"
+
+    def _smtp(self) -> str:
+        used: list[str] = []
+        assert self.smtp is not None
+
+        async def auth(client: aiosmtplib.SMTP) -> None:
+            used.append(await smtp_login(client, self.tokens.account, self.tokens, self.tokens.s.mechanism))
+
+        SmtpSender(self.smtp, None, authenticator=auth).check_login()
+        return used[0] if used else "?"

@@ -323,3 +323,31 @@ def test_auth_verbs_without_oauth2_are_a_config_error(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "run.py"), "--config", str(cfg), "auth", "status"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "no server logs in by OAuth2" in p.stderr
+
+
+@pytest.mark.parametrize("paste", [False, True])
+def test_auth_login_by_loopback_redirect_listening_or_pasted(desk, provider, paste):  # noqa: F811
+    import requests
+
+    desk.config.write_text(desk.config.read_text().replace(
+        f'device_url = "{provider.device_url}"', f'authorize_url = "{provider.authorize_url}"\nflow = "loopback"'))
+    provider.authorizing_user = desk.support  # who "logs in" in the browser
+    cmd = [sys.executable, str(ROOT / "run.py"), "--config", str(desk.config), "auth", "login"]
+    p = subprocess.Popen(cmd + (["--paste"] if paste else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=desk.dir)
+    try:
+        assert f"log in as {desk.support}" in p.stdout.readline()
+        url = p.stdout.readline().strip()
+        assert url.startswith(provider.authorize_url) and "code_challenge_method=S256" in url
+        if paste:  # the browser ends on a page that does not load: its address is pasted
+            back = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
+            out, err = p.communicate(back + "\n", timeout=60)
+        else:  # the browser is sent back to partnerdesk listening on 127.0.0.1
+            assert "partnerdesk received the login" in requests.get(url, timeout=10).text
+            out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert f"logged in: {desk.support} at generic" in out and f"IMAP 127.0.0.1:{desk.servers.imap_port}" in out
+    assert json.loads(desk.run("auth", "status", "--json").stdout)["usable"] is True

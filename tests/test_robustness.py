@@ -610,15 +610,27 @@ def test_dovecot_kick_between_fetches_reconnects(desk):
         src.mark_done(RawMail(source_key="x", data=b"", received_at=NOW, folder="INBOX",
                               uidvalidity=cur.uidvalidity, uid=2))
 
-        # Kicked while waiting in IDLE: wakes up, and the next fetch reconnects.
-        kicker = threading.Timer(0.5, _kick, (s, desk.support))
+        # Kicked while waiting in IDLE (for up to an hour): the kick ends the wait, and the next fetch
+        # reconnects. `given_up` is only a way out for a broken build: set if the kick did not end the IDLE.
+        given_up = threading.Event()
+
+        def kick_when_idle() -> None:
+            deadline = time.monotonic() + 30
+            while s.imap_commands(desk.support) != ["IDLE"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+            _kick(s, desk.support)
+
+        kicker = threading.Thread(target=kick_when_idle)
+        way_out = threading.Timer(60, given_up.set)
         kicker.start()
-        t0 = time.monotonic()
+        way_out.start()
         try:
-            assert src.wait_for_mail(10) is True
+            assert src.wait_for_mail(3600, should_stop=given_up.is_set) is True
         finally:
+            way_out.cancel()
             kicker.join()
-        assert time.monotonic() - t0 < 8
+        assert not given_up.is_set(), "the IDLE went on after the server dropped the connection"
+        assert src.client is None  # the dropped connection was closed: the next call reconnects
         s.deliver(desk.support, _message(3, desk.support))
         assert [r.uid for r in _fetch(src, cur)] == [3]
     finally:

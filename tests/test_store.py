@@ -120,6 +120,49 @@ def test_one_transaction_is_one_file_write(store, path, monkeypatch):
     assert len(calls) == 1  # a transaction that only read leaves the file alone
 
 
+def record_fsyncs_and_renames(monkeypatch) -> list[tuple]:
+    """Every os.fsync (with what the synced file or folder is, and the file's bytes at that moment)
+    and every os.replace, in order."""
+    events: list[tuple] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", target, Path(target).read_bytes() if os.path.isfile(target) else None))
+        return real_fsync(fd)
+
+    def replace(src, dst, *a, **kw):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    return events
+
+
+def test_a_write_fsyncs_the_temp_file_then_renames_it_then_fsyncs_the_folder(store, path, monkeypatch):
+    with store.transaction():
+        store.set_meta("x", 0)
+    events = record_fsyncs_and_renames(monkeypatch)
+    with store.transaction():
+        store.set_meta("x", 1)
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"], events
+    (_, synced, content), (_, renamed, target), (_, folder, _) = events
+    assert synced == renamed != os.path.realpath(path)  # the temporary file, before it replaces the store
+    assert target == os.path.realpath(path) and folder == os.path.realpath(path.parent)
+    assert content == path.read_bytes() and json.loads(content)["meta"]["x"] == {"value": 1}  # all of it, flushed
+
+
+def test_a_journaled_send_result_is_fsynced_before_it_counts(store, path, monkeypatch):
+    with store.transaction():
+        store.outbox_add(entry("k1"))
+    events = record_fsyncs_and_renames(monkeypatch)
+    store.journal_outbox_update("k1", status="sent")
+    [(kind, synced, content)] = events
+    assert kind == "fsync" and synced == os.path.realpath(f"{path}.journal")
+    assert json.loads(content.splitlines()[-1]) == {"key": "k1", "fields": {"status": "sent"}}
+
+
 def test_nested_transaction_failure_rolls_back_the_outer_one(store, path):
     with pytest.raises(ValueError):
         with store.transaction():

@@ -256,34 +256,33 @@ def test_outbox_update_of_unknown_key(store):
 
 
 # -- the daemon lock ----------------------------------------------------------------------------------------------
-def try_lock_in_subprocess(path: Path) -> subprocess.CompletedProcess:
+# (The exit code 3 that run.py makes of AlreadyRunning is pinned in tests/test_exit_codes.py.)
+def try_lock_in_subprocess(path: Path) -> str:
+    """"acquired", or the AlreadyRunning message another process got."""
     code = textwrap.dedent(f"""
-        import sys
         from store.tinystore import Store
         from workflows.errors import AlreadyRunning
         s = Store({str(path)!r})
         try:
             s.acquire_daemon_lock()
         except AlreadyRunning as e:
-            print(e)
-            sys.exit(3)
-        s.release_daemon_lock()
-        print("acquired")
+            print("refused:", e)
+        else:
+            s.release_daemon_lock()
+            print("acquired")
     """)
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
 
 
 def test_daemon_lock_excludes_a_second_process(path):
     with open_store(path) as s:
         s.acquire_daemon_lock()
-        r = try_lock_in_subprocess(path)
-        assert r.returncode == 3, r.stderr
-        assert f"pid {os.getpid()}" in r.stdout
-        assert str(path) in r.stdout
+        refused = try_lock_in_subprocess(path)
+        assert refused.startswith("refused:") and f"pid {os.getpid()}" in refused and str(path) in refused
         s.release_daemon_lock()
-        r = try_lock_in_subprocess(path)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == "acquired"
+        assert try_lock_in_subprocess(path) == "acquired"
 
 
 def test_daemon_lock_excludes_a_second_store_in_this_process(path):
@@ -300,7 +299,7 @@ def test_close_releases_the_daemon_lock(path):
     s = Store(path)
     s.acquire_daemon_lock()
     s.close()
-    assert try_lock_in_subprocess(path).returncode == 0
+    assert try_lock_in_subprocess(path) == "acquired"
 
 
 def test_daemon_lock_does_not_block_transactions_from_others(path):

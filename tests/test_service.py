@@ -191,6 +191,9 @@ def test_bad_input_and_bugs_are_quarantined_and_the_rest_goes_on(store):
     assert [t.subject for t in store.threads()] == ["Question 3"]
     assert store.cursor("INBOX")["last_uid"] == 3
     assert report.counts["quarantined"] == 2
+    # The summary counts what was recorded: the rolled-back decision made no thread and queued no ack.
+    assert (report.counts["new_threads"], report.counts["acks"], report.counts["notifications"]) == (1, 1, 1)
+    assert len(report.actions) == 1 and report.actions[0].startswith("imap:INBOX:1:3: ")
 
 
 def test_transient_failures_back_off_and_permanent_ones_are_reported(store):

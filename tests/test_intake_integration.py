@@ -263,6 +263,43 @@ def test_dedupe_seen_flag_history_and_bad_mail(desk):
         assert len(flags) == 4 and all(b"$PartnerdeskDone" in f for f in flags.values())
 
 
+def test_a_changed_uidvalidity_rescans_the_folder_without_duplicates(desk):
+    # partnerdesk reads a folder of its own; the mail server (a migration, a restore, a person) deletes
+    # and recreates it with the same mail: a new UIDVALIDITY, and every UID means something else.
+    s = desk.servers
+    desk.config.write_text(desk.config.read_text().replace("poll_seconds = 1", 'poll_seconds = 1\nfolder = "Requests"'))
+    with s.imap(desk.support) as c:
+        c.create_folder("Requests")
+    setup_desk(desk)
+    for m in (mail(desk.partner, desk.support, "First", "one"), mail(desk.stranger, desk.support, "Second", "two")):
+        desk.append(m.as_bytes(), folder="Requests")
+    assert desk.run("once").stdout.startswith("fetched 2, new threads 2, acks 2")
+
+    with s.imap(desk.support) as c:
+        old_validity = c.select_folder("Requests", readonly=True)[b"UIDVALIDITY"]
+        kept = c.fetch(c.search("ALL"), ["BODY.PEEK[]", "INTERNALDATE"])
+    with s.imap(desk.support) as c:
+        c.delete_folder("Requests")
+        c.create_folder("Requests")
+        # A request that arrived meanwhile lands first: UID 1, below where partnerdesk had got to.
+        c.append("Requests", mail(desk.colleague, desk.support, "Third", "three").as_bytes())
+        for uid in sorted(kept):
+            c.append("Requests", kept[uid][b"BODY[]"], msg_time=kept[uid][b"INTERNALDATE"])
+        assert c.folder_status("Requests", [b"UIDVALIDITY"])[b"UIDVALIDITY"] != old_validity
+
+    out = desk.run("once").stdout
+    assert out.startswith("fetched 3, new threads 1, acks 1, notifications 1") and "duplicates 2" in out, out
+    assert sorted(t["subject"] for t in threads(desk)) == ["First", "Second", "Third"]
+    for who in (desk.partner, desk.stranger, desk.colleague):  # one answer each, none twice
+        assert len(box(s, who)) == 1, who
+    assert len(box(s, desk.staff[0])) == 3
+    assert desk.run("once").stdout.startswith("fetched 0, new threads 0, acks 0")
+    with s.imap(desk.support) as c:  # the copies in the new folder are marked done too
+        c.select_folder("Requests", readonly=True)
+        flags = c.get_flags(c.search("ALL"))
+        assert len(flags) == 3 and all(b"$PartnerdeskDone" in f for f in flags.values())
+
+
 def test_config_errors_and_single_daemon(desk):
     bad = desk.dir / "bad.toml"
     bad.write_text('[support]\naddress = "support@example.test"\n[imap]\nhost = "x"\nsecurity = "ssl"\n')

@@ -101,3 +101,40 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(desk):
     assert sum(per_request.values()) - n_requests <= kills
     print(f"{sum(per_request.values()) - n_requests} same-Message-ID resends")
 
+
+class Killed(BaseException):
+    """The process dies here (not an Exception: nothing on the way may catch it)."""
+
+
+@pytest.mark.parametrize("done_folder", [None, "Done"])
+def test_mail_recorded_but_not_yet_marked_done_when_the_process_died_is_marked_on_the_next_pass(desk, monkeypatch,
+                                                                                                 done_folder):
+    from contextlib import ExitStack
+
+    import run
+
+    if done_folder:
+        desk.config.write_text(desk.config.read_text().replace("poll_seconds = 1",
+                                                               f'poll_seconds = 1\ndone_folder = "{done_folder}"'))
+    setup_desk(desk)
+    for i in range(2):
+        send(desk, mail(desk.stranger, desk.support, f"Question {i}", "body"))
+    monkeypatch.setenv("PD_TEST_PASSWORD", "pw")
+    with ExitStack() as stack:  # one cycle in this process, dying right after the store write
+        app = run.build(run.load_settings(str(desk.config)), run.Clock(None), stack, daemon=True)
+
+        def dies(raw):
+            raise Killed
+
+        app.source.mark_done = dies
+        with pytest.raises(Killed):
+            run.cycle(app)
+    assert len(threads(desk)) == 2 and not any(flagged_done(desk).values())
+
+    out = desk.run("once").stdout  # the next pass: nothing answered again, both marked done now
+    assert out.startswith("fetched 2, new threads 0, acks 0, notifications 0") and "duplicates 2" in out, out
+    if done_folder:
+        assert flagged_done(desk) == {} and len(desk.servers.fetch_all(desk.support, done_folder)) == 2
+    else:
+        assert list(flagged_done(desk).values()) == [True, True]
+    assert desk.run("once").stdout.startswith("fetched 0, new threads 0")

@@ -521,6 +521,33 @@ def test_fetch_after_a_dropped_connection_reconnects_at_once(monkeypatch):
     assert src.client is fresh
 
 
+@pytest.mark.parametrize("permanent, done_folder, again", [
+    ((b"\\Seen", b"\\*"), None, ["UID", "1:5", "UNDELETED", "UNKEYWORD", "$PartnerdeskDone"]),
+    ((b"\\Seen", b"$PartnerdeskDone"), None, ["UID", "1:5", "UNDELETED", "UNKEYWORD", "$PartnerdeskDone"]),
+    ((b"\\Seen",), None, None),  # the keyword would never stick: everything would be read again, every time
+    ((b"\\Seen",), "Done", ["UID", "1:5", "UNDELETED"]),  # taken-in mail leaves the folder
+])
+def test_mail_below_the_cursor_is_read_again_only_if_it_was_never_marked_done(permanent, done_folder, again):
+    class Client(FakeClient):
+        def select_folder(self, folder, readonly=False):
+            return {b"UIDVALIDITY": 7, b"PERMANENTFLAGS": permanent}
+
+        def search(self, criteria):
+            self.calls.append(("search", criteria))
+            return [3] if "UNDELETED" in criteria else [6]
+
+    class AtFive:
+        def cursor(self, folder):
+            return {"uidvalidity": 7, "last_uid": 5}
+
+    src = ImapSource(imap_settings(done_folder=done_folder), "pw")
+    src.client = Client(sizes={3: 10, 6: 10})
+    uids = [r.uid for r in src.fetch_new(AtFive())]
+    searches = [c[1] for c in src.client.calls if c[0] == "search"]
+    assert searches == ([again] if again else []) + [["UID", "6:*"]]
+    assert uids == ([3, 6] if again else [6])
+
+
 @pytest.mark.parametrize("key", ["done_folder", "quarantine_folder"])
 def test_done_or_quarantine_folder_equal_to_the_read_folder_is_a_config_error(key):
     with pytest.raises(ConfigError, match=rf"\[imap\] {key}"):
@@ -606,9 +633,12 @@ class _Cursor:
 
 
 def _fetch(src: ImapSource, cur: _Cursor) -> list[RawMail]:
+    """What the intake does with the source: fetch, record (here: the cursor), mark done."""
     raws = list(src.fetch_new(cur))
     if raws:
         cur.uidvalidity, cur.last = raws[-1].uidvalidity, raws[-1].uid
+    for raw in raws:
+        src.mark_done(raw)
     return raws
 
 

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from service.trainings import Outcome
+from service.ports import Store
+from service.trainings import Outcome, Trainings
 from workflows.errors import BadInput
 from workflows.mailings.due import format_when, outbox_key
 from workflows.mailings.types import TrainingDate
@@ -58,11 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     at.set_defaults(run=attended)
 
 
-def _course(ctx: Context, tid: str) -> TrainingDate | None:
-    t = schedule.find(ctx.settings.mailings.trainings, tid)
-    if t is None:
-        error(f"no training {tid!r} in the calendar; see `trainings list`")
-    return t
+def trainings(ctx: Context, store: Store) -> Trainings:
+    return Trainings(store=store, config=ctx.settings.mailings)
 
 
 def _print(outcomes: list[Outcome]) -> int:
@@ -84,20 +82,20 @@ def _use(ctx: Context, action: Any, *args: Any, **kw: Any) -> int:
 
 
 def register(args: argparse.Namespace, ctx: Context) -> int:
-    return _use(ctx, ctx.trainings(ctx.store(write=True)).register, args.id.lower(),
+    return _use(ctx, trainings(ctx, ctx.store(write=True)).register, args.id.lower(),
                 [(a, "") for a in args.addresses], partner_id=args.partner, approve=args.approve)
 
 
 def cancel(args: argparse.Namespace, ctx: Context) -> int:
-    return _use(ctx, ctx.trainings(ctx.store(write=True)).cancel, args.id.lower(), args.addresses)
+    return _use(ctx, trainings(ctx, ctx.store(write=True)).cancel, args.id.lower(), args.addresses)
 
 
 def absent(args: argparse.Namespace, ctx: Context) -> int:
-    return _use(ctx, ctx.trainings(ctx.store(write=True)).absent, args.id.lower(), args.addresses)
+    return _use(ctx, trainings(ctx, ctx.store(write=True)).absent, args.id.lower(), args.addresses)
 
 
 def decide(args: argparse.Namespace, ctx: Context) -> int:
-    t = ctx.trainings(ctx.store(write=True))
+    t = trainings(ctx, ctx.store(write=True))
     approve = args.trainings_verb == "approve"
     try:
         o = t.decide(args.id.lower(), args.address, approve=approve, by=STAFF, via="cli", now=ctx.clock.now(),
@@ -140,7 +138,7 @@ def read_attendance(path: str) -> tuple[list[str], list[str], list[str]]:
 
 
 def attended(args: argparse.Namespace, ctx: Context) -> int:
-    t = ctx.trainings(ctx.store(write=True))
+    t = trainings(ctx, ctx.store(write=True))
     came: list[str] = list(args.addresses)
     missed: list[str] = []
     try:
@@ -223,7 +221,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     removed = t is None
     t = t or TrainingDate(id=tid, start=now, end=now, title="(removed from the calendar)")
-    view = ctx.trainings(store).overview(t, now)
+    view = trainings(ctx, store).overview(t, now)
     mail = _mail_state(ctx, tid)
     upcoming = [d for d in ctx.mailings(store).plan(now, only="trainings")[0]
                 if d.record.get("training_id") == tid]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
@@ -27,9 +27,13 @@ from workflows.mailings.due import outbox_key, split_key
 from workflows.model import FROZEN, InboundMail, OutgoingMail
 from workflows.senders import Roster, classify
 from workflows.trainings import schedule
+from workflows.intake import IntakeSettings
 from workflows.trainings.model import Status
+from workflows.trainings.notices import promise_words
 from workflows.trainings.replies import STAFF_COMMANDS, StaffCommand, our_lines, parse_staff_command, understand
 
+from .intake import Interceptor
+from .mailings import MailingRunner
 from .outbox import Outbox
 from .ports import Store
 from .trainings import Outcome, Trainings
@@ -218,3 +222,19 @@ class TrainingMail:
         mid, raw = self.outbox.render(out, thread_number=0, now=now)
         self.outbox.add(out, mid, raw, now, record=True, to=[by])
         log.info("staff command %r from %s: %s", cmd.line, by, problem or "; ".join(o.text for o in results))
+
+
+def training_desk(mailings: MailingRunner, outbox: Outbox, intake: IntakeSettings) -> list[Interceptor]:
+    """Trainings into a desk (run.py): waitlists settled before each mailings tick, so what they change is
+    mailed in the same cycle; the seat mail states the promise of the [sla] calendar; queued training mail
+    no longer wanted is called off at send time. Returns the interceptor for the intake (after the
+    mailings' own: calendar answers for calls and unsubscribe requests are theirs)."""
+    trainings = Trainings(store=mailings.store, config=mailings.s.config)
+    mailings.s = replace(mailings.s, promise=promise_words(intake.calendar))
+    mailings.before_tick.append(trainings.tick)
+    outbox.cancel_checks.append(trainings.cancel_reason)
+    mail = TrainingMail(store=mailings.store, outbox=outbox, trainings=trainings, parse_replies=mailings.parse_replies,
+                        settings=TrainingMailSettings(support_address=intake.support_address,
+                                                      support_name=intake.support_name,
+                                                      staff=intake.recognised_staff))
+    return [mail.intercept]

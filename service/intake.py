@@ -240,6 +240,7 @@ class IntakeService:
         links: list[refgraph.Link] = []
         unknown: list[str] = []
         answers_ours = False
+        live: dict[str, Thread | None] = {}  # a long chain names one thread many times: decode it once
         for ref in refgraph.ancestors(mail):
             rec = store.message(ref)
             named = msgids.thread_of_message_id(self.secret, ref)  # one of ours, even if not recorded
@@ -252,7 +253,9 @@ class IntakeService:
                 tid, via = store.ghost_thread(ref), refgraph.Via.GHOST
                 if rec is None:
                     unknown.append(ref)
-            if tid and (t := self.live_thread(tid)) is not None:
+            if tid and tid not in live:
+                live[tid] = self.live_thread(tid)
+            if tid and (t := live[tid]) is not None:
                 links.append(refgraph.Link(ref=ref, thread=t, via=via))
         # Mail that named this very message before it arrived (the first mail reached us last).
         if (t := self.live_thread(store.ghost_thread(mail.message_id))) is not None:

@@ -364,3 +364,24 @@ def test_on_the_synthetic_archive_partnerdesk_groups_at_least_as_well_as_notmuch
         assert r["partnerdesk"]["precision"] == 1.0
         assert r["partnerdesk"]["recall"] >= r["notmuch"]["recall"]
         assert r["partnerdesk"]["recall"] == 1.0
+
+
+# -- the store ---------------------------------------------------------------------------------------------
+def test_ghost_index_keeps_the_first_thread_and_old_stores_gain_it(tmp_path):
+    for f in ("partnerdesk.json", "partnerdesk.json.journal"):
+        shutil.copy(ROOT / "tests" / "data" / "store-v1" / f, tmp_path / f)
+    store = Store(tmp_path / "partnerdesk.json")  # a 0.1.0 store, migrated on this first write open
+    try:
+        assert store.ghost_thread("<never@x>") is None
+        assert all(t.merged_into == "" for t in store.threads())
+        with store.transaction():
+            assert store.record_ghosts("OA-1", ["<g1@x>", "<g2@x>"]) == 2
+            assert store.record_ghosts("OA-2", ["<g2@x>", "<g3@x>"]) == 1
+        assert (store.ghost_thread("<g2@x>"), store.ghost_thread("<g3@x>")) == ("OA-1", "OA-2")
+    finally:
+        store.close()
+    reopened = Store(tmp_path / "partnerdesk.json", readonly=True)
+    try:
+        assert reopened.ghost_thread("<g1@x>") == "OA-1"
+    finally:
+        reopened.close()

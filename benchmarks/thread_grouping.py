@@ -119,16 +119,16 @@ def message_id(raw: bytes) -> str | None:
     return f"<{m.group(1)}>" if m else None
 
 
-def gold_refs(raw: bytes) -> list[str]:
+def gold_refs(raw: bytes, *, strict: bool = False) -> list[str]:
     """The ids a message's In-Reply-To and References name, read plainly: every ``<id>`` token, and
     where a header holds no ``<`` at all, every ``local@domain`` word (web posting forms write the
-    parent's id bare, e.g. ``In-Reply-To: c1fa6123-...@gmail.com``)."""
+    parent's id bare, e.g. ``In-Reply-To: c1fa6123-...@gmail.com``). ``strict``: the ``<id>`` tokens only."""
     h = headers(raw)
     out: list[str] = []
     for name in ("In-Reply-To", "References"):
         for v in h.get_all(name, []):
             text = str(v)
-            if "<" in text:
+            if "<" in text or strict:
                 out += [f"<{m}>" for m in _STRICT_ID.findall(text)]
             else:
                 out += [f"<{w}>" for w in text.split() if re.fullmatch(r"[^@\s()\"]+@[^@\s()\"]+\.[^@\s()\"]+", w)]
@@ -170,7 +170,7 @@ class Union:
             self.parent[rb] = ra
 
 
-def derived_gold(archive: list[bytes]) -> dict[str, str]:
+def derived_gold(archive: list[bytes], *, strict: bool = False) -> dict[str, str]:
     """Message-ID -> conversation, by the complete archive's reference graph (ghosts included)."""
     u = Union()
     for raw in archive:
@@ -178,7 +178,7 @@ def derived_gold(archive: list[bytes]) -> dict[str, str]:
         if mid is None:
             continue
         u.find(mid)
-        for ref in gold_refs(raw):
+        for ref in gold_refs(raw, strict=strict):
             u.union(mid, ref)
     return {mid: u.find(mid) for mid in list(u.parent)}
 
@@ -329,14 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--windows", type=int, default=1, help="consecutive windows to measure")
     ap.add_argument("--drop-first", action="store_true", help="also measure without each conversation's first mail")
+    ap.add_argument("--strict-gold", action="store_true",
+                    help="derive the gold from <id> tokens only (bare ids ignored, as notmuch reads them)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     runs = []
     if args.public_inbox:
         archive = read_public_inbox(args.public_inbox)
-        gold = derived_gold(archive)
+        gold = derived_gold(archive, strict=args.strict_gold)
         start = args.start if args.start is not None else max(0, len(archive) // 2 - args.count * args.windows // 2)
-        print(f"archive: {args.public_inbox} ({len(archive)} messages; gold: its whole reference graph)")
+        print(f"archive: {args.public_inbox} ({len(archive)} messages; gold: its whole reference graph"
+              f"{', <id> tokens only' if args.strict_gold else ''})")
         for w in range(args.windows):
             lo = start + w * args.count
             runs.append(measure(archive[lo:lo + args.count], gold, label=f"messages {lo}..{lo + args.count - 1}"))

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from ..model import Partner
 from .types import MailingsConfig, local_day
-from .due import Due, billing_contacts, format_day, money
+from .due import Due, billing_contacts, billing_role, format_day, money
 
 
 def occurrence(partner_id: str, term_end: date, offset: int) -> str:
@@ -60,6 +60,9 @@ def notice(partner: Partner, contact_email: str, contact_name: str, term_end: da
             "name": contact_name, "partner_name": partner.name, "partner_id": partner.id, "plan": partner.plan,
             "amount": amount, "renews_on": when, **t,
             "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
+            # To whom the notice goes and why (no billing contact: the primary contact), and the plan's shape.
+            "recipient_role": billing_role(partner), "recipients": len(billing_contacts(partner)),
+            "solo": partner.plan == "solo", "seats_per_term": mc.trainings.seats_per_term,
         },
         record={"term_end": term_end.isoformat(), "offset": offset},
     )

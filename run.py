@@ -114,7 +114,8 @@ class Wiring:
         from service.outbox import Outbox
 
         s = self.settings
-        return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name),
+        return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name,
+                                                               program_name=s.mailings.program.name),
                       secret=store.secret(s.secret), support_address=s.support_address)
 
     def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner:

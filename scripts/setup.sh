@@ -18,6 +18,13 @@ if ! command -v chromium >/dev/null 2>&1 || ! [ -e /usr/share/fonts/truetype/dej
     apt-get install -y --no-install-recommends chromium fonts-dejavu-core
 fi
 
+# notmuch: the threading benchmark (benchmarks/thread_grouping.py) and its test compare with it.
+if ! command -v notmuch >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends notmuch
+fi
+
 # The tests run their own private Dovecots; a system one the package may have
 # started would only hold ports 143/993 and confuse `pgrep dovecot`.
 if [ -s /run/dovecot/master.pid ]; then

@@ -116,6 +116,7 @@ def inbound(frm: str, text: str, *, subject: str = "Features revert fails", name
 
 def partner_mails(shape: str) -> list[Rendered]:
     """Every partner-facing mail for every contact of roster shape ``shape``."""
+    _n[0] = 0  # the same Message-IDs whatever ran before (the reply corpus is made from these)
     partner = SHAPES[shape]
     cfg = mailing_config()
     run = runner()
@@ -163,6 +164,7 @@ def partner_mails(shape: str) -> list[Rendered]:
 
 def staff_mails() -> list[Rendered]:
     """The mail staff get: notifications, escalations, the digest, bounce notices, command replies."""
+    _n[0] = 0
     partner = SHAPES["billing contact"]
     roster = Roster.build([partner])
     antonio = partner.contacts[0]

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only: nothing of the program is imported before main() runs
     from config.settings import Settings
@@ -73,24 +73,6 @@ def parse_now(value: str) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
-class ReadOnlySource:
-    """A mail source that reads but never marks done or moves anything (for `once --dry-run`)."""
-
-    def __init__(self, source: MailSource) -> None:
-        self.source = source
-        if hasattr(source, "readonly"):
-            source.readonly = True  # IMAP EXAMINE: not even \Recent changes
-
-    def fetch_new(self, store: Store) -> Any:
-        return self.source.fetch_new(store)
-
-    def mark_done(self, raw: Any) -> None:
-        pass
-
-    def quarantine(self, raw: Any, reason: str) -> None:
-        pass
-
-
 class Wiring:
     """What a verb gets (the protocol is cli/context.py): settings, clock, and adapters built on request.
 
@@ -126,7 +108,8 @@ class Wiring:
         from service.outbox import Outbox
 
         s = self.settings
-        return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name),
+        return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name,
+                                                               program_name=s.mailings.program.name),
                       secret=store.secret(s.secret), support_address=s.support_address)
 
     def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner:
@@ -203,25 +186,18 @@ class Wiring:
               login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
         from service.cycle import Desk
-        from service.intake import IntakeService
+        from service.intake import IntakeService, history_cutoff
         from service.promise import PromiseTicks
         from service.training_mail import training_desk
 
         s = self.settings
         store = self.store(write=True)
         store.acquire_daemon_lock()
-        cutoff = s.history_before
-        if s.imap is not None and cutoff is None:
-            # First start on a mailbox that already holds mail: what is there now is history.
-            with store.transaction():
-                cutoff = store.history_cutoff()
-                if cutoff is None:
-                    # Whole seconds: INTERNALDATE has no fractions, and mail arriving in the
-                    # very second of the first start counts as new rather than being ignored.
-                    cutoff = self.clock.now().replace(microsecond=0)
-                    store.set_history_cutoff(cutoff)
+        # A mailbox that already holds mail at the first start: what is there then is history.
+        cutoff = s.history_before or (history_cutoff(store, self.clock.now()) if s.imap is not None else None)
         source, sender = self._mail(spool_root, passwords)
         if dry_run_dir is not None:
+            from mailbox.readonly import ReadOnlySource
             from mailbox.spool import SpoolSender
 
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)

@@ -12,6 +12,7 @@ from workflows.errors import LoginRequired, Transient
 
 from .common import warn
 from .context import Context
+from .report import refresh as refresh_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     desk = ctx.desk()
     try:
         report = cycle(desk)
+        refresh_report(desk.store, ctx)
     except (Transient, LoginRequired) as e:  # the rest of the cycle ran: say what it did
         done = getattr(e, "report", None)
         if done is not None:  # on stderr: this is not a successful cycle's summary

@@ -37,6 +37,7 @@ _TABLES = {
     "support": ("address", "name", "staff", "escalation", "secret", "program_lead"),
     "store": ("path",),
     "intake": ("acks_per_hour", "history_before"),
+    "report": ("dir",),
 }
 # Tables whose keys their own reader checks.
 _OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest",
@@ -63,6 +64,7 @@ class Settings:
     lifecycle: LifecycleConfig = LifecycleConfig()
     digest: DigestConfig = DigestConfig()
     mailings: MailingsConfig = MailingsConfig()
+    report_dir: str | None = None  # [report] dir: the status report is refreshed there every cycle
 
     @property
     def team(self) -> frozenset[str]:
@@ -102,6 +104,8 @@ def load_file(path: str | None) -> Settings:
     s = load(data, str(p))
     if not Path(s.store_path).is_absolute():
         s = replace(s, store_path=str((p.parent / s.store_path).resolve()))
+    if s.report_dir and not Path(s.report_dir).is_absolute():
+        s = replace(s, report_dir=str((p.parent / s.report_dir).resolve()))
     return s
 
 
@@ -142,6 +146,11 @@ def load(data: dict[str, Any], source: str) -> Settings:
     if acks < 1:
         raise r.fail("[intake] acks_per_hour", "must be at least 1")
 
+    report = r.section("report", _TABLES["report"])
+    report_dir = r.get(report, "[report]", "dir", str, None)
+    if report_dir is not None and not report_dir.strip():
+        raise r.fail("[report] dir", "must name a folder, e.g. \"/var/www/partnerdesk\" (or leave the key out)")
+
     ladder = read_stages(r)
     check_people(r, ladder, escalation=escalation, program_lead=program_lead, support_address=address)
     return Settings(
@@ -163,4 +172,5 @@ def load(data: dict[str, Any], source: str) -> Settings:
         lifecycle=read_lifecycle(r),
         digest=read_digest(r),
         mailings=read_mailings(r),
+        report_dir=report_dir,
     )

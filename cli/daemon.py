@@ -1,5 +1,7 @@
 """`run`: the daemon. It cycles when mail arrives (IMAP IDLE) or a poll falls due, backs off when a
-server is away, and stops cleanly on SIGTERM or Ctrl-C after the step it is in.
+server is away, and stops cleanly on SIGTERM or Ctrl-C after the step it is in. A lapsed OAuth2
+login does not stop it: every poll it runs the cycle (ticks, mailings; the outbox holds what it cannot
+send), says what a person must run, and picks the login up again as soon as they have.
 
 Sending never holds it up: mail leaves from the outbox's dispatcher thread while the loop goes back
 to waiting for mail, and between two chunks of a large mailing the loop takes in what has arrived.
@@ -17,9 +19,10 @@ import schedule
 
 from service.cycle import cycle, take_in_new
 from service.report import CycleReport
-from workflows.errors import AlreadyRunning, ConfigError, Transient
+from workflows.errors import AlreadyRunning, ConfigError, LoginRequired, Transient
 
 from .context import Context
+from .report import refresh as refresh_report
 
 log = logging.getLogger("partnerdesk")
 MAX_BACKOFF = 300.0  # seconds between tries while a server is away or a cycle keeps failing
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             if wake["mail"]:
                 wake["mail"] = False
                 report = cycle(desk, wait=False)
+                refresh_report(desk.store, ctx)
             elif settle_due():
                 report = CycleReport()
                 desk.outbox.settle(report)
@@ -114,7 +118,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     wake["mail"] = True
             else:
                 _sleep(wait, wake_early)
+        except LoginRequired as e:
+            # Not an outage: backing off would not help and waiting longer would hide it. A steady
+            # pace, so the ticks keep their time and the warning is in the log of every poll.
+            for p in getattr(getattr(e, "report", None), "problems", ()):
+                log.warning("%s", p)
+            log.error("%s", e)
+            backoff = 1.0
+            wake["mail"] = True
+            _sleep(poll_seconds, lambda: stop["flag"])
         except Transient as e:
+            refresh_report(desk.store, ctx)  # what was done without the server still shows
             for p in getattr(getattr(e, "report", None), "problems", ()):
                 log.warning("%s", p)
             log.warning("%s; retrying in %.0f s", e, backoff)

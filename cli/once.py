@@ -8,10 +8,11 @@ from datetime import datetime
 from pathlib import Path
 
 from service.cycle import cycle
-from workflows.errors import Transient
+from workflows.errors import LoginRequired, Transient
 
 from .common import warn
 from .context import Context
+from .report import refresh as refresh_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     desk = ctx.desk()
     try:
         report = cycle(desk)
-    except Transient as e:  # the intake failed; the rest of the cycle ran: say what it did
+        refresh_report(desk.store, ctx)
+    except (Transient, LoginRequired) as e:  # the rest of the cycle ran: say what it did
         done = getattr(e, "report", None)
         if done is not None:  # on stderr: this is not a successful cycle's summary
             warn(done)

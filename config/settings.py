@@ -24,9 +24,10 @@ from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN
 
 from .mailings import KEYS as MAILING_KEYS, read_mailings
+from .oauth2 import read_oauth2
 from .promise import check_people, read_digest, read_lifecycle, read_stages
 from .reader import Reader
-from .servers import ImapSettings, SmtpSettings, read_server
+from .servers import ImapSettings, OAuth2Settings, SmtpSettings, read_server
 from .sla import read_sla
 
 DEFAULT_STORE = "partnerdesk-data/partnerdesk.json"
@@ -36,9 +37,10 @@ _TABLES = {
     "support": ("address", "name", "staff", "escalation", "secret", "program_lead"),
     "store": ("path", "keep_sent_mail_days"),
     "intake": ("acks_per_hour", "history_before"),
+    "report": ("dir",),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest",
+_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -53,6 +55,7 @@ class Settings:
     secret: str | None = None
     imap: ImapSettings | None = None
     smtp: SmtpSettings | None = None
+    oauth2: OAuth2Settings | None = None  # when [imap] or [smtp] has auth = "oauth2"
     store_path: str = DEFAULT_STORE
     keep_sent_mail_days: int = 90  # the rendered copy of sent mail is kept this long (0: for ever)
     calendar: BusinessCalendar = BusinessCalendar()
@@ -62,6 +65,7 @@ class Settings:
     lifecycle: LifecycleConfig = LifecycleConfig()
     digest: DigestConfig = DigestConfig()
     mailings: MailingsConfig = MailingsConfig()
+    report_dir: str | None = None  # [report] dir: the status report is refreshed there every cycle
 
     @property
     def team(self) -> frozenset[str]:
@@ -101,6 +105,8 @@ def load_file(path: str | None) -> Settings:
     s = load(data, str(p))
     if not Path(s.store_path).is_absolute():
         s = replace(s, store_path=str((p.parent / s.store_path).resolve()))
+    if s.report_dir and not Path(s.report_dir).is_absolute():
+        s = replace(s, report_dir=str((p.parent / s.report_dir).resolve()))
     return s
 
 
@@ -144,6 +150,11 @@ def load(data: dict[str, Any], source: str) -> Settings:
     if acks < 1:
         raise r.fail("[intake] acks_per_hour", "must be at least 1")
 
+    report = r.section("report", _TABLES["report"])
+    report_dir = r.get(report, "[report]", "dir", str, None)
+    if report_dir is not None and not report_dir.strip():
+        raise r.fail("[report] dir", "must name a folder, e.g. \"/var/www/partnerdesk\" (or leave the key out)")
+
     ladder = read_stages(r)
     check_people(r, ladder, escalation=escalation, program_lead=program_lead, support_address=address)
     return Settings(
@@ -156,6 +167,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
         secret=r.get(support, "[support]", "secret", str, None),
         imap=imap,  # type: ignore[arg-type]
         smtp=smtp,  # type: ignore[arg-type]
+        oauth2=read_oauth2(r, imap, smtp),  # type: ignore[arg-type]
         store_path=r.get(store, "[store]", "path", str, DEFAULT_STORE),
         keep_sent_mail_days=keep_days,
         calendar=read_sla(r),
@@ -165,4 +177,5 @@ def load(data: dict[str, Any], source: str) -> Settings:
         lifecycle=read_lifecycle(r),
         digest=read_digest(r),
         mailings=read_mailings(r),
+        report_dir=report_dir,
     )

@@ -61,8 +61,9 @@ def _vtimezone(tzid: str, year: int) -> icalendar.Timezone:
 def build(event: CalendarEvent, *, organizer: str, organizer_name: str, domain: str, stamp: datetime) -> str:
     """The iTIP body for one attendee. Everything but the ATTENDEE line is the same for every recipient
     of one call at one time, so it is built once (building it costs milliseconds) and reused."""
-    shared = _shared(replace(event, attendee="", attendee_name=""), organizer, organizer_name, domain, stamp)
-    line = _attendee_line(event.attendee, event.attendee_name)
+    shared = _shared(replace(event, attendee="", attendee_name="", partstat=""), organizer, organizer_name, domain,
+                     stamp)
+    line = _attendee_line(event.attendee, event.attendee_name, event.partstat)
     # Properties come before the VALARM sub-component (RFC 5545 eventc).
     at = shared.find("BEGIN:VALARM\r\n")
     if at < 0:
@@ -85,6 +86,8 @@ def _shared(event: CalendarEvent, organizer: str, organizer_name: str, domain: s
     ev.add("dtstamp", stamp.astimezone(timezone.utc))
     ev.add("dtstart", event.start.astimezone(tz))
     ev.add("dtend", event.end.astimezone(tz))
+    if event.days > 1:
+        ev.add("rrule", {"freq": "daily", "count": event.days})
     ev.add("summary", event.summary)
     if event.description:
         ev.add("description", event.description)
@@ -109,12 +112,12 @@ def _shared(event: CalendarEvent, organizer: str, organizer_name: str, domain: s
 
 
 @functools.lru_cache(maxsize=4096)
-def _attendee_line(attendee: str, name: str) -> str:
+def _attendee_line(attendee: str, name: str, partstat: str) -> str:
     att = icalendar.vCalAddress(f"mailto:{attendee}")
     if name:
         att.params["cn"] = icalendar.vText(name)
     att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
-    att.params["partstat"] = icalendar.vText("NEEDS-ACTION")
+    att.params["partstat"] = icalendar.vText(partstat)
     att.params["rsvp"] = icalendar.vText("TRUE")
     ev = icalendar.Event()
     ev.add("attendee", att)

@@ -32,10 +32,13 @@ from datetime import datetime, timezone
 from email.message import Message
 from html.parser import HTMLParser
 
-from email_reply_parser import EmailReplyParser
 
 from workflows.errors import BadInput
+
+from .quotes import reply_text
 from workflows.model import Attachment, InboundMail
+
+from .references import message_ids
 
 MAX_TEXT = 200_000  # characters of body text kept for threads and notifications
 _MSGID_RE = re.compile(r"<[^<>\s]{1,900}>")
@@ -74,7 +77,7 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
             continue
         try:
             return data.decode(cs)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # ValueError: a NUL in the charset name; UnicodeDecodeError is one
             continue
     return data.decode("latin-1")  # never fails: every byte is a character
 
@@ -195,12 +198,13 @@ def _part_text(part: Message, defects: list[str]) -> str:
     if charset and text and charset.lower() not in ("utf-8", "us-ascii", "ascii"):
         try:
             payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):
             defects.append(f"body charset {charset!r} unknown or wrong; decoded leniently")
     return text
 
 
-def body_text(msg: Message, defects: list[str]) -> str:
+def body_parts(msg: Message, defects: list[str]) -> tuple[str, str | None, bool]:
+    """(the best plain text, the HTML part's markup or None, whether the text was made from the HTML)."""
     plain = html_part = None
     for part in msg.walk():
         if part.is_multipart():
@@ -213,37 +217,30 @@ def body_text(msg: Message, defects: list[str]) -> str:
             plain = part
         elif ctype == "text/html" and html_part is None:
             html_part = part
+    markup = _part_text(html_part, defects)[:MAX_TEXT * 5] if html_part is not None else None
     if plain is not None:
         text = _part_text(plain, defects)
-    elif html_part is not None:
-        text = html_to_text(_part_text(html_part, defects))
+    elif markup is not None:
+        text = html_to_text(markup)
     else:
         text = ""
     if len(text) > MAX_TEXT:
         defects.append(f"body text cut at {MAX_TEXT} characters (was {len(text)})")
         text = text[:MAX_TEXT]
-    return text.replace("\r\n", "\n")
+    return text.replace("\r\n", "\n"), markup, plain is None and markup is not None
 
 
-_OUTLOOK_CUT = re.compile(
-    r"^(-{2,}\s*Original Message\s*-{2,}|_{10,}|From:\s.+\n(Sent|Date):\s)", re.IGNORECASE | re.MULTILINE
-)
+def body_text(msg: Message, defects: list[str]) -> str:
+    return body_parts(msg, defects)[0]
 
 
-def strip_quoted(text: str) -> str:
-    """The new part of a reply: quoted history and signatures removed.
-
-    email_reply_parser knows Gmail/Apple/Thunderbird quoting; Outlook's
-    "-----Original Message-----" and "From: / Sent:" blocks are cut first.
-    """
-    m = _OUTLOOK_CUT.search(text)
-    if m:
-        text = text[: m.start()]
+def strip_quoted(text: str, html: str | None = None, *, text_from_html: bool = False) -> str:
+    """The new part of a reply: quoted history, its attribution line and the signature removed, in the
+    common languages and by the HTML part's quote markers (mailbox/quotes.py)."""
     try:
-        reply = EmailReplyParser.parse_reply(text)
-    except Exception:
-        reply = text
-    return reply.strip() or text.strip()
+        return reply_text(text, html, text_from_html=text_from_html)
+    except Exception:  # never lose a mail over the quote finder; the whole text is the safe reading
+        return text.strip()
 
 
 def _suppresses_autoreply(msg: Message) -> bool:
@@ -392,9 +389,9 @@ def _mail(msg: Message, raw: bytes, sha: str, received_at: datetime, *, bodies: 
         rp = decode_header(msg["Return-Path"]).strip()
         return_path = "" if rp in ("<>", "") else rp.strip("<>").lower()
 
-    text, calendars, files, reported = "", (), (), ()
+    text, markup, from_html, calendars, files, reported = "", None, False, (), (), ()
     if bodies:
-        text = body_text(msg, defects)
+        text, markup, from_html = body_parts(msg, defects)
         calendars = calendar_parts(msg, defects)
         reported = reported_ids(msg)
         files = attachments(msg, defects)
@@ -412,10 +409,11 @@ def _mail(msg: Message, raw: bytes, sha: str, received_at: datetime, *, bodies: 
         cc=tuple(a for _, a in _addresses(msg, "Cc")),
         subject=decode_header(msg.get("Subject"))[:998],
         date_header=date_header,
-        in_reply_to=_msgids(decode_header(msg.get("In-Reply-To"))),
-        references=_msgids(" ".join(decode_header(v) for v in msg.get_all("References", []))),
+        # Read as clients write them: comments, bare ids, "(message from ... of ...)", cut References.
+        in_reply_to=message_ids(" ".join(decode_header(v) for v in msg.get_all("In-Reply-To", []))),
+        references=message_ids(" ".join(decode_header(v) for v in msg.get_all("References", []))),
         text=text,
-        reply_text=strip_quoted(text) if text else "",
+        reply_text=strip_quoted(text, markup, text_from_html=from_html) if bodies else "",
         auto_submitted=decode_header(msg.get("Auto-Submitted")).lower(),
         precedence=decode_header(msg.get("Precedence")).lower(),
         return_path=return_path,

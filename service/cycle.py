@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from workflows.errors import Transient
+from workflows.errors import LoginRequired, Transient
 
 from .intake import BATCH, HISTORY_BATCH, IntakeService
+from .logins import LoginWatch
 from .mailings import MailingRunner
 from .outbox import Outbox
 from .ports import MailSender, MailSource, RawMail, Store
@@ -33,6 +34,7 @@ class Desk:
     promise: PromiseTicks | None = None
     mailings: MailingRunner | None = None
     extra_ticks: list[Tick] = field(default_factory=list)
+    login: LoginWatch | None = None  # an OAuth2 login to watch (service/logins.py)
 
     @property
     def ticks(self) -> list[Tick]:
@@ -41,12 +43,13 @@ class Desk:
             + self.extra_ticks
 
 
-def take_in_new(desk: Desk, report: CycleReport) -> Transient | None:
+def take_in_new(desk: Desk, report: CycleReport) -> Transient | LoginRequired | None:
     """The intake part of a cycle: new mail in batches, each recorded, marked done and its mail sent off.
-    Returns the source's Transient (an IMAP outage) instead of raising it."""
+    Returns the source's Transient (an IMAP outage) or LoginRequired (a lapsed OAuth2 login) instead of
+    raising it."""
     batch: list[RawMail] = []
     limit = HISTORY_BATCH
-    failed: Transient | None = None
+    failed: Transient | LoginRequired | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
             batch.append(raw)
@@ -55,7 +58,7 @@ def take_in_new(desk: Desk, report: CycleReport) -> Transient | None:
             if len(batch) >= limit:
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
                 batch, limit = [], HISTORY_BATCH
-    except Transient as e:  # reported by whoever catches it
+    except (Transient, LoginRequired) as e:  # reported by whoever catches it
         failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
     return failed
@@ -71,6 +74,9 @@ def cycle(desk: Desk, *, wait: bool = True) -> CycleReport:
     An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
     auto-close and mailings still fire and the outbox is still drained; then the Transient is
     re-raised, with the report attached as ``.report``, so the daemon backs off and `once` exits 75.
+    A lapsed OAuth2 login (LoginRequired from the source, or the login watch seeing it refused) is
+    handled the same way: the rest of the cycle runs, the outbox holds what cannot be sent, and the
+    LoginRequired comes last, so the daemon says it and goes on, and `once` exits 77.
     """
     outbox = desk.outbox
     if outbox.dispatcher is not None:
@@ -96,7 +102,13 @@ def _cycle(desk: Desk, wait: bool) -> CycleReport:
         if wait:
             outbox.dispatcher.wait()
             outbox.settle(report)
-    if intake_failed is not None:
-        intake_failed.report = report  # type: ignore[attr-defined]
-        raise intake_failed
+    failed = intake_failed
+    lapsed = desk.login.check(report) if desk.login is not None else None
+    if lapsed is not None and not isinstance(failed, LoginRequired):
+        if failed is not None:  # an outage as well: said, but a person must act on the login
+            report.problems.append(str(failed))
+        failed = lapsed
+    if failed is not None:
+        failed.report = report  # type: ignore[attr-defined]
+        raise failed
     return report

@@ -233,14 +233,15 @@ class Dispatcher:
                     self._inflight -= 1
             self._lock.notify_all()
 
-    def fail_queued(self, detail: str) -> None:
-        """The server cannot take mail now: everything still queued gets the same transient result."""
+    def fail_queued(self, detail: str, status: str = "transient") -> None:
+        """The server cannot take mail now (or our login lapsed: ``held``): everything still queued gets
+        the same result."""
         with self._lock:
             queued = [e for q in self._lanes for e in q]
             for q in self._lanes:
                 q.clear()
             self._inflight += len(queued)
-        self.record([SendResult(key=e.key, status="transient", detail=detail) for e in queued])
+        self.record([SendResult(key=e.key, status=status, detail=detail) for e in queued])
 
     # -- the thread ---------------------------------------------------------------------------------------
     def _start(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from workflows.model import FROZEN, OutgoingMail, Partner, Thread
 from workflows.outbox import OutboxEntry, Status
+from workflows.trainings.model import Registration
 
 
 @dataclass(**FROZEN)
@@ -36,6 +37,28 @@ class SendResult:
     # Recipients the server refused for now (4xx, e.g. 452 over quota) while it took the mail
     # for the others: the outbox queues a copy for just these.
     retry_rcpts: tuple[str, ...] = ()
+
+
+@dataclass(**FROZEN)
+class LoginState:
+    """What an OAuth2 login's token file says, without a secret: for `auth status` and the cycle's warnings."""
+
+    provider: str
+    account: str
+    scopes: tuple[str, ...]
+    token_file: str
+    logged_in_at: datetime  # when a person last logged in (kept across refreshes)
+    refreshed_at: datetime | None = None  # the last refresh of the access token
+    access_expires_at: datetime | None = None
+    refresh_token_expires_at: datetime | None = None  # only when the provider said so
+    refused: str = ""  # why the provider refused the login for good (it needs `auth login`), "" while it works
+    refused_at: datetime | None = None
+
+
+class Login(Protocol):
+    """An OAuth2 login (mailbox/oauth2.py): read only, nothing is refreshed by looking."""
+
+    def state(self) -> LoginState | None: ...  # None: nobody has logged in yet
 
 
 class MailSource(Protocol):
@@ -109,6 +132,8 @@ class Store(Protocol):
     def save_thread(self, thread: Thread) -> None: ...
     def message(self, message_id: str) -> dict[str, Any] | None: ...
     def record_message(self, message_id: str, **fields: Any) -> None: ...
+    def ghost_thread(self, message_id: str) -> str | None: ...
+    def record_ghosts(self, thread_id: str, message_ids: Iterable[str]) -> int: ...
     def seen_raw(self, sha256: str) -> str | None: ...
     def record_raw(self, sha256: str, message_id: str, source: str) -> None: ...
     def cursor(self, folder: str) -> dict[str, Any] | None: ...
@@ -149,3 +174,8 @@ class Store(Protocol):
     def contact_failure(self, address: str) -> dict[str, Any] | None: ...
     def record_contact_failure(self, address: str, record: dict[str, Any]) -> None: ...
     def contact_failures(self) -> dict[str, dict[str, Any]]: ...
+
+    # trainings
+    def registrations(self, training_id: str | None = None) -> list[Registration]: ...
+    def registration(self, training_id: str, address: str) -> Registration | None: ...
+    def save_registration(self, reg: Registration) -> None: ...

@@ -21,6 +21,7 @@ plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py)
 | payments         | "partner id|recorded at"   | renewals recorded by `partners renew`       | all                   |
 | threads          | thread id ("OA-12")        | Thread.to_dict                              | threads not closed    |
 | messages         | Message-ID                 | which thread a message belongs to, its side | those of open threads |
+| ghosts           | Message-ID                 | an id named in References/In-Reply-To that we never received: the first thread whose mail named it | those of open threads |
 | raw              | sha256 of the raw bytes    | Message-ID of mail already taken in         | none (archive only)   |
 | cursors          | folder                     | UIDVALIDITY and the last UID taken in       | all                   |
 | quarantine       | source key                 | mail we could not take in, and why          | all                   |
@@ -31,6 +32,7 @@ plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py)
 | unsubscribed     | "list:address"             | List-Unsubscribe requests honoured          | all                   |
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations         | all                   |
 | contact_failures | address                    | permanent delivery failures of mailings to a contact | all          |
+| registrations    | "training id|address"      | training registrations (workflows/trainings/model.py) | all         |
 
 Beside the JSON file: ``.archive/`` (store/archive.py), ``.mail/`` (rendered outgoing mail,
 store/mailfiles.py), ``.journal`` (send results not yet folded in, store/journal.py), ``.lock``
@@ -47,7 +49,7 @@ import secrets
 import shutil
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from tinydb import TinyDB
 from tinydb.table import Document, Table
@@ -56,6 +58,7 @@ from workflows.errors import AlreadyRunning
 from workflows.lifecycle import State
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
+from workflows.trainings.model import Registration
 
 from .archive import Archive
 from .atomic import AtomicJSONStorage
@@ -151,13 +154,17 @@ class Store(OutboxRows):
         gone_threads = [t for t, d in threads.items() if d.get("state") == closed]
         open_ids = set(threads) - set(gone_threads)
         gone_messages = [m for m, d in messages.items() if d.get("thread_id") not in open_ids]
+        ghosts = tables.get("ghosts", {})
+        gone_ghosts = [g for g, d in ghosts.items() if d.get("thread_id") not in open_ids]
         gone_rows = [k for k, d in outbox.items() if d.get("status") in FINISHED]
-        movable = len(gone_threads) + len(gone_messages) + len(raw) + len(gone_rows)
+        movable = len(gone_threads) + len(gone_messages) + len(gone_ghosts) + len(raw) + len(gone_rows)
         if movable and (movable >= self.archive_batch or self._migrating):
             for tid in gone_threads:
                 self.archive.put("threads", tid, threads.pop(tid))
             for mid in gone_messages:
                 self.archive.put("messages", mid, messages.pop(mid))
+            for mid in gone_ghosts:
+                self.archive.put("ghosts", mid, ghosts.pop(mid))
             for sha in list(raw):
                 self.archive.put("raw", sha, raw.pop(sha))
             for key in gone_rows:
@@ -322,6 +329,24 @@ class Store(OutboxRows):
         # Goes to the hot store; the commit moves it to the archive unless its thread is open.
         self._put("messages", message_id, {**(self._get("messages", message_id) or {}), **fields})
 
+    # -- ghosts: ancestors we never received (threading by the reference graph, workflows/refgraph.py) ----
+    def ghost_thread(self, message_id: str) -> str | None:
+        """The thread whose mail names ``message_id``, a message we never received; None if none does."""
+        d = self._get("ghosts", message_id)
+        return d["thread_id"] if d is not None else None
+
+    def record_ghosts(self, thread_id: str, message_ids: Iterable[str]) -> int:
+        """Remember that ``thread_id``'s mail names these ids; the first thread to name one keeps it.
+
+        The caller passes at most one message's bounded ancestors (refgraph.MAX_ANCESTORS), so the
+        index grows by at most that much per message taken in. Returns how many were new."""
+        added = 0
+        for mid in message_ids:
+            if mid and self._get("ghosts", mid) is None:
+                self._put("ghosts", mid, {"thread_id": thread_id})
+                added += 1
+        return added
+
     def seen_raw(self, sha256: str) -> str | None:
         d = self._get("raw", sha256)
         return d["message_id"] if d is not None else None
@@ -418,8 +443,23 @@ class Store(OutboxRows):
     def contact_failures(self) -> dict[str, dict[str, Any]]:
         return {d.doc_id: dict(d) for d in self._all("contact_failures")}
 
+    # -- training registrations (a new table: a store without it simply has none; no migration needed) ----------
+    def registrations(self, training_id: str | None = None) -> list[Registration]:
+        """Registrations, in request order; ``training_id``: of one course only."""
+        docs = self._all("registrations")
+        if training_id is not None:
+            docs = [d for d in docs if d.get("training_id") == training_id]
+        return sorted((Registration.from_dict(d) for d in docs), key=lambda r: (r.requested_at, r.key))
 
-ARCHIVED = frozenset({"threads", "messages", "raw", "outbox", "ledger"})
+    def registration(self, training_id: str, address: str) -> Registration | None:
+        d = self._get("registrations", f"{training_id}|{address.lower()}")
+        return Registration.from_dict(d) if d is not None else None
+
+    def save_registration(self, reg: Registration) -> None:
+        self._put("registrations", reg.key, reg.to_dict())
+
+
+ARCHIVED = frozenset({"threads", "messages", "ghosts", "raw", "outbox", "ledger"})
 
 
 class _LedgerView(Mapping[str, dict[str, Any]]):

@@ -22,6 +22,13 @@ def test_settled_is_about_listing_only_calls_not_yet_history_are_listed():
     assert settled({**call, "start": "2027-01-12T19:00:00+00:00"}, now)
     assert settled({"mailing": "renewal", "status": "queued"}, now)  # asked for by key only
     assert settled({**call, "status": "skipped"}, now)
+    # Training mail is listed too (the calendar state of each registration, a course that moved).
+    course = {"mailing": "training-confirmed", "status": "queued", "training_id": "t-2027-04",
+              "start": "2027-04-13T13:00:00+00:00", "method": "REQUEST"}
+    assert not settled(course, now)
+    assert not settled({**course, "mailing": "training-reminder", "method": None}, now)
+    assert settled({**course, "start": "2027-02-01T13:00:00+00:00"}, now)
+    assert not settled({"mailing": "training-waitlisted", "status": "queued", "training_id": "t"}, now)  # no start: kept
 
 
 def test_a_year_of_mailings_decides_everything_once_with_a_small_hot_ledger(wired):  # noqa: F811

@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:  # the calendar is only passed through; importing it here would be a cycle for nothing
-    from .calendar import BusinessCalendar
-    from .model import Thread
+from .calendar import BusinessCalendar
 
 
 class State(StrEnum):
@@ -40,6 +38,7 @@ class Event(StrEnum):
     CLOSE = "close"
     REOPEN = "reopen"
     WAIT = "wait"
+    MERGE = "merge"
 
 
 class Clock(StrEnum):
@@ -66,6 +65,7 @@ EVENTS = {
     Event.CLOSE: "staff close the thread (#close), or it waited on the partner too long",
     Event.REOPEN: "staff reopen it (#reopen)",
     Event.WAIT: "staff mark it waiting on the partner without answering (#wait)",
+    Event.MERGE: "it is one conversation with an older thread, which takes over its timeline and clock",
 }
 
 S, E, C = State, Event, Clock
@@ -86,11 +86,21 @@ TRANSITIONS: dict[tuple[State, Event], tuple[State, Clock]] = {
     (S.CLOSED, E.FOLLOW_UP): (S.WAITING_ON_STAFF, C.START),
     (S.CLOSED, E.ANSWER): (S.WAITING_ON_PARTNER, C.STOP),
     (S.CLOSED, E.REOPEN): (S.WAITING_ON_STAFF, C.START),
+    (S.NEW, E.MERGE): (S.CLOSED, C.STOP),
+    (S.WAITING_ON_STAFF, E.MERGE): (S.CLOSED, C.STOP),
+    (S.WAITING_ON_PARTNER, E.MERGE): (S.CLOSED, C.STOP),
 }
 del S, E, C
 
 CLOCK_RUNNING = frozenset({State.NEW, State.WAITING_ON_STAFF})
 OPEN = frozenset(State) - {State.CLOSED}
+# When two threads become one, the merged thread is in the more pressing of their states.
+URGENCY = (State.NEW, State.WAITING_ON_STAFF, State.WAITING_ON_PARTNER, State.CLOSED)
+
+
+def merged_state(a: str, b: str) -> State:
+    """The state of two threads merged into one: the more pressing (an unanswered request wins)."""
+    return min(State(a), State(b), key=URGENCY.index)
 
 
 def transition(state: str, event: str) -> tuple[State, Clock]:
@@ -108,7 +118,19 @@ def next_state(state: str, event: str) -> State:
     return transition(state, event)[0]
 
 
-def apply(thread: Thread, event: str, at: datetime, calendar: BusinessCalendar) -> Thread:
+class HasLifecycle(Protocol):
+    """What a transition reads and writes (model.Thread); a Protocol, so this table needs no model import."""
+
+    @property
+    def state(self) -> State: ...
+    @property
+    def promised(self) -> bool: ...
+
+
+T = TypeVar("T", bound=HasLifecycle)
+
+
+def apply(thread: T, event: str, at: datetime, calendar: BusinessCalendar) -> T:
     """``thread`` after ``event`` at ``at``: its state, its response clock and when it was closed.
 
     A started clock is due one business day (``calendar``'s response time) after ``at``; only a
@@ -126,7 +148,7 @@ def apply(thread: Thread, event: str, at: datetime, calendar: BusinessCalendar) 
         changes["closed_at"] = at
     elif state is not State.CLOSED:
         changes["closed_at"] = None
-    return replace(thread, **changes)  # type: ignore[arg-type]
+    return replace(thread, **changes)  # type: ignore[type-var]
 
 
 def table_text() -> str:

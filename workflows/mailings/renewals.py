@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from ..model import Partner
 from .types import MailingsConfig, local_day
-from .due import Due, billing_contacts, format_day, money
+from .due import Due, billing_contacts, billing_role, format_day, money
 
 
 def occurrence(partner_id: str, term_end: date, offset: int) -> str:
@@ -41,8 +41,8 @@ def describe(offset: int) -> str:
 def next_term_end(term_end: date) -> date:
     try:
         return term_end.replace(year=term_end.year + 1)
-    except ValueError:  # February 29
-        return term_end + timedelta(days=365)
+    except ValueError:  # February 29: a common year has none; the term ends on the last day of February
+        return term_end.replace(year=term_end.year + 1, day=28)
 
 
 def notice(partner: Partner, contact_email: str, contact_name: str, term_end: date, offset: int,
@@ -60,6 +60,10 @@ def notice(partner: Partner, contact_email: str, contact_name: str, term_end: da
             "name": contact_name, "partner_name": partner.name, "partner_id": partner.id, "plan": partner.plan,
             "amount": amount, "renews_on": when, **t,
             "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
+            "training_places": mc.trainings.included(partner.plan),
+            # To whom the notice goes and why (no billing contact: the primary contact), and the plan's shape.
+            "recipient_role": billing_role(partner), "recipients": len(billing_contacts(partner)),
+            "solo": partner.plan == "solo",
         },
         record={"term_end": term_end.isoformat(), "offset": offset},
     )

@@ -26,6 +26,7 @@ from html.parser import HTMLParser
 
 from email_reply_parser import EmailReplyParser
 
+from mailbox.reports import marker_headers, read_report
 from workflows.errors import BadInput
 from workflows.model import Attachment, InboundMail
 
@@ -39,7 +40,10 @@ def decode_header(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, email.header.Header):
-        value = str(value)
+        # Raw 8-bit bytes in a header (RFC 6532, or a sloppy mailer): compat32 hands them over as
+        # "unknown-8bit", which str() would turn into replacement characters. Most such mail is UTF-8.
+        return _clean("".join(_decode_bytes(c, None if cs in (None, "unknown-8bit") else cs)
+                              if isinstance(c, bytes) else c for c, cs in email.header.decode_header(value)))
     raw = str(value)
     try:
         return _clean(str(email.header.make_header(email.header.decode_header(raw))))
@@ -313,6 +317,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
 
     text = body_text(msg, defects)
     calendars = calendar_parts(msg, defects)
+    report = read_report(msg, raw, defects)
     # Decoding a body (bad base64, say) records its defects on the part only now, after the copy above.
     late = [type(d).__name__ for part in msg.walk()
             for d in (part.defects[top_defects:] if part is msg else part.defects)]
@@ -340,6 +345,8 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         content_type=msg.get_content_type(),
         calendar_parts=calendars,
         reported_ids=reported_ids(msg),
+        report=report,
+        auto_headers=marker_headers(msg),
         attachments=attachments(msg, defects),
         size=len(raw),
         defects=tuple(defects),

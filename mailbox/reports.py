@@ -67,8 +67,11 @@ _BOUNCE_SUBJECT = re.compile(
 
 
 def marker_headers(msg: Message) -> tuple[tuple[str, str], ...]:
+    present = {k.lower() for k in msg.keys()}  # names only: cheap, and most mail has none of these
     out: list[tuple[str, str]] = []
     for name in MARKER_HEADERS:
+        if name.lower() not in present:
+            continue
         for value in msg.get_all(name, [])[:3]:
             out.append((name, _header_text(value)[:_MAX_VALUE]))
     return tuple(out)
@@ -120,7 +123,9 @@ def _read(msg: Message, raw: bytes, defects: list[str]) -> MailReport | None:
         temporary, permanent = _flufl(msg, raw, defects) if failing else (set(), set())
         for b in failing:  # what the library's DSN reader skips (no rfc822 type, non-ASCII) still counts
             (temporary if b["action"].startswith("delayed") else permanent).add(b["address"])
-        return MailReport(format="dsn", actions=actions,
+        delivered = tuple(dict.fromkeys(b["address"] for b in blocks
+                                        if b["action"].startswith(("delivered", "relayed", "expanded"))))
+        return MailReport(format="dsn", actions=actions, delivered=delivered,
                           failed=_failures(temporary, permanent, blocks, _notification_text(msg)),
                           about_ids=_original_ids(parts, own_id))
 

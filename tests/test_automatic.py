@@ -97,6 +97,12 @@ def test_dsn_bounce_with_permanent_and_soft_failures():
     assert "a@x.example failed for good (5.1.1)" in v.reason
 
 
+def test_a_success_report_is_a_bounce_without_failures_that_names_who_got_it():
+    v = classify(mail(return_path="", report=MailReport(format="dsn", actions=("relayed",), delivered=("a@x.example",))))
+    assert v.kind == "bounce" and v.failures == () and v.permanent is None and v.delivered == ("a@x.example",)
+    assert "no failure reported (relayed)" in v.reason
+
+
 def test_heuristic_bounce_is_believed_only_with_a_machine_sign():
     report = _report(FailedRecipient(address="billing@nuvole.example", gave_up=True), fmt="heuristic")
     pasted = mail(from_addr="andrea@nuvole.example", subject="Fwd: returned mail", report=report)

@@ -44,6 +44,7 @@ def test_a_success_report_names_no_failure_and_asks_no_heuristic():
     # library's Postfix detector would read that address as a failure if it were asked.
     m = p(_dsn(dict(final=f"rfc822;{A}", action="relayed", status="2.0.0"), subject="Successful Mail Delivery Report"))
     assert m.report.format == "dsn" and m.report.failed == () and m.report.actions == ("relayed",)
+    assert m.report.delivered == (A,)  # evidence that mail reaches the address (workflows.delivery)
 
 
 def test_non_standard_bounce_goes_through_flufl_bounce():

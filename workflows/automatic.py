@@ -52,6 +52,7 @@ class Verdict:
     about_ids: tuple[str, ...] = ()  # Message-IDs of the mail this answers or reports on (ours, we hope)
     feedback_type: str = ""  # feedback reports: abuse, fraud, virus, not-spam...
     reporters: tuple[str, ...] = ()  # feedback and read receipts: whose mailbox sent the report
+    delivered: tuple[str, ...] = ()  # delivery reports: recipients our mail did reach
     # The sender asks for no automatic answers (Microsoft's X-Auto-Response-Suppress), even when a
     # person wrote the mail: an acknowledgement must then not go out, but the mail is still work.
     no_auto_answer: str = ""
@@ -167,6 +168,7 @@ def _bounce(mail: InboundMail, report: MailReport | None, *, declared: bool, sou
     else:
         reason = f"{source}; names no failed address"
     return Verdict(kind="bounce", declared=declared, failures=failures, reason=reason,
+                   delivered=report.delivered if report else (),
                    about_ids=_about(mail, report) if report else mail.reported_ids or mail.thread_refs)
 
 

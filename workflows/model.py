@@ -48,6 +48,7 @@ class MailReport:
     format: str
     failed: tuple[FailedRecipient, ...] = ()
     actions: tuple[str, ...] = ()  # DSN Action values seen: failed, delayed, delivered, relayed, expanded
+    delivered: tuple[str, ...] = ()  # DSN recipients reported delivered, relayed or expanded: mail arrives there
     feedback_type: str = ""  # ARF Feedback-Type: abuse, fraud, virus, not-spam, auth-failure, other
     disposition: str = ""  # MDN Disposition, "manual-action/mdn-sent-manually; displayed"
     reporters: tuple[str, ...] = ()  # whose mailbox the report is about: ARF Original-Rcpt-To, MDN Final-Recipient

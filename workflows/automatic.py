@@ -101,7 +101,7 @@ def _classify(mail: InboundMail, person_known: bool) -> Verdict:
         return Verdict(kind="read-receipt", declared=True, reporters=report.reporters, about_ids=_about(mail, report),
                        reason=f"read receipt (RFC 8098: {report.disposition or 'no disposition'})")
     if report is not None and report.format == "dsn":
-        return _bounce(mail, report, declared=True, source="delivery status notification (RFC 3464)")
+        return _bounce(mail, report, declared=True, origin="delivery status notification (RFC 3464)")
     if any(_CALENDAR_REPLY.search(part) for part in mail.calendar_parts):
         signs = _declared(mail)
         how = f"; automatic ({signs[0][1]})" if signs else ""
@@ -111,7 +111,7 @@ def _classify(mail: InboundMail, person_known: bool) -> Verdict:
     machine = _machine_sent(mail, person_known)
     if report is not None and report.format == "heuristic" and machine:
         return _bounce(mail, report, declared=machine[1],
-                       source=f"non-standard bounce read by flufl.bounce ({machine[0]})")
+                       origin=f"non-standard bounce read by flufl.bounce ({machine[0]})")
 
     signs = _declared(mail)
     if signs:
@@ -123,13 +123,13 @@ def _classify(mail: InboundMail, person_known: bool) -> Verdict:
                                                   "auto-reply")
         if kind == "bounce":
             heuristic = report if report is not None and report.format == "heuristic" else None
-            return _bounce(mail, heuristic, declared=True, source=signs[0][1])
+            return _bounce(mail, heuristic, declared=True, origin=signs[0][1])
         return Verdict(kind=kind, declared=True, reason=signs[0][1], about_ids=mail.thread_refs)
 
     local = mail.from_addr.partition("@")[0]
     if local in _DAEMON_LOCALPARTS or "daemon" in local:
         # A mail server's own address is nobody's, whatever list it is on.
-        return _bounce(mail, None, declared=False, source=f"sent by {mail.from_addr}")
+        return _bounce(mail, None, declared=False, origin=f"sent by {mail.from_addr}")
     if person_known:
         # A contact's or colleague's mail: only the shape a mail client gives its own auto-replies, and
         # only together with a sign that it answers something, makes it automatic.
@@ -145,28 +145,28 @@ def _classify(mail: InboundMail, person_known: bool) -> Verdict:
     looks = _looks_like(mail, person_known)
     if looks == "bounce":
         return _bounce(mail, report if report is not None and report.format == "heuristic" else None,
-                       declared=False, source=_inferred_reason(mail))
+                       declared=False, origin=_inferred_reason(mail))
     if looks != "none":
         return Verdict(kind=looks, reason=_inferred_reason(mail), about_ids=mail.thread_refs)
     return Verdict(kind="none", reason="no sign of automatic mail")
 
 
-def _bounce(mail: InboundMail, report: MailReport | None, *, declared: bool, source: str) -> Verdict:
+def _bounce(mail: InboundMail, report: MailReport | None, *, declared: bool, origin: str) -> Verdict:
     scanner = scanner_subject(mail.subject) or bool(_SCANNER_TEXT.search(mail.subject))
     delayed = report is not None and report.format == "heuristic" and delay_subject(mail.subject)
     failures = tuple(_failure(f, scanner, delayed) for f in (report.failed if report else ()))
     if scanner:
-        source = f"virus or content scanner notice; {source}"
+        origin = f"virus or content scanner notice; {origin}"
     if failures:
         worst = next((f for f in failures if f.permanent), None) or next((f for f in failures if f.gave_up), failures[0])
         what = "failed for good" if worst.permanent else "not delivered" if worst.gave_up else "delayed, still retried"
         detail = f"{worst.address} {what}" + (f" ({worst.status})" if worst.status else "")
         more = f" and {len(failures) - 1} more" if len(failures) > 1 else ""
-        reason = f"{source}: {detail}{more}"
+        reason = f"{origin}: {detail}{more}"
     elif report is not None and report.actions:
-        reason = f"{source}: no failure reported ({', '.join(report.actions)})"
+        reason = f"{origin}: no failure reported ({', '.join(report.actions)})"
     else:
-        reason = f"{source}; names no failed address"
+        reason = f"{origin}; names no failed address"
     return Verdict(kind="bounce", declared=declared, failures=failures, reason=reason,
                    delivered=report.delivered if report else (),
                    about_ids=_about(mail, report) if report else mail.reported_ids or mail.thread_refs)

@@ -70,6 +70,9 @@ class ReadOnlySource:
     def mark_done(self, raw: Any) -> None:
         pass
 
+    def file_automatic(self, raw: Any) -> None:
+        pass
+
     def quarantine(self, raw: Any, reason: str) -> None:
         pass
 
@@ -120,7 +123,7 @@ class Wiring:
         return MailingRunner(store=store, outbox=outbox, secret=outbox.secret,
                              parse_replies=parse_replies,
                              settings=RunnerSettings(support_address=s.support_address, support_name=s.support_name,
-                                                     staff=s.staff, config=s.mailings))
+                                                     staff=s.staff, config=s.mailings, delivery=s.delivery))
 
     def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Any:
         """Everything a cycle needs, on the store this process alone may act on (the daemon lock)."""
@@ -142,6 +145,7 @@ class Wiring:
 
     def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, Any]) -> Any:
         from mailbox.parse import parse
+        from service.automatic import AutomaticMail
         from service.cycle import Desk
         from service.intake import IntakeService
         from service.promise import PromiseTicks
@@ -165,8 +169,9 @@ class Wiring:
 
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
+        automatic = AutomaticMail(store=store, outbox=outbox, settings=s.intake(), loop=s.loop, delivery=s.delivery)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff)
+                               secret=outbox.secret, history_cutoff=cutoff, automatic=automatic)
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
@@ -174,7 +179,7 @@ class Wiring:
         intake.interceptors.append(mailings.intercept)
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings)
+                    promise=promise, mailings=mailings, extra_ticks=[automatic.tick])
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, Any]) -> tuple[Any, Any]:
         s = self.settings
@@ -198,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.verb == "run" else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # imapclient logs the whole protocol, message bodies included, at DEBUG: never ours to print.
-    for noisy in ("imapclient", "aiosmtplib", "asyncio"):
+    # flufl.bounce logs every detector's guess: the verdict and its reason are ours to report.
+    for noisy in ("imapclient", "aiosmtplib", "asyncio", "flufl.bounce"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from config.settings import load_file
     from workflows.errors import AlreadyRunning, ConfigError, PartnerdeskError, Transient

@@ -65,7 +65,7 @@ def list_(args: argparse.Namespace, ctx: Context) -> int:
         print("  none: add [[trainings.dates]] to the config")
     print(f"renewal notices: {', '.join(str(o) for o in cfg.renewals.offsets)} days before the renewal date")
     print(f"unsubscribed: {len(store.unsubscribed())}; RSVPs: {len(store.rsvps())}; "
-          f"contacts with delivery failures: {len(store.contact_failures())}")
+          f"contacts bouncing: {sum(d.bouncing for d in store.delivery_states().values())}")
     return 0
 
 
@@ -77,7 +77,8 @@ def plan(args: argparse.Namespace, ctx: Context) -> int:
     end = local_moment(args.end, tz, end_of_day=True)
     ledger = {e["key"]: e for e in store.ledger_all()}
     steps = plan_mod.simulate(store.partners(), ledger, cfg, start, end,
-                              welcome_requests=store.welcome_requests(), unsubscribed=store.unsubscribed())
+                              welcome_requests=store.welcome_requests(), unsubscribed=store.unsubscribed(),
+                              delivery=store.delivery_states())
     for step in steps:
         print(plan_mod.describe_step(step, tz))
     sent = sum(s.sent for s in steps)

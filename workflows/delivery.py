@@ -27,7 +27,8 @@ from .mailings.due import billing_contacts, primary_contacts
 from .model import FROZEN, Contact, Partner
 
 # Mail whose loss staff must hear about: someone is waiting for it or the contract depends on it.
-MATTERS = frozenset({"ack", "relay", "renewal", "invitation"})
+# (Outbox kinds: a call invitation is "call-invite", its update "call-update".)
+MATTERS = frozenset({"ack", "relay", "renewal", "invitation", "call-invite", "call-update"})
 
 
 @dataclass(**FROZEN)
@@ -200,7 +201,7 @@ def mailing_skip_reason(state: DeliveryState | None) -> str:
     if state is None or not state.bouncing:
         return ""
     return (f"{state.address} bounces since {state.bouncing_since.date().isoformat()} "
-            f"({state.failures} failures; last: {state.last_reason})")
+            f"({state.failures} failure(s); last: {state.last_reason})")
 
 
 def _bouncing(states: Mapping[str, DeliveryState], address: str) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .model import FROZEN
+from .model import FROZEN, OutgoingMail
 
 # The outbox kinds that answer a sender (staff notifications and mailings are not answers).
 ANSWER_KINDS = frozenset({"ack", "channel-info", "command", "command-error"})
@@ -80,3 +80,16 @@ def may_answer(*, to_address_last_hour: int, sender_known: bool, breaker: Breake
         return AnswerCheck(allowed=False, reason=f"loop breaker tripped at {since} ({breaker.answers_when_tripped} "
                                                  "answers in an hour): unknown senders are not answered")
     return AnswerCheck(allowed=True)
+
+
+def staff_notice(change: BreakerChange, policy: LoopPolicy, *, staff: tuple[str, ...], support_name: str,
+                 support_address: str) -> OutgoingMail:
+    """The one mail that tells staff the breaker tripped (its key names the moment: once per trip)."""
+    b = change.breaker
+    at = b.tripped_at.isoformat(timespec="seconds") if b.tripped_at else "?"
+    return OutgoingMail(
+        key=f"loop-breaker:{at}", kind="loop-breaker", template="loop_breaker_notice", to=staff,
+        subject=f"partnerdesk stopped answering unknown senders ({b.answers_when_tripped} automatic answers in "
+                f"an hour)", from_name=support_name, auto_kind="auto-generated", reply_to_support=False,
+        context={"answers": b.answers_when_tripped, "limit": policy.global_per_hour, "resume_at": policy.resume_at,
+                 "tripped_at": at, "support_name": support_name, "support_address": support_address})

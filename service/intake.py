@@ -220,6 +220,7 @@ class IntakeService:
                 report.actions.append(f"{raw.source_key}: quarantined: {why}")
                 moves[raw.source_key] = ("quarantine", why)
                 return "quarantined"
+            candidates = replace(candidates, judged_work=True)
             if not history:
                 candidates = replace(candidates, answer_block=self.automatic.answer_block(mail, sender, verdict, now,
                                                                                          report))

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, replace
 
 from .automatic_subjects import auto_reply_prefix, auto_reply_subject, bounce_subject, delay_subject, \
-    read_receipt_subject, scanner_subject
+    read_receipt_subject, responder_subject, scanner_subject
 from .model import FROZEN, FailedRecipient, InboundMail, MailReport
 
 KINDS = ("bounce", "feedback", "read-receipt", "calendar-reply", "auto-reply", "bulk", "none")
@@ -134,7 +134,7 @@ def _classify(mail: InboundMail, person_known: bool) -> Verdict:
         # A contact's or colleague's mail: only the shape a mail client gives its own auto-replies, and
         # only together with a sign that it answers something, makes it automatic.
         answers = bool(_answer_suppressed(mail) or mail.in_reply_to)
-        if answers and auto_reply_prefix(mail.subject):
+        if answers and responder_subject(mail.subject):
             return Verdict(kind="auto-reply", reason=f"auto-reply subject {mail.subject[:80]!r}",
                            about_ids=mail.thread_refs)
         if answers and read_receipt_subject(mail.subject):

@@ -119,6 +119,19 @@ def auto_reply_prefix(subject: str) -> bool:
     return bool(_AUTO_REPLY[0].search(subject) or _AUTO_REPLY[2].search(subject))
 
 
+_REPLY_OR_FORWARD = re.compile(r"^\s*(?:re|aw|sv|vs|antw|r|rif|res|fw|fwd|wg|tr|rv|enc)\s*:", re.IGNORECASE)
+
+
+def responder_subject(subject: str) -> bool:
+    """The shapes a responder gives a mail that answers one of ours: its prefix on our subject, or a
+    subject of its own ("Mark Cook is out of the office.", "Abwesenheitsnotiz") where a person
+    answering would have kept "Re: ...". For known senders, together with a sign that it answers us."""
+    if auto_reply_prefix(subject):
+        return True
+    return not _REPLY_OR_FORWARD.match(subject) and bool(_AUTO_REPLY[1].search(subject)
+                                                          or _AUTO_REPLY[3].search(subject))
+
+
 def bounce_subject(subject: str) -> bool:
     """Shaped like a non-delivery notice ("Undeliverable: …", "failure notice", "Unzustellbar: …")."""
     return any(p.search(subject) for p in _BOUNCE) or scanner_subject(subject)

@@ -38,7 +38,7 @@ from .senders import Roster
 # of mail to staff to staff could bounce again, forever).
 TO_STAFF = frozenset({"notify", "escalation", "digest", "command", "command-error", "delivery-notice",
                       "loop-breaker", "mailing-failure", "bounce-notice"})
-_WORDS = {"ack": "acknowledgement", "relay": "relayed answer", "close": "closing mail", "renewal": "renewal notice",
+_WORDS = {"mail": "mail (the report does not say which)", "ack": "acknowledgement", "relay": "relayed answer", "close": "closing mail", "renewal": "renewal notice",
           "call-invite": "call invitation", "call-update": "call update", "invitation": "invitation",
           "channel-info": "channel information"}
 
@@ -141,7 +141,10 @@ def file_automatic(mail: InboundMail, verdict: Verdict, *, thread: Thread | None
         for f in () if history else failures:
             mail_kind = kind_to.get(f.address, "mail")
             new = record_failure(state(f.address), f, at, s.policy)
-            if mail_kind not in TO_STAFF and should_tell_staff(new, f, mail_kind) and s.staff \
+            # A report naming none of our mail: we cannot say which mail was lost, but a contact whose
+            # address fails for good is worth one notice all the same (the roster needs fixing).
+            unknown_mail = mail_kind == "mail" and f.permanent and f.gave_up and new.staff_told_at is None
+            if mail_kind not in TO_STAFF and (should_tell_staff(new, f, mail_kind) or unknown_mail) and s.staff \
                     and _partner_side(f.address, mail_kind, thread, roster):
                 outgoing.append(_notice(mail, new, mail_kind, thread, roster, {**states, **changed}, s))
                 new = staff_told(new, at)

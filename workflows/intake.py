@@ -50,6 +50,9 @@ class Candidates:
     next_number: int = 1  # number for a new thread
     recent_acks: int = 0  # automatic answers sent to this sender in the last hour
     answer_block: str = ""  # why no automatic answer may go out now (loop breaker, the sender asks none)
+    # workflows.automatic found it written by a person: work, told to staff even where the RFC 3834 gate
+    # below keeps it from being answered (X-Auto-Response-Suppress on a prospect's first mail, say).
+    judged_work: bool = False
     own_message: bool = False  # the Message-ID is one of ours: our own mail came back
     answers_ours: bool = False  # it replies to mail we sent (In-Reply-To/References name one of ours)
     now: datetime | None = None  # when the decision is taken (mail may reach us after its deadline)
@@ -86,6 +89,8 @@ def decide(
 
     thread, why = choose_thread(mail, sender, candidates)
     decision = _route(mail, sender, thread, why, candidates, roster, settings, history=history)
+    if candidates.judged_work:
+        return decision
     return _quiet_if_automatic(mail, decision, thread, candidates.answers_ours)
 
 

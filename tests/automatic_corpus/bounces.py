@@ -6,10 +6,10 @@ from tests.automatic_corpus.shapes import DATE, SUPPORT, Sample, dsn, dsn_status
     our_mail, parts, plain
 
 
-def _postfix_head(host: str, subject: str = "Undelivered Mail Returned to Sender") -> str:
+def _postfix_head(host: str, subject: str = "Undelivered Mail Returned to Sender", queue: str = "4F2A1C0123") -> str:
     return (f"Return-Path: <>\nReceived: from {host} by mx.openatrium.example; {DATE}\n"
             f"Date: {DATE}\nFrom: MAILER-DAEMON@{host} (Mail Delivery System)\nSubject: {subject}\n"
-            f"To: {SUPPORT}\nAuto-Submitted: auto-replied\nMessage-Id: <20261130151500.4F2A1C0123@{host}>\n")
+            f"To: {SUPPORT}\nAuto-Submitted: auto-replied\nMessage-Id: <20261130151500.{queue}@{host}>\n")
 
 
 def _postfix_notice(host: str, address: str, said: str) -> str:
@@ -93,7 +93,8 @@ def postfix() -> list[Sample]:
     out.append(Sample(
         name="bounce-postfix-policy-words", system="Postfix (DSN, 5.7.1 with an unknown user)", kind="bounce",
         failed={w: True}, about=(our_id(17, "relay"),), sent_to=(w,), gave_up=True,
-        raw=dsn(boundary="77AA88BB99.1764516000/mx.nuvole.example", head=_postfix_head("mx.nuvole.example"),
+        raw=dsn(boundary="77AA88BB99.1764516000/mx.nuvole.example",
+                head=_postfix_head("mx.nuvole.example", queue="77AA88BB99"),
                 notice_head="Content-Description: Notification\nContent-Type: text/plain; charset=us-ascii\n",
                 notice=_postfix_notice("mx.nuvole.example", w, "host mail.nuvole.example[192.0.2.10] said: 554 5.7.1\n"
                                        f"    <{w}>: Recipient address rejected: no such user here"),
@@ -404,7 +405,8 @@ def odd_shapes() -> list[Sample]:
     out.append(Sample(
         name="bounce-dsn-forwarded-address", system="Postfix (DSN, alias expanded)", kind="bounce",
         failed={b: True}, about=(our_id(71, "renewal"),), sent_to=(b,), gave_up=True,
-        raw=dsn(boundary="A1A1A1A1A1.1764516200/mx.nuvole.example", head=_postfix_head("mx.nuvole.example"),
+        raw=dsn(boundary="A1A1A1A1A1.1764516200/mx.nuvole.example",
+                head=_postfix_head("mx.nuvole.example", queue="A1A1A1A1A1"),
                 notice=_postfix_notice("mx.nuvole.example", final, "host mx.nuvole-mail.example said: 550 5.1.1 "
                                        "mailbox unavailable"),
                 status=dsn_status("mx.nuvole.example", [dict(

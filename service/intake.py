@@ -92,16 +92,18 @@ class IntakeService:
             log.exception("bug while parsing %s", raw.source_key)
             return self._quarantine(raw, "bug", f"{type(e).__name__} while parsing: {e}\n{traceback.format_exc()}",
                                     now, report, source)
+        done = CycleReport()  # counted only if the decision is recorded: a rolled-back one took nothing in
         moves: Moves = {}
         try:
             with self.store.transaction():
-                action = self._decide_and_record(mail, raw, now, report, moves=moves)
+                action = self._decide_and_record(mail, raw, now, done, moves=moves)
         except BadInput as e:
             return self._quarantine(raw, "bad-input", str(e), now, report, source, mail=mail)
         except Exception as e:  # our bug: keep the message, say where, go on with the rest
             log.exception("bug while taking in %s (%s)", raw.source_key, mail.message_id)
             return self._quarantine(raw, "bug", f"{type(e).__name__}: {e}\n{traceback.format_exc()}", now, report,
                                     source, mail=mail)
+        report.merge(done)
         if source is not None:
             self._mark_done(raw, report, source, moves)
         return action
@@ -190,6 +192,8 @@ class IntakeService:
             # The same mail delivered twice (To and Cc), or seen again after a UIDVALIDITY change.
             report.counts["duplicates"] += 1
             report.actions.append(f"{raw.source_key}: duplicate of {mail.message_id}, already taken in")
+            if str((store.message(mail.message_id) or {}).get("note", "")).startswith("automatic:"):
+                moves[raw.source_key] = ("automatic", "")  # recorded, but the process died before filing it
             return "duplicate"
 
         for intercept in self.interceptors:

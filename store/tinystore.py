@@ -26,6 +26,7 @@ this package touches a table.
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
 | delivery         | address                    | DeliveryState: bouncing since, failures, last reason   |
 | automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work  |
+| registrations    | "training id|address"      | training registrations (workflows/trainings/model.py)  |
 
 Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
 ``.daemon.lock`` (one daemon per store).
@@ -52,6 +53,7 @@ from workflows.lifecycle import State
 from workflows.loopbreaker import Breaker
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
+from workflows.trainings.model import Registration
 
 from .atomic import AtomicJSONStorage
 from .migrate import SCHEMA, migrate, migrated_view
@@ -478,6 +480,23 @@ class Store:
     def count_answers(self, since: datetime, address: str | None = None) -> int:
         """Automatic answers queued since ``since``: to ``address``, or to anyone (None)."""
         return self.count_sent_to(address.lower() if address else "*", "answer", since)
+
+
+    # -- training registrations (a new table: a store without it simply has none; no migration needed) ----------
+    def registrations(self, training_id: str | None = None) -> list[Registration]:
+        """Registrations, in request order; ``training_id``: of one course only."""
+        docs = self._all("registrations")
+        if training_id is not None:
+            docs = [d for d in docs if d.get("training_id") == training_id]
+        return sorted((Registration.from_dict(d) for d in docs), key=lambda r: (r.requested_at, r.key))
+
+    def registration(self, training_id: str, address: str) -> Registration | None:
+        d = self._get("registrations", f"{training_id}|{address.lower()}")
+        return Registration.from_dict(d) if d is not None else None
+
+    def save_registration(self, reg: Registration) -> None:
+        self._put("registrations", reg.key, reg.to_dict())
+
 
 def _stamp_schema(tables: dict[str, Any]) -> None:
     # Every write says which layout it is in; a store opened by an older version is migrated first.

@@ -65,6 +65,7 @@ def notice(partner: Partner, contact_email: str, contact_name: str, term_end: da
             "amount": amount, "renews_on": when, **t,
             "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
             "note": note,  # why a primary contact gets it too (the billing address bounces); "" usually
+            "training_places": mc.trainings.included(partner.plan),
         },
         record={"term_end": term_end.isoformat(), "offset": offset},
     )

@@ -123,7 +123,7 @@ class Wiring:
         return MailingRunner(store=store, outbox=outbox, secret=outbox.secret,
                              parse_replies=parse_replies,
                              settings=RunnerSettings(support_address=s.support_address, support_name=s.support_name,
-                                                     staff=s.staff, config=s.mailings))
+                                                     staff=s.staff, config=s.mailings, delivery=s.delivery))
 
     def tokens(self) -> TokenSource | None:
         """The OAuth2 token source ([oauth2]), built once; None when every login is by password."""
@@ -185,6 +185,7 @@ class Wiring:
     def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, str | None],
               login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
+        from service.automatic import AutomaticMail
         from service.cycle import Desk
         from service.intake import IntakeService, history_cutoff
         from service.promise import PromiseTicks
@@ -202,8 +203,9 @@ class Wiring:
 
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
+        automatic = AutomaticMail(store=store, outbox=outbox, settings=s.intake(), loop=s.loop, delivery=s.delivery)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff)
+                               secret=outbox.secret, history_cutoff=cutoff, automatic=automatic)
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
@@ -211,7 +213,7 @@ class Wiring:
         intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake.settings)]
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings, login=login)
+                    promise=promise, mailings=mailings, login=login, extra_ticks=[automatic.tick])
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, str | None]) -> tuple[MailSource, MailSender]:
         s = self.settings
@@ -240,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.verb == "run" else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # imapclient logs the whole protocol, message bodies included, at DEBUG: never ours to print.
-    for noisy in ("imapclient", "aiosmtplib", "asyncio"):
+    # imapclient logs the whole protocol, bodies included, at DEBUG; flufl.bounce every detector's guess.
+    for noisy in ("imapclient", "aiosmtplib", "asyncio", "flufl.bounce"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from config.settings import load_file
     from workflows.errors import AlreadyRunning, ConfigError, LoginRequired, PartnerdeskError, Transient

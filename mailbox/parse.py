@@ -25,6 +25,7 @@ from email.message import Message
 from html.parser import HTMLParser
 
 
+from mailbox.reports import marker_headers, read_report
 from workflows.errors import BadInput
 
 from .quotes import reply_text
@@ -42,7 +43,10 @@ def decode_header(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, email.header.Header):
-        value = str(value)
+        # Raw 8-bit bytes in a header (RFC 6532, or a sloppy mailer): compat32 hands them over as
+        # "unknown-8bit", which str() would turn into replacement characters. Most such mail is UTF-8.
+        return _clean("".join(_decode_bytes(c, None if cs in (None, "unknown-8bit") else cs)
+                              if isinstance(c, bytes) else c for c, cs in email.header.decode_header(value)))
     raw = str(value)
     try:
         return _clean(str(email.header.make_header(email.header.decode_header(raw))))
@@ -310,6 +314,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
 
     text, markup, from_html = body_parts(msg, defects)
     calendars = calendar_parts(msg, defects)
+    report = read_report(msg, raw, defects)
     # Decoding a body (bad base64, say) records its defects on the part only now, after the copy above.
     late = [type(d).__name__ for part in msg.walk()
             for d in (part.defects[top_defects:] if part is msg else part.defects)]
@@ -338,6 +343,8 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         content_type=msg.get_content_type(),
         calendar_parts=calendars,
         reported_ids=reported_ids(msg),
+        report=report,
+        auto_headers=marker_headers(msg),
         attachments=attachments(msg, defects),
         size=len(raw),
         defects=tuple(defects),

@@ -6,7 +6,8 @@ this package touches a table.
 
 | table            | key                        | what                                                   |
 |------------------|----------------------------|--------------------------------------------------------|
-| meta             | name                       | secret, history cut-off, thread counter, digest day, schema |
+| meta             | name                       | secret, history cut-off, thread counter, digest day, schema, |
+|                  |                            | the loop breaker, when delivery states were last settled |
 | partners         | partner id                 | the roster (Partner.to_dict)                           |
 | payments         | "partner id|recorded at"   | renewals recorded by `partners renew`                  |
 | threads          | thread id ("OA-12")        | Thread.to_dict                                         |
@@ -17,12 +18,14 @@ this package touches a table.
 | cursors          | folder                     | UIDVALIDITY and the last UID taken in                  |
 | quarantine       | source key                 | mail we could not take in, and why                     |
 | outbox           | idempotency key            | OutboxEntry: the rendered mail, envelope, send status  |
-| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit) |
+| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit); |
+|                  |                            | "answer:ADDRESS" and "answer:*": automatic answers     |
 | ledger           | mailing key                | scheduled mailings already decided                     |
 | mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import`           |
 | unsubscribed     | "list:address"             | List-Unsubscribe requests honoured                     |
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
-| contact_failures | address                    | permanent delivery failures of mailings to a contact   |
+| delivery         | address                    | DeliveryState: bouncing since, failures, last reason   |
+| automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work  |
 | registrations    | "training id|address"      | training registrations (workflows/trainings/model.py)  |
 
 Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
@@ -43,14 +46,17 @@ from typing import Any, Iterable, Iterator
 from tinydb import TinyDB
 from tinydb.table import Document, Table
 
+from workflows.delivery import DeliveryState
 from workflows.errors import AlreadyRunning
+from workflows.filing import AutomaticRecord
 from workflows.lifecycle import State
+from workflows.loopbreaker import Breaker
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
 from workflows.trainings.model import Registration
 
 from .atomic import AtomicJSONStorage
-from .migrate import SCHEMA, migrate
+from .migrate import SCHEMA, migrate, migrated_view
 
 
 class KeyedTable(Table):
@@ -89,10 +95,14 @@ class Store:
         self._db = KeyedTinyDB(self.path, storage=AtomicJSONStorage, readonly=readonly)
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
         self._storage.before_save = _stamp_schema
+        if readonly:  # an older store, read as this version would migrate it (nothing is written)
+            self._storage.view = migrated_view
         self._daemon_lock: Any = None
         if not readonly:
-            self.apply_journal()  # finish what a process that died mid-send had recorded
+            # Migrate first: any write stamps the current schema, so a journal folded into an old store
+            # before its migration would mark it migrated without migrating it.
             self._migrate()
+            self.apply_journal()  # finish what a process that died mid-send had recorded
 
     def _t(self, name: str) -> Table:
         # cache_size=0: another process may have changed the file since our last query.
@@ -414,14 +424,63 @@ class Store:
     def rsvps(self) -> list[dict[str, Any]]:
         return [dict(d) for d in self._all("rsvps")]
 
-    def contact_failure(self, address: str) -> dict[str, Any] | None:
-        return self._get("contact_failures", address)
+    # -- automatic mail and the delivery state of contacts ------------------------------------------------------
+    def record_automatic(self, record: AutomaticRecord) -> None:
+        self._put("automatic", record.message_id, record.to_dict())
 
-    def record_contact_failure(self, address: str, record: dict[str, Any]) -> None:
-        self._put("contact_failures", address, record)
+    def automatic_mail(self) -> list[AutomaticRecord]:
+        """Every automatic message taken in, oldest first."""
+        return sorted((AutomaticRecord.from_dict(d) for d in self._all("automatic")), key=lambda r: r.received_at)
 
-    def contact_failures(self) -> dict[str, dict[str, Any]]:
-        return {d.doc_id: dict(d) for d in self._all("contact_failures")}
+    def delivery_state(self, address: str) -> DeliveryState | None:
+        d = self._get("delivery", address.lower())
+        return DeliveryState.from_dict(d) if d is not None else None
+
+    def save_delivery_state(self, state: DeliveryState) -> None:
+        self._put("delivery", state.address.lower(), state.to_dict())
+
+    def delivery_states(self) -> dict[str, DeliveryState]:
+        return {d.doc_id: DeliveryState.from_dict(d) for d in self._all("delivery")}
+
+    def last_accepted(self, addresses: frozenset[str]) -> dict[str, datetime]:
+        """When our server last accepted mail to each of ``addresses`` (sent outbox entries)."""
+        out: dict[str, str] = {}
+        for d in self._all("outbox"):
+            if d.get("status") != Status.SENT or not d.get("sent_at"):
+                continue
+            for rcpt in d.get("rcpt_to", ()):
+                a = rcpt.lower()
+                if a in addresses and d["sent_at"] > out.get(a, ""):
+                    out[a] = d["sent_at"]
+        return {a: datetime.fromisoformat(v) for a, v in out.items()}
+
+    def delivery_settled_at(self) -> datetime | None:
+        v = self.meta("delivery_settled_at")
+        return datetime.fromisoformat(v) if v else None
+
+    def set_delivery_settled_at(self, at: datetime) -> None:
+        self.set_meta("delivery_settled_at", at.isoformat())
+
+    # -- the loop breaker ----------------------------------------------------------------------------------------
+    def loop_breaker(self) -> Breaker:
+        d = self.meta("loop_breaker") or {}
+        at = d.get("tripped_at")
+        return Breaker(tripped_at=datetime.fromisoformat(at) if at else None,
+                       answers_when_tripped=d.get("answers_when_tripped", 0))
+
+    def set_loop_breaker(self, breaker: Breaker) -> None:
+        self.set_meta("loop_breaker", {"tripped_at": breaker.tripped_at.isoformat() if breaker.tripped_at else None,
+                                       "answers_when_tripped": breaker.answers_when_tripped})
+
+    def remember_answer(self, address: str, at: datetime) -> None:
+        """An automatic answer (acknowledgement, command reply) queued to ``address``."""
+        self.remember_sent(address.lower(), "answer", at)
+        self.remember_sent("*", "answer", at, keep=2000)
+
+    def count_answers(self, since: datetime, address: str | None = None) -> int:
+        """Automatic answers queued since ``since``: to ``address``, or to anyone (None)."""
+        return self.count_sent_to(address.lower() if address else "*", "answer", since)
+
 
     # -- training registrations (a new table: a store without it simply has none; no migration needed) ----------
     def registrations(self, training_id: str | None = None) -> list[Registration]:

@@ -123,7 +123,7 @@ class Wiring:
         return MailingRunner(store=store, outbox=outbox, secret=outbox.secret,
                              parse_replies=parse_replies,
                              settings=RunnerSettings(support_address=s.support_address, support_name=s.support_name,
-                                                     staff=s.staff, config=s.mailings))
+                                                     staff=s.staff, config=s.mailings, delivery=s.delivery))
 
     def tokens(self) -> TokenSource | None:
         """The OAuth2 token source ([oauth2]), built once; None when every login is by password."""
@@ -186,6 +186,7 @@ class Wiring:
     def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, str | None],
               login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
+        from service.automatic import AutomaticMail
         from service.cycle import Desk
         from service.intake import IntakeService, history_cutoff
         from service.promise import PromiseTicks
@@ -209,8 +210,9 @@ class Wiring:
         outbox.dispatcher = Dispatcher(store=store, sender=sender, now=self.clock.now,
                                        bulk_per_minute=s.smtp.rate_per_minute if s.smtp and dry_run_dir is None else 0)
         self.stack.callback(outbox.dispatcher.close, finish=False)
-        intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff, parse_head=partial(parse, bodies=False))
+        automatic = AutomaticMail(store=store, outbox=outbox, settings=s.intake(), loop=s.loop, delivery=s.delivery)
+        intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox, secret=outbox.secret,
+                               history_cutoff=cutoff, automatic=automatic, parse_head=partial(parse, bodies=False))
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
@@ -221,7 +223,7 @@ class Wiring:
 
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
                     promise=promise, mailings=mailings, login=login,
-                    extra_ticks=[Upkeep(store=store, keep_sent_mail_days=s.keep_sent_mail_days).tick])
+                    extra_ticks=[automatic.tick, Upkeep(store=store, keep_sent_mail_days=s.keep_sent_mail_days).tick])
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, str | None]) -> tuple[MailSource, MailSender]:
         s = self.settings
@@ -250,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.verb == "run" else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # imapclient logs the whole protocol, message bodies included, at DEBUG: never ours to print.
-    for noisy in ("imapclient", "aiosmtplib", "asyncio"):
+    # imapclient logs the whole protocol, bodies included, at DEBUG; flufl.bounce every detector's guess.
+    for noisy in ("imapclient", "aiosmtplib", "asyncio", "flufl.bounce"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from config.settings import load_file
     from workflows.errors import AlreadyRunning, ConfigError, LoginRequired, PartnerdeskError, Transient

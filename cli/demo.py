@@ -105,7 +105,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         due = format_due(t.due_at, settings.calendar) if t.due_at else "-"
         print(f"{t.id:<7} {t.state:<19} {(t.partner_id or '-'):<12} {t.requester:<34} due {due}")
         print(f"        {t.subject}")
+    print("\n== automatic mail (never work) and quarantine ==")
+    for r in desk.store.automatic_mail():
+        print(f"{r.kind:<14} {r.sender:<34} {r.filed_with or 'not work'}: {r.subject}")
+    for q in desk.store.quarantined():
+        print(f"quarantined    {q['source'].removeprefix('spool:'):<34} {q['reason'].splitlines()[0][:90]}")
     print(f"\ninspect: python3 run.py --config {root / 'demo.toml'} threads list --json")
+    print(f"         python3 run.py --config {root / 'demo.toml'} automatic list")
     (root / "demo.toml").write_text(
         "# written by `python run.py demo`: the settings the demo used\n"
         f"[support]\naddress = \"{settings.support_address}\"\nstaff = [\"{DEMO_STAFF}\"]\n"

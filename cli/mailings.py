@@ -66,7 +66,7 @@ def list_(args: argparse.Namespace, ctx: Context) -> int:
         print("  none: add [trainings] rrule/first or [[trainings.dates]] to the config")
     print(f"renewal notices: {', '.join(str(o) for o in cfg.renewals.offsets)} days before the renewal date")
     print(f"unsubscribed: {len(store.unsubscribed())}; RSVPs: {len(store.rsvps())}; "
-          f"contacts with delivery failures: {len(store.contact_failures())}")
+          f"contacts bouncing: {sum(d.bouncing for d in store.delivery_states().values())}")
     return 0
 
 
@@ -79,6 +79,7 @@ def plan(args: argparse.Namespace, ctx: Context) -> int:
     ledger = {e["key"]: e for e in store.ledger_all()}
     steps = plan_mod.simulate(store.partners(), ledger, cfg, start, end,
                               welcome_requests=store.welcome_requests(), unsubscribed=store.unsubscribed(),
+                              delivery=store.delivery_states(),
                               trainings_in=ctx.mailings(store).training_inputs())
     for step in steps:
         print(plan_mod.describe_step(step, tz))

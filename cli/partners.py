@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from service import roster
+from workflows.delivery import DeliveryState
 from workflows.mailings.trainings import seats_used
 from workflows.roster import parse_roster
 
@@ -58,15 +59,34 @@ def import_sheet(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_partners(args: argparse.Namespace, ctx: Context) -> int:
-    partners = ctx.store().partners()
+    store = ctx.store()
+    partners = store.partners()
+    delivery = store.delivery_states()
     if args.json:
-        print(json.dumps([p.to_dict() for p in partners], indent=2))
+        rows = [p.to_dict() for p in partners]
+        for row in rows:  # each contact's delivery state, when anything went wrong with mail to it
+            for c in row["contacts"]:
+                if c["email"] in delivery and delivery[c["email"]].failures:
+                    c["delivery"] = _delivery_json(delivery[c["email"]])
+        print(json.dumps(rows, indent=2))
         return 0
     for p in partners:
         seats = sum(c.has_seat for c in p.contacts)
         print(f"{p.id:<16} {p.name:<30} {p.plan:<8} ${p.yearly_fee:,}/yr  renews {p.renews_on or '-'}  "
               f"{len(p.contacts)} contacts, {seats} seats")
+        for c in p.contacts:
+            d = delivery.get(c.email)
+            if d is not None and d.failures:
+                state = f"bouncing since {d.bouncing_since.date().isoformat()}" if d.bouncing else "delivery trouble"
+                print(f"  {c.email}: {state}, {d.failures} failure(s), last {d.last_failure_at.date().isoformat()}: "
+                      f"{' '.join(d.last_reason.split())[:90]}")
     return 0
+
+
+def _delivery_json(d: DeliveryState) -> dict[str, object]:
+    full = d.to_dict()
+    return {"bouncing": d.bouncing, **{k: full[k] for k in ("bouncing_since", "failures", "last_failure_at",
+                                                             "last_reason", "staff_told_at")}}
 
 
 def _day(value: str) -> date | None:

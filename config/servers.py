@@ -27,7 +27,8 @@ PASSWORD, OAUTH2 = "password", "oauth2"
 AUTH = (PASSWORD, OAUTH2)
 _SECRETS = ("password", "password_env", "password_file")
 _SERVER_KEYS = {"host", "port", "security", "username", *_SECRETS, "verify_tls", "ca_file", "timeout", "auth"}
-IMAP_KEYS = _SERVER_KEYS | {"folder", "done_keyword", "done_folder", "quarantine_folder", "idle", "poll_seconds"}
+IMAP_KEYS = _SERVER_KEYS | {"folder", "done_keyword", "done_folder", "quarantine_folder", "automatic_folder", "idle",
+                            "poll_seconds"}
 SMTP_KEYS = _SERVER_KEYS | {"connections", "rate_per_minute"}
 
 
@@ -56,6 +57,8 @@ class ImapSettings(ServerSettings):
     done_keyword: str = "$PartnerdeskDone"
     done_folder: str | None = None  # move taken-in mail there instead of only flagging it
     quarantine_folder: str = "Partnerdesk-Quarantine"
+    # Automatic mail (bounces, out-of-office...), recorded and never work, is moved here; "" keeps it in place.
+    automatic_folder: str = "Partnerdesk/Automatic"
     idle: bool = True
     poll_seconds: float = 60.0
 
@@ -72,7 +75,8 @@ class SmtpSettings(ServerSettings):
 
 _PORTS = {"imap": {"none": 143, "starttls": 143, "tls": 993}, "smtp": {"none": 25, "starttls": 587, "tls": 465}}
 _EXTRA = {
-    "imap": {"folder": str, "done_keyword": str, "done_folder": str, "quarantine_folder": str, "idle": bool,
+    "imap": {"folder": str, "done_keyword": str, "done_folder": str, "quarantine_folder": str,
+             "automatic_folder": str, "idle": bool,
              "poll_seconds": (int, float)},
     "smtp": {"connections": int, "rate_per_minute": int},
 }

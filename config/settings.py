@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from workflows.autoclose import LifecycleConfig
+from workflows.delivery import DeliveryPolicy
+from workflows.loopbreaker import LoopPolicy
 from workflows.calendar import BusinessCalendar
 from workflows.digest import DigestConfig
 from workflows.errors import ConfigError
@@ -23,6 +25,7 @@ from workflows.intake import IntakeSettings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN
 
+from .automatic import INTAKE_KEYS as LOOP_KEYS, read_delivery, read_loop
 from .mailings import KEYS as MAILING_KEYS, read_mailings
 from .oauth2 import read_oauth2
 from .promise import check_people, read_digest, read_lifecycle, read_stages
@@ -36,11 +39,11 @@ BUILT_IN = {"support": {"address": "support@openatrium.example", "staff": ["staf
 _TABLES = {
     "support": ("address", "name", "staff", "escalation", "secret", "program_lead"),
     "store": ("path", "keep_sent_mail_days"),
-    "intake": ("acks_per_hour", "history_before"),
+    "intake": ("acks_per_hour", "history_before", *LOOP_KEYS),
     "report": ("dir",),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest",
+_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "delivery",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -66,6 +69,8 @@ class Settings:
     digest: DigestConfig = DigestConfig()
     mailings: MailingsConfig = MailingsConfig()
     report_dir: str | None = None  # [report] dir: the status report is refreshed there every cycle
+    loop: LoopPolicy = LoopPolicy()  # [intake] acks_per_hour, answers_per_hour_all, answers_resume_at
+    delivery: DeliveryPolicy = DeliveryPolicy()  # [delivery]
 
     @property
     def team(self) -> frozenset[str]:
@@ -178,4 +183,6 @@ def load(data: dict[str, Any], source: str) -> Settings:
         digest=read_digest(r),
         mailings=read_mailings(r),
         report_dir=report_dir,
+        loop=read_loop(r, acks),
+        delivery=read_delivery(r),
     )

@@ -63,7 +63,7 @@ class ImapSource:
         self._warned_no_uidplus = False
         self.readonly = False  # True: EXAMINE instead of SELECT (dry runs change nothing on the server)
         self.keeps_keyword = False  # the folder's PERMANENTFLAGS allow our done keyword
-        for key in ("done_folder", "quarantine_folder"):
+        for key in ("done_folder", "quarantine_folder", "automatic_folder"):
             other = getattr(settings, key)
             if other and _same_name(other, settings.folder):
                 raise ConfigError(f"[imap] {key} = {other!r} is the folder partnerdesk reads ([imap] folder = "
@@ -302,6 +302,20 @@ class ImapSource:
                 self._move(uids, self.s.done_folder)
 
         self._marking("marking done", raws[0], act)
+
+    def file_automatic(self, raw: RawMail) -> None:
+        """Automatic mail, recorded: flagged done and moved to [imap] automatic_folder (if one is set)."""
+        if not self._same_folder(raw):
+            return
+
+        def act() -> None:
+            c = self._c()
+            c.add_flags([raw.uid], [self.s.done_keyword.encode()], silent=True)
+            folder = self.s.automatic_folder or self.s.done_folder
+            if folder:
+                self._move(raw.uid, folder)
+
+        self._marking("filing automatic mail", raw, act)
 
     def quarantine(self, raw: RawMail, reason: str) -> None:
         if self._same_folder(raw):

@@ -11,10 +11,10 @@ the few headers we need ourselves.
 
 ``parse(raw, received_at=..., bodies=False)`` reads the header block alone (what threading and the
 history import decide on) and says in ``InboundMail.body_read`` that it did; ``body_hint`` says
-whether the bytes hold something only a full reading finds (a delivery report, a calendar reply, an
-unsubscribe token), so the caller knows when a full parse is needed after all. Plain values take a
-fast path; anything unusual (encoded words, 8-bit bytes, quoting) goes through the strict parsers,
-so both readings agree.
+whether the bytes hold something only a full reading finds (a delivery report, mail a machine sent
+that the bounce detectors would read, a calendar reply, an unsubscribe token), so the caller knows
+when a full parse is needed after all. Plain values take a fast path; anything unusual (encoded
+words, 8-bit bytes, quoting) goes through the strict parsers, so both readings agree.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from email.message import Message
 from html.parser import HTMLParser
 
 
+from mailbox.reports import machine_sent, marker_headers, read_report
 from workflows.errors import BadInput
 
 from .quotes import reply_text
@@ -52,7 +53,10 @@ def decode_header(value: object) -> str:
     if isinstance(value, str) and "=?" not in value and value.isascii():
         return _clean(value)  # nothing to decode: what make_header(decode_header(...)) returns
     if isinstance(value, email.header.Header):
-        value = str(value)
+        # Raw 8-bit bytes in a header (RFC 6532, or a sloppy mailer): compat32 hands them over as
+        # "unknown-8bit", which str() would turn into replacement characters. Most such mail is UTF-8.
+        return _clean("".join(_decode_bytes(c, None if cs in (None, "unknown-8bit") else cs)
+                              if isinstance(c, bytes) else c for c, cs in email.header.decode_header(value)))
     raw = str(value)
     try:
         return _clean(str(email.header.make_header(email.header.decode_header(raw))))
@@ -389,10 +393,11 @@ def _mail(msg: Message, raw: bytes, sha: str, received_at: datetime, *, bodies: 
         rp = decode_header(msg["Return-Path"]).strip()
         return_path = "" if rp in ("<>", "") else rp.strip("<>").lower()
 
-    text, markup, from_html, calendars, files, reported = "", None, False, (), (), ()
+    text, markup, from_html, calendars, files, reported, report = "", None, False, (), (), (), None
     if bodies:
         text, markup, from_html = body_parts(msg, defects)
         calendars = calendar_parts(msg, defects)
+        report = read_report(msg, raw, defects)
         reported = reported_ids(msg)
         files = attachments(msg, defects)
         # Decoding a body (bad base64, say) records its defects on the part only now, after the copy above.
@@ -423,9 +428,12 @@ def _mail(msg: Message, raw: bytes, sha: str, received_at: datetime, *, bodies: 
         content_type=msg.get_content_type(),
         calendar_parts=calendars,
         reported_ids=reported,
+        report=report,
+        auto_headers=marker_headers(msg),
         attachments=files,
         size=len(raw),
         defects=tuple(defects),
         body_read=bodies,
-        body_hint=bodies or msg.get_content_type() == "multipart/report" or _hinted(raw),
+        # A report the heuristic bounce detectors might find needs the body too (mailbox/reports.py).
+        body_hint=bodies or msg.get_content_type() == "multipart/report" or _hinted(raw) or machine_sent(msg),
     )

@@ -19,5 +19,8 @@ class ReadOnlySource:
     def mark_done(self, raw: RawMail) -> None:
         pass
 
+    def file_automatic(self, raw: RawMail) -> None:
+        pass
+
     def quarantine(self, raw: RawMail, reason: str) -> None:
         pass

@@ -3,6 +3,7 @@
     <root>/inbox/*.eml        mail to take in (received time: the file's mtime)
     <root>/inbox/done/        taken in
     <root>/inbox/quarantine/  could not be taken in (see `threads`/the store for why)
+    <root>/inbox/automatic/   automatic mail (bounces, out-of-office...), recorded, never work
     <root>/outbox/*.eml       what partnerdesk "sent"
 """
 
@@ -22,7 +23,7 @@ from workflows.outbox import OutboxEntry
 class SpoolSource:
     def __init__(self, root: Path) -> None:
         self.inbox = Path(root) / "inbox"
-        for d in (self.inbox, self.inbox / "done", self.inbox / "quarantine"):
+        for d in (self.inbox, self.inbox / "done", self.inbox / "quarantine", self.inbox / "automatic"):
             d.mkdir(parents=True, exist_ok=True)
 
     def fetch_new(self, store: Any = None) -> Iterator[RawMail]:
@@ -42,6 +43,9 @@ class SpoolSource:
 
     def mark_done(self, raw: RawMail) -> None:
         self._move(raw, "done")
+
+    def file_automatic(self, raw: RawMail) -> None:
+        self._move(raw, "automatic")
 
     def quarantine(self, raw: RawMail, reason: str) -> None:
         self._move(raw, "quarantine")

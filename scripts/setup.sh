@@ -1,13 +1,15 @@
 #!/bin/sh
 # Prepare a fresh Debian machine (as root) for the integration tests:
-# Dovecot IMAP + LMTP, and the Python requirements. Safe to run again.
+# Dovecot IMAP + LMTP (+ Sieve), and the Python requirements. Safe to run again.
 set -eu
 cd "$(dirname "$0")/.."
 
-if ! command -v dovecot >/dev/null 2>&1; then
+# dovecot-sieve: Pigeonhole, the Sieve vacation responder the loop tests answer to.
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve"
+if ! dpkg -s $PACKAGES >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd
+    apt-get install -y --no-install-recommends $PACKAGES
 fi
 
 # Headless Chromium opens the status report and the HTML mail in the tests (tests/chromium.py);

@@ -21,15 +21,16 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from workflows import msgids, refgraph
-from workflows.autoreply import automatic_reason
 from workflows.commands import merge_target
 from workflows.calendar import format_due
 from workflows.errors import BadInput
-from workflows.intake import Candidates, IntakeSettings, bounce, decide
+from workflows.filing import Filing, unattributable
+from workflows.intake import Candidates, IntakeSettings, decide
 from workflows.model import Decision, InboundMail, Thread
 from workflows.senders import Roster, classify
 
-from .outbox import PARTNER_FACING, Outbox
+from .automatic import AutomaticMail
+from .outbox import Outbox
 from .ports import MailSource, RawMail, Store
 from .report import CycleReport
 
@@ -43,6 +44,9 @@ MERGE_HOPS = 20  # a merged thread points at the one it became; chains longer th
 # interceptor before threading. Each runs inside the intake transaction and returns an action name
 # when it took the mail, None otherwise.
 Interceptor = Callable[[InboundMail, datetime], "str | None"]
+# What becomes of a message on the server once its record is durable: automatic mail is filed aside,
+# mail nobody can be attributed is quarantined (with the reason); the rest is marked done.
+Moves = dict[str, tuple[str, str]]
 
 
 def history_cutoff(store: Store, now: datetime) -> datetime:
@@ -73,11 +77,20 @@ def _action_line(raw: RawMail, mail: InboundMail, decision: Decision, thread: Th
     return f"{raw.source_key}: {who} -> {decision.action} {thread.id}{due} ({decision.reason}); {sends}"
 
 
+def _filing_line(raw: RawMail, mail: InboundMail, filing: Filing) -> str:
+    sends = "; ".join(f"{o.kind} to {', '.join(o.to)}" for o in filing.outgoing) or "nothing sent"
+    where = f" {filing.thread.id}" if filing.thread else ""
+    return (f"{raw.source_key}: {mail.from_addr or '(no usable sender)'} -> {filing.action}{where} "
+            f"({filing.reason}); {sends}")
+
+
 class IntakeService:
     def __init__(self, *, store: Store, settings: IntakeSettings, parse: Callable[..., InboundMail], outbox: Outbox,
                  secret: bytes, history_cutoff: datetime | None = None,
+                 automatic: AutomaticMail | None = None,
                  parse_head: Callable[..., InboundMail] | None = None) -> None:
         self.store = store
+        self.automatic = automatic or AutomaticMail(store=store, outbox=outbox, settings=settings)
         self.settings = settings
         self.parse = parse
         # Reads the header block only: enough for history that no rule reads the body of (the history
@@ -113,9 +126,10 @@ class IntakeService:
             return self._quarantine(raw, "bug", f"{type(e).__name__} while parsing: {e}\n{traceback.format_exc()}",
                                     now, report, source)
         done = CycleReport()  # counted only if the decision is recorded: a rolled-back one took nothing in
+        moves: Moves = {}
         try:
             with self.store.transaction():
-                action = self._decide_and_record(mail, raw, now, done)
+                action = self._decide_and_record(mail, raw, now, done, moves=moves)
         except BadInput as e:
             return self._quarantine(raw, "bad-input", str(e), now, report, source, mail=mail)
         except Exception as e:  # our bug: keep the message, say where, go on with the rest
@@ -124,7 +138,7 @@ class IntakeService:
                                     source, mail=mail)
         report.merge(done)
         if source is not None:
-            self._mark_done(raw, report, source)
+            self._mark_done(raw, report, source, moves)
         self.outbox.release(now)
         return action
 
@@ -143,6 +157,7 @@ class IntakeService:
             return
         batch = CycleReport()
         bad: list[tuple[RawMail, str]] = []
+        moves: Moves = {}
         try:
             with self.store.transaction():
                 roster = Roster.build(self.store.partners())  # once per batch, not once per message
@@ -154,7 +169,7 @@ class IntakeService:
                         self._record_quarantine(raw, "bad-input", str(e), now, batch)
                         bad.append((raw, str(e)))
                         continue
-                    self._decide_and_record(mail, raw, now, batch, roster)
+                    self._decide_and_record(mail, raw, now, batch, roster, moves=moves)
         except Exception:
             log.warning("a batch of %d messages failed; taking them one at a time", len(raws), exc_info=True)
             for raw in raws:
@@ -169,21 +184,28 @@ class IntakeService:
             self._quarantine_on_server(raw, reason, report, source)
         done = [raw for raw in raws if raw.source_key not in bad_keys]
         many = getattr(source, "mark_done_many", None)
-        if many is None:
-            for raw in done:
-                self._mark_done(raw, report, source)
-            self.outbox.release(now)
-            return
-        try:
-            many(done)  # one command for the batch, not one round trip per message
-        except Exception as e:  # recorded already; the next pass dedupes them
-            report.problems.append(f"could not mark {len(done)} messages done: {e}")
+        if many is not None:  # plain "done" for the batch in one command, not one round trip per message
+            plain = [raw for raw in done if moves.get(raw.source_key, ("done", ""))[0] == "done"]
+            try:
+                if plain:
+                    many(plain)
+            except Exception as e:  # recorded already; the next pass dedupes them
+                report.problems.append(f"could not mark {len(plain)} messages done: {e}")
+            done = [raw for raw in done if moves.get(raw.source_key, ("done", ""))[0] != "done"]
+        for raw in done:  # automatic mail filed, quarantines: one by one
+            self._mark_done(raw, report, source, moves)
         self.outbox.release(now)  # decided, recorded, marked done: now its mail leaves
 
-    @staticmethod
-    def _mark_done(raw: RawMail, report: CycleReport, source: MailSource) -> None:
+    def _mark_done(self, raw: RawMail, report: CycleReport, source: MailSource, moves: Moves) -> None:
+        move, reason = moves.get(raw.source_key, ("done", ""))
+        if move == "quarantine":
+            self._quarantine_on_server(raw, reason, report, source)
+            return
         try:
-            source.mark_done(raw)
+            if move == "automatic":
+                source.file_automatic(raw)
+            else:
+                source.mark_done(raw)
         except Exception as e:  # recorded already; the next pass dedupes it
             report.problems.append(f"could not mark {raw.source_key} done: {e}")
 
@@ -200,7 +222,7 @@ class IntakeService:
                                   at=mail.received_at.isoformat(), source=raw.source_key, **fields)
 
     def _decide_and_record(self, mail: InboundMail, raw: RawMail, now: datetime, report: CycleReport,
-                           roster: Roster | None = None) -> str:
+                           roster: Roster | None = None, *, moves: Moves) -> str:
         store = self.store
         self._advance_cursor(raw)
         known = store.message(mail.message_id)
@@ -215,6 +237,8 @@ class IntakeService:
             # The same mail delivered twice (To and Cc), or seen again after a UIDVALIDITY change.
             report.counts["duplicates"] += 1
             report.actions.append(f"{raw.source_key}: duplicate of {mail.message_id}, already taken in")
+            if str((store.message(mail.message_id) or {}).get("note", "")).startswith("automatic:"):
+                moves[raw.source_key] = ("automatic", "")  # recorded, but the process died before filing it
             return "duplicate"
 
         for intercept in self.interceptors:
@@ -225,22 +249,31 @@ class IntakeService:
                 report.actions.append(f"{raw.source_key}: {action} (not a support request)")
                 return action
 
-        bounced = self._bounced(mail)
-        if bounced is not None:
-            thread, rec = bounced
-            decision = bounce(mail, thread, rec.get("kind", "mail"), tuple(rec.get("to", ())), self.settings,
-                              partner_facing=rec.get("kind") in PARTNER_FACING)
-            self._record_in(mail, raw, thread.id, sender=mail.from_addr, subject=mail.subject, note="delivery report")
-            report.counts["bounces"] += 1
-            report.actions.append(f"{raw.source_key}: delivery report -> {thread.id}: {decision.reason}")
-            store.save_thread(self.outbox.queue(decision.thread, decision.outgoing, now, report))
-            return "bounce"
-
         roster = roster or Roster.build(store.partners())
         sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
         links, answers_ours, unknown = self._ancestors(mail)
         candidates = self._candidates(mail, known, now, links, answers_ours)
         history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
+        if not (candidates.own_message or mail.from_addr == self.settings.support_address):
+            verdict = self.automatic.verdict(mail, sender)
+            if verdict.automatic:  # never work: filed with what it is about, or recorded as not-work
+                filing = self.automatic.take(mail, verdict, sender, candidates, roster, now, report, history=history)
+                self._record_in(mail, raw, filing.thread.id if filing.thread else None, sender=mail.from_addr,
+                                subject=mail.subject, note=f"automatic: {verdict.kind}")
+                moves[raw.source_key] = ("automatic", "")
+                report.actions.append(_filing_line(raw, mail, filing))
+                log.info("%s %s (%s)", filing.action, mail.message_id, filing.reason)
+                return filing.action
+            why = unattributable(mail, verdict)
+            if why:
+                self._record_quarantine(raw, "bad-input", why, now, report, mail)
+                report.actions.append(f"{raw.source_key}: quarantined: {why}")
+                moves[raw.source_key] = ("quarantine", why)
+                return "quarantined"
+            candidates = replace(candidates, judged_work=True)
+            if not history:
+                candidates = replace(candidates, answer_block=self.automatic.answer_block(mail, sender, verdict, now,
+                                                                                         report))
         decision = decide(mail, sender, candidates, roster, self.settings, history=history)
 
         if decision.thread is None:
@@ -319,23 +352,11 @@ class IntakeService:
             by_tag=self.live_thread(tagged_id),
             merge_target=self.live_thread(target) if target else None,
             next_number=store.peek_thread_number(),
-            recent_acks=store.count_sent_to(mail.from_addr, "ack", now - timedelta(hours=1)) if mail.from_addr else 0,
+            recent_acks=store.count_answers(now - timedelta(hours=1), mail.from_addr) if mail.from_addr else 0,
             own_message=own,
             answers_ours=answers_ours,
             now=now,
         )
-
-    def _bounced(self, mail: InboundMail) -> tuple[Thread, dict[str, Any]] | None:
-        """The thread and our outgoing record a delivery report is about, if it names mail of ours."""
-        if not mail.reported_ids or not automatic_reason(mail):
-            return None
-        for mid in mail.reported_ids:
-            rec = self.store.message(mid)
-            if rec and rec.get("direction") == "out" and rec.get("thread_id"):
-                thread = self.store.thread(rec["thread_id"])
-                if thread is not None:
-                    return thread, rec
-        return None
 
     # -- quarantine ----------------------------------------------------------------------------------------
     def _quarantine(self, raw: RawMail, kind: str, reason: str, now: datetime, report: CycleReport,

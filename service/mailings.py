@@ -11,7 +11,8 @@ the key and the outbox sends the mail once (drain_outbox records each send as
 it happens). Skips are recorded in the ledger with their reason.
 
 What it keeps besides the ledger (through the Store port): welcome requests (asked for by
-`partners import`), unsubscribes, RSVPs, and contacts' permanent delivery failures.
+`partners import`), unsubscribes, RSVPs, and the delivery state of contacts when our SMTP server refuses
+a recipient for good (bounces that come back later are filed by service/automatic.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from workflows import msgids
+from workflows.automatic import Failure, address_is_bad
 from workflows.autoreply import automatic_reason
+from workflows.delivery import DeliveryPolicy, DeliveryState, record_failure, staff_told
 from workflows.mailings import renewals
 from workflows.mailings.calls import calendar_state, call_dates
 from workflows.mailings.due import UNSUBSCRIBE_LISTS, Due, outbox_key, settled, split_key, uid_for
@@ -41,6 +44,7 @@ from .report import CycleReport
 
 log = logging.getLogger("partnerdesk.mailings")
 
+_STATUS_RE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")  # an RFC 3463 code in an SMTP reply
 _TOKEN_RE = re.compile(r"\bunsubscribe\s+([a-z]+)\.([A-Za-z0-9_-]+)\.([0-9a-f]{16})\b", re.IGNORECASE)
 _FOOTER_RE = re.compile(r'with\s+the\s+subject\s+"unsubscribe\s+[^"\s]+"', re.IGNORECASE)  # our footer's words
 # What is left of a request once the token is taken out, that still asks for a person: any word of
@@ -59,6 +63,7 @@ class RunnerSettings:
     support_name: str
     staff: frozenset[str]
     config: MailingsConfig
+    delivery: DeliveryPolicy = DeliveryPolicy()
     promise: str = ""  # the reply-time promise in words (for the "you now hold a seat" mail)
 
 
@@ -91,7 +96,7 @@ class MailingRunner:
     def plan(self, now: datetime, only: str | None = None) -> tuple[list[Due], list[Due]]:
         return due_mailings(self.store.partners(), self.ledger(), self.s.config, now,
                             welcome_requests=self.store.welcome_requests(), unsubscribed=self.store.unsubscribed(),
-                            only=only, trainings_in=self.training_inputs())
+                            only=only, delivery=self.store.delivery_states(), trainings_in=self.training_inputs())
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self, now: datetime, report: CycleReport, only: str | None = None) -> tuple[int, int]:
@@ -136,7 +141,7 @@ class MailingRunner:
                         continue  # another process decided it meanwhile
                     self.outbox.add(out, mid, raw, now, partner_id=d.partner_id,
                                     # bounces come back to us, not to nobody
-                                    mail_from=self.s.support_address, mailing=d.key)
+                                    mail_from=self.s.support_address, mailing=d.key, to=[d.recipient])
                     self.store.record_ledger(d.key, d.ledger_record("queued", now))
                     queued += 1
                     report.counts[d.mailing] += 1
@@ -203,8 +208,9 @@ class MailingRunner:
         return msgids.mac(self.secret, f"unsubscribe:{list_name}:{address}")
 
     def intercept(self, mail: InboundMail, now: datetime) -> str | None:
-        """IntakeService interceptor: calendar replies, delivery reports of mailings and unsubscribe
-        requests never become threads (an unsubscribe that also asks something does, once recorded)."""
+        """IntakeService interceptor: calendar replies and unsubscribe requests never become threads (an
+        unsubscribe that also asks something does, once recorded). Delivery reports of mailings are
+        automatic mail, filed with the contact by service/automatic.py."""
         if mail.calendar_parts and self.parse_replies is not None:
             calls = self._call_uids(now)
             answers = [(calls[a.uid.lower()], a) for text in mail.calendar_parts for a in self.parse_replies(text)
@@ -216,8 +222,6 @@ class MailingRunner:
                         "partstat": a.partstat, "sequence": a.sequence, "comment": a.comment,
                         "at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
                 return "rsvp"
-        if mail.reported_ids and self._mailing_bounced(mail, now):
-            return "mailing-bounce"
         return self._unsubscribe(mail, now)
 
     def _call_uids(self, now: datetime) -> dict[str, str]:
@@ -254,26 +258,6 @@ class MailingRunner:
             return None
         return "unsubscribed"
 
-    def _mailing_bounced(self, mail: InboundMail, now: datetime) -> bool:
-        """A delivery report (bounce) naming a mailing of ours: recorded against the contact and reported to
-        staff once, as a permanent SMTP failure is. Mailings belong to no thread, so the service's own
-        bounce handling (which files reports into threads) would not recognise them."""
-        if not automatic_reason(mail):
-            return False
-        for mid in mail.reported_ids:
-            rec = self.store.message(mid)
-            if not rec or rec.get("direction") != "out" or not rec.get("mailing"):
-                continue
-            key = outbox_key(rec["mailing"])
-            entry = self.store.outbox_entry(key) or OutboxEntry(
-                key=key, kind=rec.get("kind", ""), message_id=mid, mail_from="", rcpt_to=(split_key(rec["mailing"])[2],),
-                raw="", created_at=datetime.fromisoformat(rec["at"]))
-            first = next((line.strip() for line in (mail.reply_text or mail.text).splitlines() if line.strip()), "")
-            detail = f"delivery report {mail.message_id} from {mail.from_addr or 'the mail system'}: {first}"[:300]
-            self._record_failure(entry, detail, now)
-            return True
-        return False
-
     def rsvps(self, call_id: str | None = None) -> list[dict[str, Any]]:
         rows = self.store.rsvps()
         return sorted((r for r in rows if call_id is None or r["call_id"] == call_id.lower()),
@@ -295,24 +279,24 @@ class MailingRunner:
         return n
 
     def _record_failure(self, e: OutboxEntry, detail: str, now: datetime) -> None:
-        """Record outbox entry ``e``'s permanent failure against its recipients; tell staff once per entry.
-
-        Call inside a transaction. Both the SMTP-time failure (tick) and a later delivery report
-        (intercept) come here; the entry's ``failure_reported`` mark keeps staff from hearing twice.
-        """
+        """Record outbox entry ``e``'s permanent SMTP failure in its recipients' delivery state and tell
+        staff once per entry (call inside a transaction; the entry's ``failure_reported`` mark keeps
+        staff from hearing twice). The server's words say whether the address or only this mail failed."""
+        status = (_STATUS_RE.search(detail) or [None, ""])[1]
+        told = bool(self.s.staff) and not e.failure_reported
         counts = []
         for rcpt in e.rcpt_to:
-            old = self.store.contact_failure(rcpt) or {}
-            keys = list(old.get("keys", ()))
-            if e.key not in keys:
-                keys.append(e.key)
-            self.store.record_contact_failure(rcpt, {"count": len(keys), "keys": keys, "last_at": now.isoformat(),
-                                                     "last_detail": detail,
-                                                     "partner_id": e.partner_id or old.get("partner_id")})
-            counts.append(len(keys))
+            failure = Failure(address=rcpt.lower(), permanent=address_is_bad(status, detail), gave_up=True,
+                              status=status, reason=detail[:200])
+            state = record_failure(self.store.delivery_state(rcpt) or DeliveryState(address=rcpt.lower()), failure,
+                                   now, self.s.delivery)
+            if told and state.staff_told_at is None:
+                state = staff_told(state, now)  # the failure report below is this spell's notice
+            self.store.save_delivery_state(state)
+            counts.append(state.failures)
         if e.failure_reported:
             return
-        if self.s.staff:
+        if told:
             mailing = split_key(e.key.removeprefix("mailing:"))[0] if e.key.startswith("mailing:") else e.kind
             out = OutgoingMail(
                 key=f"failure-report:{e.key}", kind="mailing-failure", template="mailing_failure",
@@ -327,5 +311,5 @@ class MailingRunner:
         if self.store.outbox_entry(e.key) is not None:
             self.store.outbox_save(e.reported(now))
 
-    def contact_failures(self) -> dict[str, dict[str, Any]]:
-        return self.store.contact_failures()
+    def delivery_states(self) -> dict[str, DeliveryState]:
+        return self.store.delivery_states()

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, overload
 
 from workflows import outbox as rules
+from workflows.loopbreaker import ANSWER_KINDS
 from workflows.model import OutgoingMail, Thread, ThreadEvent
 from workflows.outbox import OutboxEntry, Status
 
@@ -88,9 +89,9 @@ class Outbox:
             mid, raw = self.render(out, thread_number=thread.number if thread else 0, now=now)
             if not self.add(out, mid, raw, now, thread_id=thread.id if thread else out.thread_id, to=list(out.to)):
                 continue
-            if out.kind == "ack":
+            if out.kind in ANSWER_KINDS:  # the loop breaker counts them (service/automatic.py)
                 for address in out.to:
-                    self.store.remember_sent(address, "ack", now)
+                    self.store.remember_answer(address, now)
             if thread is not None:
                 thread = thread.with_message(mid, partner_side=out.kind in PARTNER_FACING)
                 thread = thread.with_event(ThreadEvent(at=now, kind=out.kind, message_id=mid, by=self.support_address,

@@ -6,8 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 # Counted only when they happened, in this order, after the six counts every summary shows.
-_OPTIONAL = ("sent", "send_failed", "duplicates", "history", "skipped", "escalations", "auto_closed", "digests",
-             "bounces", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed", "send_retry", "held", "cancelled")
+_OPTIONAL = ("sent", "send_failed", "duplicates", "history", "skipped", "automatic", "escalations", "auto_closed",
+             "digests", "bounces", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed", "send_retry", "held",
+             "cancelled")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from workflows.model import FROZEN, Partner
 from workflows.outbox import Status
 from workflows.roster import RosterImport, merge
 
+from .automatic import roster_changed
 from .ports import Store
 
 
@@ -35,6 +36,8 @@ def import_roster(store: Store, sheet: RosterImport, now: datetime) -> Imported:
             merged = merge(old, p)
             store.save_partner(merged)
             stored.append(merged)
+            for address in roster_changed(store, old, merged, now):  # a fixed contact starts afresh
+                notes.append(f"{address}: delivery state cleared (the roster row changed)")
             if merged.renews_on != p.renews_on:
                 notes.append(f"{p.id}: kept renewal date {merged.renews_on} (recorded payment); the sheet says "
                              f"{p.renews_on or 'nothing'}")

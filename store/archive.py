@@ -38,7 +38,7 @@ from typing import Any, Iterator
 
 from .atomic import fsync_dir
 
-KINDS = ("threads", "messages", "ghosts", "raw", "outbox", "ledger")
+KINDS = ("threads", "messages", "ghosts", "raw", "outbox", "ledger", "automatic")
 SHARDS = 128
 LOG_LIMIT = 4 * 1024 * 1024  # bytes of log before a fold
 

@@ -60,6 +60,8 @@ class AtomicJSONStorage(Storage):
         self.before_save: Callable[[dict[str, Any]], None] | None = None  # last touches to what is written
         self.after_save: Callable[[], None] | None = None  # the write is committed (lock still held)
         self.on_rollback: Callable[[], None] | None = None  # a write transaction ended without committing
+        # Read-only opens: what is read, as this version sees it (an older layout migrated in memory).
+        self.view: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._depth = 0
         self._dirty = False
 
@@ -169,12 +171,13 @@ class AtomicJSONStorage(Storage):
             with open(self.path, "rb") as f:
                 raw = f.read()
             try:
-                self._cache = json.loads(raw) if raw.strip() else {}
+                loaded = json.loads(raw) if raw.strip() else {}
             except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for binary junk
                 raise RuntimeError(
                     f"the store {self.path} is not valid JSON ({e}); it was written atomically, so this is "
                     f"outside damage: restore it from a backup"
                 ) from e
+            self._cache = self.view(loaded) if self.view is not None and loaded else loaded
             self._cache_stamp = stamp
         return self._cache
 

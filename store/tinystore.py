@@ -16,7 +16,7 @@ plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py)
 
 | table            | key                        | what                                        | hot store keeps       |
 |------------------|----------------------------|---------------------------------------------|-----------------------|
-| meta             | name                       | secret, history cut-off, thread counter, digest day, schema, archive state | all |
+| meta             | name                       | secret, history cut-off, thread counter, digest day, schema, archive state, the loop breaker, when delivery states were last settled | all |
 | partners         | partner id                 | the roster (Partner.to_dict)                | all                   |
 | payments         | "partner id|recorded at"   | renewals recorded by `partners renew`       | all                   |
 | threads          | thread id ("OA-12")        | Thread.to_dict                              | threads not closed    |
@@ -26,12 +26,13 @@ plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py)
 | cursors          | folder                     | UIDVALIDITY and the last UID taken in       | all                   |
 | quarantine       | source key                 | mail we could not take in, and why          | all                   |
 | outbox           | idempotency key            | OutboxEntry without its bytes (``body`` says where they are) | pending, failed |
-| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit) | all       |
+| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit); "answer:ADDRESS" and "answer:*": automatic answers | all |
 | ledger           | mailing key                | scheduled mailings already decided          | unsettled entries     |
 | mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import` | all                  |
 | unsubscribed     | "list:address"             | List-Unsubscribe requests honoured          | all                   |
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations         | all                   |
-| contact_failures | address                    | permanent delivery failures of mailings to a contact | all          |
+| delivery         | address                    | DeliveryState: bouncing since, failures, last reason | all          |
+| automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work | none (archive only) |
 | registrations    | "training id|address"      | training registrations (workflows/trainings/model.py) | all         |
 
 Beside the JSON file: ``.archive/`` (store/archive.py), ``.mail/`` (rendered outgoing mail,
@@ -54,8 +55,11 @@ from typing import Any, Iterable, Iterator, Mapping
 from tinydb import TinyDB
 from tinydb.table import Document, Table
 
+from workflows.delivery import DeliveryState
 from workflows.errors import AlreadyRunning
+from workflows.filing import AutomaticRecord
 from workflows.lifecycle import State
+from workflows.loopbreaker import Breaker
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
 from workflows.trainings.model import Registration
@@ -64,7 +68,7 @@ from .archive import Archive
 from .atomic import AtomicJSONStorage
 from .journal import SendJournal
 from .mailfiles import MailFiles
-from .migrate import SCHEMA, migrate
+from .migrate import SCHEMA, migrate, migrated_view
 from .outbox_rows import FINISHED, OutboxRows
 
 
@@ -113,9 +117,13 @@ class Store(OutboxRows):
         self._storage.before_save = self._before_save
         self._storage.after_save = self.archive.after_commit
         self._storage.on_rollback = self._rolled_back
+        if readonly:  # an older store, read as this version would migrate it (nothing is written)
+            self._storage.view = migrated_view
         self._daemon_lock: Any = None
         self._migrating = False
         if not readonly:
+            # Migrate first: any write stamps the current schema, so a journal folded into an old store
+            # before its migration would mark it migrated without migrating it.
             self._migrate()
             self.apply_journal()  # finish what a process that died mid-send had recorded
 
@@ -157,7 +165,8 @@ class Store(OutboxRows):
         ghosts = tables.get("ghosts", {})
         gone_ghosts = [g for g, d in ghosts.items() if d.get("thread_id") not in open_ids]
         gone_rows = [k for k, d in outbox.items() if d.get("status") in FINISHED]
-        movable = len(gone_threads) + len(gone_messages) + len(gone_ghosts) + len(raw) + len(gone_rows)
+        automatic = tables.get("automatic", {})
+        movable = len(gone_threads) + len(gone_messages) + len(gone_ghosts) + len(raw) + len(gone_rows) + len(automatic)
         if movable and (movable >= self.archive_batch or self._migrating):
             for tid in gone_threads:
                 self.archive.put("threads", tid, threads.pop(tid))
@@ -167,6 +176,8 @@ class Store(OutboxRows):
                 self.archive.put("ghosts", mid, ghosts.pop(mid))
             for sha in list(raw):
                 self.archive.put("raw", sha, raw.pop(sha))
+            for mid in list(automatic):
+                self.archive.put("automatic", mid, automatic.pop(mid))
             for key in gone_rows:
                 self.archive.put("outbox", key, outbox.pop(key))
         self.mail.flush()  # the bytes of mail queued now exist before anything refers to them
@@ -434,14 +445,66 @@ class Store(OutboxRows):
     def rsvps(self) -> list[dict[str, Any]]:
         return [dict(d) for d in self._all("rsvps")]
 
-    def contact_failure(self, address: str) -> dict[str, Any] | None:
-        return self._get("contact_failures", address)
+    # -- automatic mail and the delivery state of contacts ------------------------------------------------------
+    def record_automatic(self, record: AutomaticRecord) -> None:
+        self._put("automatic", record.message_id, record.to_dict())
 
-    def record_contact_failure(self, address: str, record: dict[str, Any]) -> None:
-        self._put("contact_failures", address, record)
+    def automatic_mail(self) -> list[AutomaticRecord]:
+        """Every automatic message taken in, oldest first."""
+        self._sync_archive()
+        docs = dict(self.archive.items("automatic"))
+        docs.update({d.doc_id: d for d in self._all("automatic")})
+        return sorted((AutomaticRecord.from_dict(d) for d in docs.values()), key=lambda r: r.received_at)
 
-    def contact_failures(self) -> dict[str, dict[str, Any]]:
-        return {d.doc_id: dict(d) for d in self._all("contact_failures")}
+    def delivery_state(self, address: str) -> DeliveryState | None:
+        d = self._get("delivery", address.lower())
+        return DeliveryState.from_dict(d) if d is not None else None
+
+    def save_delivery_state(self, state: DeliveryState) -> None:
+        self._put("delivery", state.address.lower(), state.to_dict())
+
+    def delivery_states(self) -> dict[str, DeliveryState]:
+        return {d.doc_id: DeliveryState.from_dict(d) for d in self._all("delivery")}
+
+    def last_accepted(self, addresses: frozenset[str]) -> dict[str, datetime]:
+        """When our server last accepted mail to each of ``addresses`` (sent outbox entries)."""
+        out: dict[str, str] = {}
+        for d in self._all("outbox"):
+            if d.get("status") != Status.SENT or not d.get("sent_at"):
+                continue
+            for rcpt in d.get("rcpt_to", ()):
+                a = rcpt.lower()
+                if a in addresses and d["sent_at"] > out.get(a, ""):
+                    out[a] = d["sent_at"]
+        return {a: datetime.fromisoformat(v) for a, v in out.items()}
+
+    def delivery_settled_at(self) -> datetime | None:
+        v = self.meta("delivery_settled_at")
+        return datetime.fromisoformat(v) if v else None
+
+    def set_delivery_settled_at(self, at: datetime) -> None:
+        self.set_meta("delivery_settled_at", at.isoformat())
+
+    # -- the loop breaker ----------------------------------------------------------------------------------------
+    def loop_breaker(self) -> Breaker:
+        d = self.meta("loop_breaker") or {}
+        at = d.get("tripped_at")
+        return Breaker(tripped_at=datetime.fromisoformat(at) if at else None,
+                       answers_when_tripped=d.get("answers_when_tripped", 0))
+
+    def set_loop_breaker(self, breaker: Breaker) -> None:
+        self.set_meta("loop_breaker", {"tripped_at": breaker.tripped_at.isoformat() if breaker.tripped_at else None,
+                                       "answers_when_tripped": breaker.answers_when_tripped})
+
+    def remember_answer(self, address: str, at: datetime) -> None:
+        """An automatic answer (acknowledgement, command reply) queued to ``address``."""
+        self.remember_sent(address.lower(), "answer", at)
+        self.remember_sent("*", "answer", at, keep=2000)
+
+    def count_answers(self, since: datetime, address: str | None = None) -> int:
+        """Automatic answers queued since ``since``: to ``address``, or to anyone (None)."""
+        return self.count_sent_to(address.lower() if address else "*", "answer", since)
+
 
     # -- training registrations (a new table: a store without it simply has none; no migration needed) ----------
     def registrations(self, training_id: str | None = None) -> list[Registration]:
@@ -459,7 +522,7 @@ class Store(OutboxRows):
         self._put("registrations", reg.key, reg.to_dict())
 
 
-ARCHIVED = frozenset({"threads", "messages", "ghosts", "raw", "outbox", "ledger"})
+ARCHIVED = frozenset({"threads", "messages", "ghosts", "raw", "outbox", "ledger", "automatic"})
 
 
 class _LedgerView(Mapping[str, dict[str, Any]]):

@@ -22,7 +22,9 @@ from workflows import commands
 from workflows.calendar import BusinessCalendar
 from workflows.digest import DigestConfig, due_digest
 from workflows.escalation import LadderConfig, due_escalations
-from workflows.intake import Candidates, IntakeSettings, bounce, decide
+from workflows.automatic import Failure, Verdict
+from workflows.filing import FilingSettings, SentMail, file_automatic
+from workflows.intake import Candidates, IntakeSettings, decide
 from workflows.mailings.plan import preview
 from workflows.model import Contact, InboundMail, OutgoingMail, Partner, Thread
 from workflows.senders import Roster, classify
@@ -188,7 +190,13 @@ def staff_mails() -> list[Rendered]:
                         partner_facing=False))
     report = replace(inbound("mailer-daemon@nuvole.example", "550 5.1.1 <antonio@nuvole.example>: no such user"),
                      auto_submitted="auto-replied")
-    b = bounce(report, thread, "ack", (antonio.email,), SETTINGS, partner_facing=True)
+    verdict = Verdict(kind="bounce", reason="RFC 3464 delivery status notification", declared=True,
+                      failures=(Failure(address=antonio.email, permanent=True, gave_up=True, status="5.1.1",
+                                        reason="550 5.1.1 no such user"),))
+    ack = SentMail(message_id=thread.messages[0], kind="ack", to=(antonio.email,), thread_id=thread.id)
+    b = file_automatic(report, verdict, thread=thread, ours=(ack,), states={}, roster=roster,
+                       s=FilingSettings(support_address=SUPPORT, support_name="Open Atrium Support", staff=(STAFF,)))
+    assert b.outgoing, "a permanent bounce of a partner's ack tells staff"
     for o in b.outgoing:
         out.append(Rendered(kind="bounce_notice", shape="staff", to=STAFF, out=o, raw=_render(o, 13),
                             partner_facing=False))

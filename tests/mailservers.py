@@ -10,7 +10,8 @@ Mail for other domains is only recorded and written as ``.eml`` files.
         ...  # SMTP to ms.host:ms.smtp_port, IMAP to ms.host:ms.imap_port
 
 Needs root (Dovecot drops to the mail uid itself) and the Debian packages
-dovecot-imapd and dovecot-lmtpd (see scripts/setup.sh).
+dovecot-imapd and dovecot-lmtpd, and dovecot-sieve for ``MailServers(sieve=True)``
+(see scripts/setup.sh).
 
 OAuth2 (optional): ``MailServers(root, oauth2_introspection_url=URL)`` adds SASL XOAUTH2
 and OAUTHBEARER to both servers. Dovecot gets a second passdb (``driver = oauth2``) and
@@ -226,8 +227,11 @@ class MailServers:
 
     def __init__(self, root: str | os.PathLike | None = None, *,
                  local_domains: tuple[str, ...] = ("example.test",),
-                 oauth2_introspection_url: str | None = None, pipelining: bool = False):
+                 oauth2_introspection_url: str | None = None, sieve: bool = False, pipelining: bool = False):
         self.root = Path(root or tempfile.mkdtemp(prefix="mailservers-", dir="/tmp"))
+        # sieve: Dovecot's LMTP runs users' Sieve scripts (Pigeonhole, Debian dovecot-sieve), and what
+        # they send (vacation replies) goes out by SMTP through our own server (set_vacation).
+        self.sieve = sieve
         self.local_domains = tuple(d.lower() for d in local_domains)
         self.oauth2_introspection_url = oauth2_introspection_url
         self.pipelining = pipelining
@@ -260,23 +264,29 @@ class MailServers:
         os.chown(self.root / "mail", MAIL_UID, MAIL_UID)
         atexit.register(self.stop)  # safety net if a test run forgets stop()
         try:
+            if self.sieve:
+                self._start_smtp()  # Dovecot's config names the SMTP port Sieve submits to
             self._start_dovecot()
-            oauth = bool(self.oauth2_introspection_url)
-            handler = {(False, False): _RelayHandler, (True, False): _PipeliningRelayHandler,
-                       (False, True): _OAuthRelayHandler,
-                       (True, True): _PipeliningOAuthRelayHandler}[(self.pipelining, oauth)](self)
-            self._smtp = _SMTPController(
-                handler, hostname=self.host, port=0,
-                # A fixed name: the default calls socket.getfqdn(), slow without DNS.
-                server_hostname="mx.mailservers.test",
-                authenticator=self._authenticate, auth_require_tls=False,
-            )
-            self._smtp.start()
-            self.smtp_port = self._smtp.port
+            if not self.sieve:
+                self._start_smtp()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_smtp(self) -> None:
+        oauth = bool(self.oauth2_introspection_url)
+        handler = {(False, False): _RelayHandler, (True, False): _PipeliningRelayHandler,
+                   (False, True): _OAuthRelayHandler,
+                   (True, True): _PipeliningOAuthRelayHandler}[(self.pipelining, oauth)](self)
+        self._smtp = _SMTPController(
+            handler, hostname=self.host, port=0,
+            # A fixed name: the default calls socket.getfqdn(), slow without DNS.
+            server_hostname="mx.mailservers.test",
+            authenticator=self._authenticate, auth_require_tls=False,
+        )
+        self._smtp.start()
+        self.smtp_port = self._smtp.port
 
     def stop(self) -> None:
         """Stop both servers and wait until no Dovecot process is left. Idempotent."""
@@ -428,6 +438,7 @@ service lmtp {{
     port = {self.lmtp_port}
   }}
 }}
+{self._sieve_conf() if self.sieve else ""}
 # After a few failed logins from one IP, every later login (correct ones too)
 # would wait 2, 4, 8, 15 s. Nobody can connect to the penalty socket: no penalty.
 # A failed login still takes ~0.5 s (Dovecot's auth checks failures twice a second).
@@ -435,6 +446,20 @@ service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0
   }}
+}}
+"""
+
+    def _sieve_conf(self) -> str:
+        return f"""\
+# Sieve (Pigeonhole) on delivery: each user's ~/.dovecot.sieve; what it sends goes to our SMTP server.
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+  postmaster_address = postmaster@mailservers.test
+}}
+submission_host = {self.host}:{self.smtp_port}
+hostname = mx.mailservers.test
+plugin {{
+  sieve = file:~/.dovecot.sieve
 }}
 """
 
@@ -457,6 +482,34 @@ service anvil {{
         tmp.write_text(f"{address}:{{PLAIN}}{password}\n")
         os.replace(tmp, path)
 
+    def home(self, address: str) -> Path:
+        local, _, domain = address.lower().rpartition("@")
+        return self.root / "mail" / domain / local
+
+    def set_vacation(self, address: str, reason: str = "I am out of the office.", *,
+                     subject: str = "Out of office", days: int = 1) -> None:
+        """Turn on a Sieve vacation responder for ``address`` (needs ``sieve=True``).
+
+        Pigeonhole answers each sender at most once per ``days``, never answers
+        automatic mail, lists or null senders (RFC 3834, RFC 5230), and only mail
+        that names ``address`` in To or Cc.
+        """
+        if not self.sieve:
+            raise RuntimeError("MailServers(sieve=True) is needed for a vacation responder")
+
+        def quoted(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        home = self.home(address)
+        home.mkdir(parents=True, exist_ok=True)
+        for p in [home, *home.parents]:
+            if p == self.root / "mail":
+                break
+            os.chown(p, MAIL_UID, MAIL_UID)
+        script = home / ".dovecot.sieve"
+        script.write_text(f'require ["vacation"];\nvacation :days {days} :subject {quoted(subject)} '
+                          f"{quoted(reason)};\n")
+        os.chown(script, MAIL_UID, MAIL_UID)
     def _token_valid_for(self, user: str, token: str) -> bool:
         """Ask the introspection endpoint, as Dovecot does: active, and issued to ``user``."""
         body = urllib.parse.urlencode({"token": token}).encode()

@@ -169,22 +169,28 @@ def dsn(original: str, mid: str, rcpt="mark@gmail.com"):
 def test_late_delivery_report_of_a_mailing_is_recorded_against_the_contact_and_reported_once(wired):
     app, runner = wired()
     e, _ = invitation(app, "mark@gmail.com")
-    assert take(app, dsn(e.raw, "<dsn1@mx>"), "x:1") != "thread-new"
+    assert take(app, dsn(e.raw, "<dsn1@mx>"), "x:1") == "bounce"
     assert app.store.threads() == []
-    failures = runner.contact_failures()
-    assert failures["mark@gmail.com"]["count"] == 1 and e.key in failures["mark@gmail.com"]["keys"]
-    reports = [x for x in app.store.outbox() if x.kind == "mailing-failure"]
-    assert len(reports) == 1 and reports[0].rcpt_to == ("young@openatrium.example",)
-    assert reports[0].mail_from == ""  # a report of a bounce must not bounce back to us
+    # (Its report part is text/delivery-status, which no reader parses: a notice naming no address, about
+    # mail to one recipient, is that recipient's temporary failure.)
+    state = runner.delivery_states()["mark@gmail.com"]
+    assert not state.bouncing and state.failures == 1
+    [record] = app.store.automatic_mail()
+    assert record.kind == "bounce" and record.filed_with == "contact mark@gmail.com"
+    # An invitation matters: staff hear it once for this contact.
+    notices = [x for x in app.store.outbox() if x.kind == "delivery-notice"]
+    assert len(notices) == 1 and notices[0].rcpt_to == ("young@openatrium.example",)
+    # (A bounce of the notice comes back to us and is only recorded: test_service.py holds that.)
     # A second report about the same mail (the MTA retried, or a copy): recorded, not reported again.
-    assert take(app, dsn(e.raw, "<dsn2@mx>"), "x:2") != "thread-new"
+    assert take(app, dsn(e.raw, "<dsn2@mx>"), "x:2") == "bounce"
     assert app.store.threads() == []
-    assert len([x for x in app.store.outbox() if x.kind == "mailing-failure"]) == 1
-    assert runner.contact_failures()["mark@gmail.com"]["count"] == 1
+    assert len([x for x in app.store.outbox() if x.kind == "delivery-notice"]) == 1
+    assert runner.delivery_states()["mark@gmail.com"].failures == 2
     # And the tick's SMTP-failure path does not report it a second time either.
     r = CycleReport()
     runner.tick(datetime(2026, 12, 30, 17, tzinfo=UTC), r)
-    assert len([x for x in app.store.outbox() if x.kind == "mailing-failure"]) == 1
+    assert [x.kind for x in app.store.outbox() if x.kind in ("delivery-notice", "mailing-failure")] == \
+        ["delivery-notice"]
 
 
 # -- 4-6. calls: restore after cancel, A->B->A->B, same instant in another zone ----------------

@@ -210,7 +210,8 @@ def test_permanent_failure_recorded_against_contact_reported_once_others_still_s
         reports = [e for e in app.sender.sent if e.kind == "mailing-failure"]
         assert len(reports) == 1 and reports[0].rcpt_to == ("young@openatrium.example",)
         assert "billing@nuvole.example" in msgs(reports)[0].get_body(("plain",)).get_content()
-        assert runner.contact_failures()["billing@nuvole.example"]["count"] == 1
+        state = runner.delivery_states()["billing@nuvole.example"]
+        assert state.failures == 1 and state.staff_told_at is not None  # the report is this spell's notice
 
 
 def test_renewal_recorded_mid_series_cancels_queued_and_stops_the_rest(wired):

@@ -53,7 +53,10 @@ def test_the_header_only_reading_agrees_with_the_full_one_and_says_what_it_skipp
                   "in_reply_to", "references", "auto_submitted", "size", "content_type"):
         assert getattr(head, field) == getattr(full, field), field
     assert full.body_read and full.text.strip() == "body"
-    assert not head.body_read and head.text == "" and not head.body_hint
+    # Auto-submitted: a machine's mail, whose body the bounce detectors read (mailbox/reports.py).
+    assert not head.body_read and head.text == "" and head.body_hint
+    plain = raw("Anna Rossi <anna@nuvole.example>", In_Reply_To="<p@x>")
+    assert not parse(plain, received_at=NOW, bodies=False).body_hint
 
 
 @pytest.mark.parametrize("body, hint", [("see you", False), ("unsubscribe calls.abc.0123456789abcdef", True),
@@ -63,6 +66,8 @@ def test_the_body_hint_says_when_only_a_full_reading_would_find_something(body, 
     assert parse(data, received_at=NOW, bodies=False).body_hint is hint
     report = raw("a@x.example", Content_Type='multipart/report; boundary="b"')
     assert parse(report, received_at=NOW, bodies=False).body_hint
+    # What the heuristic bounce detectors would be run on: mail a daemon sent, a bounce's subject.
+    assert parse(raw("MAILER-DAEMON@mx.example"), received_at=NOW, bodies=False).body_hint
 
 
 def _heads():

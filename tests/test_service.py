@@ -12,6 +12,7 @@ from mailbox.compose import Composer
 from mailbox.parse import parse
 from store.tinystore import Store
 from workflows.intake import IntakeSettings
+from workflows.model import Contact, Partner
 from service.ports import RawMail, SendResult
 from service.intake import IntakeService
 from service.outbox import Outbox
@@ -231,7 +232,9 @@ def test_bounce_of_our_notification_does_not_loop(store):
     bounce = automatic_mail("MAILER-DAEMON@mx.example", "Undelivered Mail Returned to Sender", "<bounce1@mx.example>",
                             "could not deliver to s@x.example")
     svc.take_in(bounce, NOW, report)
-    assert store.outbox() == [] and len(store.threads()) == 1
+    assert store.outbox() == [] and store.threads() == []
+    [record] = store.automatic_mail()  # recorded as automatic mail: no thread, no answer, nobody told
+    assert record.kind == "bounce" and record.filed_with == ""
 
 
 def test_a_reused_message_id_on_a_different_mail_is_kept(store):
@@ -257,19 +260,37 @@ def dsn(about_message_id: str, n: int) -> RawMail:
 
 
 def test_bounce_of_an_ack_tells_staff_once_and_a_bounced_notification_only_records(store):
+    with store.transaction():  # the requester is a partner contact: staff must hear their mail bounces
+        store.save_partner(Partner(id="else", name="Elsewhere", plan="solo", renews_on=None, contacts=(
+            Contact(partner_id="else", name="Some One", email="someone@elsewhere.example"),
+            Contact(partner_id="else", name="Other", email="other@elsewhere.example", roles=frozenset({"billing"})))))
     svc, report = service(store), CycleReport()
     svc.take_in(raw_mail(1), NOW, report)
     by_kind = {e.kind: e for e in store.outbox()}
     svc.take_in(dsn(by_kind["ack"].message_id, 1), NOW, report)
-    notices = [e for e in store.outbox() if e.kind == "bounce-notice"]
+    notices = [e for e in store.outbox() if e.kind == "delivery-notice"]
     assert len(notices) == 1 and notices[0].rcpt_to == ("s@x.example",)
-    assert "NOT delivered" in notices[0].raw or "NOT=20delivered" in notices[0].raw
+    body = parse(notices[0].raw.encode(), received_at=NOW).text
+    assert "did NOT reach" in body and "someone@elsewhere.example" in body
+    assert "Other <other@elsewhere.example> (billing)" in body  # whom else to reach
+    assert store.delivery_state("someone@elsewhere.example").failures == 1
     # A bounce of the staff notification (or of the notice itself) is recorded, never mailed: no loop.
     svc.take_in(dsn(by_kind["notify"].message_id, 2), NOW, report)
     svc.take_in(dsn(notices[0].message_id, 3), NOW, report)
-    assert len([e for e in store.outbox() if e.kind == "bounce-notice"]) == 1
+    assert len([e for e in store.outbox() if e.kind == "delivery-notice"]) == 1
     [thread] = store.threads()
     assert [e.kind for e in thread.events].count("bounce") == 3 and report.counts["bounces"] == 3
+    assert thread.state == "new"  # filed in the thread, which stays where it was
+
+
+def test_bounce_of_an_ack_to_a_stranger_tells_nobody(store):
+    # Mostly a forged sender (backscatter): recorded in the thread and the address's state, no notice.
+    svc, report = service(store), CycleReport()
+    svc.take_in(raw_mail(1), NOW, report)
+    ack = next(e for e in store.outbox() if e.kind == "ack")
+    svc.take_in(dsn(ack.message_id, 1), NOW, report)
+    assert [e.kind for e in store.outbox()] == ["ack", "notify"]
+    assert store.delivery_state("someone@elsewhere.example").failures == 1
 
 
 def test_out_of_office_answering_a_mailing_does_not_notify_staff(store):
@@ -280,7 +301,9 @@ def test_out_of_office_answering_a_mailing_does_not_notify_staff(store):
     ooo = automatic_mail("p@partner.example", "Automatic reply: State of Open Atrium", "<ooo@partner.example>",
                          "Away until Monday", in_reply_to="<oa-0.call-invite.aaa.bbb@openatrium.example>")
     svc.take_in(ooo, NOW, report)
-    assert store.outbox() == [] and len(store.threads()) == 1
+    assert store.outbox() == [] and store.threads() == []
+    [record] = store.automatic_mail()
+    assert record.kind == "auto-reply" and record.filed_with == "contact p@partner.example"
 
 
 def test_send_results_survive_a_crash_through_the_journal(store, tmp_path):

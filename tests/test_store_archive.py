@@ -116,6 +116,23 @@ def test_finished_outbox_rows_move_out_unfinished_ones_stay_and_no_bytes_in_the_
     assert store.outbox_body(store.outbox(Status.PENDING, bodies=False)[0]) == entry("c").raw.encode()
 
 
+def test_ghosts_of_threads_not_open_and_automatic_records_leave_the_json_and_are_still_found(store, path):
+    from workflows.filing import AutomaticRecord
+
+    take_in(store, 1)
+    take_in(store, 2, State.CLOSED)
+    with store.transaction():
+        store.record_ghosts("OA-1", ["<g1@p.example>"])
+        store.record_ghosts("OA-2", ["<g2@p.example>"])
+        store.record_automatic(AutomaticRecord(message_id="<ooo@x.example>", received_at=T0, sender="a@x.example",
+                                               subject="Out of office", kind="auto-reply", reason="Auto-Submitted"))
+    data = hot(path)
+    assert set(data["ghosts"]) == {"<g1@p.example>"} and data.get("automatic", {}) == {}
+    assert store.ghost_thread("<g2@p.example>") == "OA-2" and store.ghost_thread("<g1@p.example>") == "OA-1"
+    assert store.record_ghosts("OA-1", ["<g2@p.example>"]) == 0  # the first thread to name it keeps it
+    assert [r.message_id for r in store.automatic_mail()] == ["<ooo@x.example>"]
+
+
 def test_the_dispatcher_read_sees_committed_bytes_only(store):
     """outbox_body runs on the dispatcher thread while the main thread may be staging a commit: it reads
     committed bytes only (staged ones are this thread's transaction, not yet anyone's to send)."""

@@ -121,3 +121,23 @@ def test_a_cycle_on_the_old_store_decides_what_the_old_version_decided(old_store
     p = run(old_store, "threads", "list", "--json")
     assert p.returncode == 0, p.stderr
     assert {t["id"] for t in json.loads(p.stdout)} == {f"OA-{n}" for n in range(1, 9)}
+
+
+def test_threads_opened_for_automatic_mail_are_set_aside_by_the_upgrade(old_store: Path):
+    """0.1.0 made threads of an out-of-office (OA-5) and of broken mail with no sender (OA-6): the upgrade
+    closes them and lists their mail as automatic, on a read-only open (in memory) as after the first write.
+    A stranger's real request (OA-4) and a partner's thread (OA-7) stay open."""
+    for when in ("read-only", "migrated"):
+        if when == "migrated":
+            assert run(old_store, "once").returncode == 0
+        threads = {t["id"]: t for t in json.loads(run(old_store, "threads", "list", "--json").stdout)}
+        assert threads["OA-5"]["state"] == threads["OA-6"]["state"] == "closed", when
+        assert threads["OA-5"]["events"][-1]["kind"] == "set-aside"
+        assert threads["OA-4"]["state"] == threads["OA-7"]["state"] == "new"
+        listed = json.loads(run(old_store, "automatic", "list", "--json").stdout)
+        assert [(r["filed_with"], r["kind"]) for r in listed] == [("OA-5", "auto-reply"), ("OA-6", "0.1.0-thread")]
+        partners = json.loads(run(old_store, "partners", "list", "--json").stdout)
+        billing = next(c for p in partners for c in p["contacts"] if c["email"] == "billing@nuvole.example")
+        assert billing["delivery"]["bouncing"] and billing["delivery"]["staff_told_at"]  # 0.1.0 told staff
+    stored = json.loads((old_store.parent / "partnerdesk.json").read_text())
+    assert stored["meta"]["schema"]["value"] == 4 and "contact_failures" not in stored

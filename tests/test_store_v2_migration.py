@@ -2,7 +2,12 @@
 CLI output and the same decisions, and on the first write open it is moved to the new layout.
 
 The expected outputs in tests/data/store-v2/expected/ were recorded with the schema-2 code on a copy of
-the same store (PD_RECORD=1 PD_CODE=/path/to/that/checkout pytest this file; see make_store.py).
+the same store (PD_RECORD=1 PD_CODE=/path/to/that/checkout pytest this file; see make_store.py), then
+re-recorded on the merged code for main's intended changes only, each checked by hand: new fields
+(merged_into, held_since), the training mail kinds listed, a solo plan's one included place, and the
+schema-3 upgrade of issue 9 (OA-5's out-of-office and OA-6's sender-less mail set aside, so the digest
+counts 6 open; billing@nuvole.example bouncing, so its call mail is skipped and the renewal goes to the
+primary contact). The schema-4 layout (issue 11) changes none of it.
 """
 
 from __future__ import annotations
@@ -131,11 +136,12 @@ def test_the_first_write_open_moves_a_schema_2_store_to_the_hot_and_archive_layo
     s = Store(path)
     s.close()
     data = json.loads(path.read_text())
-    assert data["meta"]["schema"]["value"] == 3
+    assert data["meta"]["schema"]["value"] == 4
     assert all("raw" not in row and row.get("body") for row in data["outbox"].values())
     # Finished rows left with the migration; the one the journal finished after it waits for a bigger commit.
     assert {k for k, row in data["outbox"].items() if row["status"] not in ("pending", "failed")} <= {"digest:2027-01-21"}
-    assert set(data["threads"]) == {t for t, d in old["threads"].items() if d["state"] != State.CLOSED}
+    # Open threads stay hot, but for the two the schema-3 step set aside as automatic mail (closed).
+    assert set(data["threads"]) == {t for t, d in old["threads"].items() if d["state"] != State.CLOSED} - {"OA-5", "OA-6"}
     assert data.get("raw", {}) == {}
     assert path.stat().st_size * 3 < len(json.dumps(old))
     # Nothing is lost on the way: every mail's bytes, every thread and message record, every raw hash.

@@ -1,8 +1,10 @@
 """Support intake: what to do with one inbound message. Pure: data and ``now`` in, a Decision out.
 
-The caller (workflows.service) looks up the thread candidates and counters in the
+The caller (service/intake.py) looks up the thread candidates and counters in the
 store, calls ``decide`` and records the returned Decision, outgoing mail included,
-in one durable write before anything is sent.
+in one durable write before anything is sent. Automatic mail does not come here: the
+service files it (workflows/filing.py); the automatic-mail rules below are the guard for
+mail that is work but must not be answered (a list, a null sender).
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ class Candidates:
     links: tuple[Link, ...] = ()
     merge_target: Thread | None = None  # the thread a staff "#merge OA-n" names
     next_number: int = 1  # number for a new thread
-    recent_acks: int = 0  # acks sent to this sender in the last hour
+    recent_acks: int = 0  # automatic answers sent to this sender in the last hour
+    answer_block: str = ""  # why no automatic answer may go out now (loop breaker, the sender asks none)
+    # workflows.automatic found it written by a person: work, told to staff even where the RFC 3834 gate
+    # below keeps it from being answered (X-Auto-Response-Suppress on a prospect's first mail, say).
+    judged_work: bool = False
     own_message: bool = False  # the Message-ID is one of ours: our own mail came back
     answers_ours: bool = False  # it replies to mail we sent (In-Reply-To/References name one of ours)
     now: datetime | None = None  # when the decision is taken (mail may reach us after its deadline)
@@ -116,7 +122,8 @@ def decide(
     r = choose(mail, sender, candidates)
     thread, merged, notices = _merge_all(mail, r, settings, history=history)
     decision = _route(mail, sender, thread, r.why, candidates, roster, settings, history=history)
-    decision = _quiet_if_automatic(mail, decision, thread, candidates.answers_ours)
+    if not candidates.judged_work:  # judged a person's mail by workflows.automatic: staff are told
+        decision = _quiet_if_automatic(mail, decision, thread, candidates.answers_ours)
     if merged:
         decision = replace(decision, also=decision.also + merged, outgoing=decision.outgoing + notices)
     return decision
@@ -267,6 +274,8 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
     reason = why
     if auto:
         reason = f"{why}; no acknowledgement: {auto}"
+    elif c.answer_block:
+        reason = f"{why}; no acknowledgement: {c.answer_block}"
     elif c.recent_acks >= s.acks_per_hour:
         reason = f"{why}; no acknowledgement: {c.recent_acks} already sent to {mail.from_addr} this hour"
     else:
@@ -356,27 +365,3 @@ def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, hist
         context={"staff_name": staff_name, "thread_id": thread.id, "support_name": s.support_name},
     )
     return Decision(action="answer", thread=thread, outgoing=(relay,), sender=sender, reason="staff answer relayed")
-
-
-def bounce(mail: InboundMail, thread: Thread, bounced_kind: str, bounced_to: tuple[str, ...],
-           s: IntakeSettings, *, partner_facing: bool) -> Decision:
-    """A delivery report about mail we sent in ``thread``.
-
-    Staff must know when an answer never reached the partner, so a bounce of
-    partner-facing mail is reported to them, once per report. A bounce of mail
-    to staff (a notification, an escalation) is only recorded: reporting it
-    to staff could bounce again, forever.
-    """
-    thread = thread.with_message(mail.message_id).with_event(
-        ThreadEvent(at=mail.received_at, kind="bounce", message_id=mail.message_id, by=mail.from_addr,
-                    detail=f"our {bounced_kind} to {', '.join(bounced_to) or '?'} was not delivered"))
-    if not partner_facing:
-        return Decision(action="bounce", thread=thread, reason=f"bounce of our {bounced_kind} (to staff): recorded")
-    notice = _to_staff(
-        thread, s, kind="bounce-notice", template="bounce_notice", key=f"bounce:{thread.id}:{mail.message_id}",
-        heading="Not delivered",
-        context={"thread_id": thread.id, "kind": bounced_kind, "recipients": ", ".join(bounced_to),
-                 "report": mail.text[:3000], "subject": thread.subject, "support_address": s.support_address},
-    )
-    return Decision(action="bounce", thread=thread, outgoing=(notice,),
-                    reason=f"our {bounced_kind} to {', '.join(bounced_to)} bounced: staff told")

@@ -29,6 +29,35 @@ class Attachment:
 
 
 @dataclass(**FROZEN)
+class FailedRecipient:
+    """One recipient a delivery report says our mail did not reach (yet)."""
+
+    address: str  # lower-cased addr-spec as the report names it
+    gave_up: bool  # the reporting server stopped trying: this message will not arrive (False: delayed)
+    status: str = ""  # RFC 3463 enhanced status code, "5.1.1"; "" when the report gives none
+    diagnostic: str = ""  # the remote server's words, shortened: the "last reason" staff see
+
+
+@dataclass(**FROZEN)
+class MailReport:
+    """What the machine-readable side of an automatic message says (read by mailbox.reports).
+
+    ``format`` names where it came from: "dsn" (RFC 3464), "arf" (RFC 5965 feedback
+    report), "mdn" (RFC 8098 read receipt), or "heuristic" (one of flufl.bounce's
+    detectors for the many bounce formats that are not RFC 3464).
+    """
+
+    format: str
+    failed: tuple[FailedRecipient, ...] = ()
+    actions: tuple[str, ...] = ()  # DSN Action values seen: failed, delayed, delivered, relayed, expanded
+    delivered: tuple[str, ...] = ()  # DSN recipients reported delivered, relayed or expanded: mail arrives there
+    feedback_type: str = ""  # ARF Feedback-Type: abuse, fraud, virus, not-spam, auth-failure, other
+    disposition: str = ""  # MDN Disposition, "manual-action/mdn-sent-manually; displayed"
+    reporters: tuple[str, ...] = ()  # whose mailbox the report is about: ARF Original-Rcpt-To, MDN Final-Recipient
+    about_ids: tuple[str, ...] = ()  # Message-IDs of the original mail, wherever the report carries them
+
+
+@dataclass(**FROZEN)
 class InboundMail:
     """One received message, parsed once at the boundary (see mailbox.parse)."""
 
@@ -53,6 +82,9 @@ class InboundMail:
     content_type: str = "text/plain"
     calendar_parts: tuple[str, ...] = ()  # text/calendar bodies (RSVPs to our invitations)
     reported_ids: tuple[str, ...] = ()  # a delivery report's (bounce's) original Message-IDs
+    report: MailReport | None = None  # bounce / feedback / read-receipt contents (mailbox.reports)
+    # Headers that tell automatic mail apart, with their values: (name as listed in mailbox.reports, value).
+    auto_headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()  # files, so a staff answer's attachments reach the partner
     size: int = 0
     defects: tuple[str, ...] = ()

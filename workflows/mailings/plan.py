@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
+from ..delivery import DeliveryState, mailing_skip_reason
 from ..model import FROZEN, Partner
 from ..trainings.model import TrainingInputs
 from . import calls, renewals, trainings, welcome
@@ -36,11 +37,14 @@ def due_mailings(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, 
                  welcome_requests: Mapping[str, datetime] | None = None,
                  unsubscribed: frozenset[str] = frozenset(),
                  only: str | None = None,
+                 delivery: Mapping[str, DeliveryState] | None = None,
                  trainings_in: TrainingInputs = TrainingInputs()) -> tuple[list[Due], list[Due]]:
     """(to_send, to_skip): mails due at ``now`` whose ledger keys are not in ``ledger``.
 
     ``unsubscribed`` holds "list:address" strings; ``only`` limits to one mailing name or group;
     ``trainings_in``: the registrations, staff and promise the training mail needs.
+    ``delivery``: contacts' delivery states; a bouncing contact gets renewal notices (and its partner's
+    primary contact too), and every other mailing skips it, the skip recorded with the reason.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -50,7 +54,7 @@ def due_mailings(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, 
     if "calls" in config.enabled:
         parts.append(calls.due(partners, ledger, config, now, unsubscribed))
     if "renewals" in config.enabled:
-        parts.append(renewals.due(partners, ledger, config, now))
+        parts.append(renewals.due(partners, ledger, config, now, delivery))
     if "trainings" in config.enabled:
         parts.append(trainings.due(partners, ledger, config, now, unsubscribed, trainings_in))
     if "welcome" in config.enabled:
@@ -58,6 +62,11 @@ def due_mailings(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, 
     for s, k in parts:
         send += s
         skip += k
+    if delivery:
+        bouncing = [(d, mailing_skip_reason(delivery.get(d.recipient))) for d in send if d.mailing != "renewal"]
+        skip += [d.skipped(why) for d, why in bouncing if why]
+        dropped = {d.key for d, why in bouncing if why}
+        send = [d for d in send if d.key not in dropped]
     if only:
         wanted = set(KIND_GROUPS.get(only, (only,)))
         send = [d for d in send if d.mailing in wanted]
@@ -81,6 +90,7 @@ class PlannedStep:
 def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], config: MailingsConfig, start: datetime,
              end: datetime, *, welcome_requests: Mapping[str, datetime] | None = None,
              unsubscribed: frozenset[str] = frozenset(),
+             delivery: Mapping[str, DeliveryState] | None = None,
              trainings_in: TrainingInputs = TrainingInputs()) -> list[PlannedStep]:
     """Every mail that would go out (and every skip) between start and end, if the daemon ran throughout.
 
@@ -101,7 +111,7 @@ def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]
     steps: list[PlannedStep] = []
     for now in sorted(moments):
         send, skip = due_mailings(partners, sim, config, now, welcome_requests=welcome_requests,
-                                  unsubscribed=unsubscribed, trainings_in=trainings_in)
+                                  unsubscribed=unsubscribed, delivery=delivery, trainings_in=trainings_in)
         for d in send:
             sim[d.key] = d.ledger_record("queued", now)
             steps.append(PlannedStep(at=now, due=d, sent=True))

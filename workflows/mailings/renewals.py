@@ -1,5 +1,8 @@
 """Renewal notices: a series per term, to billing contacts, the amount from the plan.
 
+When a billing contact bounces (workflows.delivery), its partner's primary contacts get the series
+too, and each of their notices says why.
+
 A partner's ``renews_on`` is the end of its current term. The series for that
 term has one notice per offset (default 60, 30 and 7 days before, on the day,
 and 14 days after as a lapse notice), each due at ``send_at`` local time.
@@ -16,6 +19,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Mapping, Sequence
 
+from ..delivery import DeliveryState, renewal_recipients
 from ..model import Partner
 from .types import MailingsConfig, local_day
 from .due import Due, billing_contacts, billing_role, format_day, money
@@ -46,7 +50,7 @@ def next_term_end(term_end: date) -> date:
 
 
 def notice(partner: Partner, contact_email: str, contact_name: str, term_end: date, offset: int,
-           mc: MailingsConfig) -> Due:
+           mc: MailingsConfig, note: str = "") -> Due:
     """The notice as written at its due time; ``as_of`` restates it for when it is actually sent."""
     at = local_day(term_end - timedelta(days=offset), mc.renewals.send_at, mc.tz())
     amount = money(partner.yearly_fee)
@@ -60,6 +64,7 @@ def notice(partner: Partner, contact_email: str, contact_name: str, term_end: da
             "name": contact_name, "partner_name": partner.name, "partner_id": partner.id, "plan": partner.plan,
             "amount": amount, "renews_on": when, **t,
             "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
+            "note": note,  # why a primary contact gets it too (the billing address bounces); "" usually
             "training_places": mc.trainings.included(partner.plan),
             # To whom the notice goes and why (no billing contact: the primary contact), and the plan's shape.
             "recipient_role": billing_role(partner), "recipients": len(billing_contacts(partner)),
@@ -87,22 +92,28 @@ def as_of(d: Due, now: datetime, mc: MailingsConfig) -> Due:
     return replace(d, subject=t.pop("subject"), context={**d.context, **t})
 
 
-def series(partner: Partner, term_end: date, mc: MailingsConfig) -> list[Due]:
-    """Every notice of one term's series, to every billing contact, oldest first."""
-    return sorted((notice(partner, c.email, c.name, term_end, off, mc)
-                   for off in mc.renewals.offsets for c in billing_contacts(partner)),
+def series(partner: Partner, term_end: date, mc: MailingsConfig,
+           delivery: Mapping[str, DeliveryState] | None = None) -> list[Due]:
+    """Every notice of one term's series, to every billing contact (and, while one bounces, to the
+    primary contacts too), oldest first."""
+    if delivery:
+        to = [(r.contact, r.note) for r in renewal_recipients(partner, delivery)]
+    else:
+        to = [(c, "") for c in billing_contacts(partner)]
+    return sorted((notice(partner, c.email, c.name, term_end, off, mc, note)
+                   for off in mc.renewals.offsets for c, note in to),
                   key=lambda d: (d.due_at, d.recipient))
 
 
 def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc: MailingsConfig,
-        now: datetime) -> tuple[list[Due], list[Due]]:
+        now: datetime, delivery: Mapping[str, DeliveryState] | None = None) -> tuple[list[Due], list[Due]]:
     send: list[Due] = []
     skip: list[Due] = []
     for p in partners:
         if not p.active or p.renews_on is None:
             continue
         by_recipient: dict[str, list[Due]] = {}
-        for d in series(p, p.renews_on, mc):
+        for d in series(p, p.renews_on, mc, delivery):
             by_recipient.setdefault(d.recipient, []).append(d)
         for notices in by_recipient.values():
             due_now = [d for d in notices if d.due_at <= now]

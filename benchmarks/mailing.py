@@ -69,7 +69,8 @@ def render_invitations(people: list[tuple[str, str]], path: Path) -> None:
     import run
     from config.settings import load
 
-    base = path.parent / "render"
+    base = path.parent / f"render-{len(people)}"  # one per size
+    common.remove(base)
     base.mkdir()
     s = load({"support": {"address": "support@example.test", "staff": ["staff1@example.test"]},
               "store": {"path": str(base / "s.json")}, "calls": {"rrule": "FREQ=MONTHLY;INTERVAL=3;BYDAY=2TU",

@@ -367,7 +367,10 @@ class ImapSource:
                 log.info("IMAP server %s:%s said BYE during IDLE; reconnecting", self.s.host, self.s.port)
                 self.close()
                 return True
-            c.idle_done()
+            # What the server said between the last check and DONE (an EXISTS, say) comes back with
+            # DONE's answer: dropping it would lose the wake-up, and the mail would wait for the next poll.
+            _, late = c.idle_done()
+            responses = [*responses, *(r for r in late or () if isinstance(r, tuple) and r)]
         except DROPPED as e:
             log.info("IMAP IDLE on %s:%s was interrupted (%s); reconnecting", self.s.host, self.s.port, e)
             self.close()

@@ -37,6 +37,9 @@ class InboundMail:
     from_name: str = ""
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
+    # Envelope recipients as receiving servers recorded them (Delivered-To, X-Original-To): where a
+    # reply key still is when the sender Bcc'd the support address.
+    envelope_to: tuple[str, ...] = ()
     subject: str = ""
     date_header: datetime | None = None
     in_reply_to: tuple[str, ...] = ()

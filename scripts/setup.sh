@@ -10,6 +10,14 @@ if ! command -v dovecot >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd
 fi
 
+# A real mail client for the tests (tests/mutt.py): mutt driven in tmux, typing in vim.
+if ! command -v mutt >/dev/null 2>&1 || ! command -v tmux >/dev/null 2>&1 \
+        || ! { command -v vim || command -v vim.tiny || command -v vi; } >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends mutt tmux vim-tiny
+fi
+
 # The tests run their own private Dovecots; a system one the package may have
 # started would only hold ports 143/993 and confuse `pgrep dovecot`.
 if [ -s /run/dovecot/master.pid ]; then

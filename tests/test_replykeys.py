@@ -147,3 +147,26 @@ def test_exposed_keys():
     assert replykeys.exposed_keys(mail(sender="antonio@nuvole.example", to=[SUPPORT], references=[
         replykeys.keyed_message_id(SECRET, thread_number=12, kind="notify", key="n", domain="openatrium.example",
                                    token=k)]), staff=STAFF, support_address=SUPPORT) == (nonce,)
+
+
+def test_copies_one_per_recipient_and_keys_only_for_staff():
+    made = replykeys.copies(key="esc:OA-12:c1:breach", recipients=(YOUNG, "Eric@devseed.example", YOUNG,
+                                                                   "boss@elsewhere.example"),
+                            staff=STAFF, secret=SECRET, thread_number=12, support_address=SUPPORT)
+    assert [c.recipient for c in made] == [YOUNG, ERIC, "boss@elsewhere.example"]
+    assert [c.outbox_key for c in made] == [f"esc:OA-12:c1:breach#{a}" for a in (YOUNG, ERIC, "boss@elsewhere.example")]
+    young, eric, boss = made
+    assert young.token != eric.token
+    assert replykeys.is_valid(SECRET, young.token, address=YOUNG) and replykeys.parse(young.token).thread_number == 12
+    assert young.reply_to == plus(young.token)
+    # Someone outside staff gets the mail without a key: a key in their hands would make them staff.
+    assert boss.token == "" and boss.reply_to == SUPPORT
+    # Deciding the same mail again gives the same keys (the outbox refuses the copies it holds).
+    assert replykeys.copies(key="esc:OA-12:c1:breach", recipients=(YOUNG,), staff=STAFF, secret=SECRET,
+                            thread_number=12, support_address=SUPPORT)[0] == young
+
+
+def test_copies_without_plus_addresses_keep_the_key_for_the_message_id():
+    [c] = replykeys.copies(key="notify:OA-12:<m@x>", recipients=(YOUNG,), staff=STAFF, secret=SECRET,
+                           thread_number=12, support_address=SUPPORT, plus_addresses=False)
+    assert c.reply_to == SUPPORT and replykeys.is_valid(SECRET, c.token, address=YOUNG)

@@ -135,6 +135,32 @@ def keyed_message_id(secret: bytes, *, thread_number: int, kind: str, key: str, 
 
 
 @dataclass(**FROZEN)
+class KeyedCopy:
+    """One recipient's copy of a mail to staff: its own outbox key, key and Reply-To."""
+
+    recipient: str
+    outbox_key: str  # "<the mail's key>#<recipient>": one outbox entry per copy
+    token: str  # "" for a recipient outside staff (an address put on an escalation list): no key
+    reply_to: str  # support+KEY@domain, or the plain support address
+
+
+def copies(*, key: str, recipients: tuple[str, ...], staff: frozenset[str], secret: bytes, thread_number: int,
+           support_address: str, plus_addresses: bool = True, delimiter: str = "+") -> tuple[KeyedCopy, ...]:
+    """How a mail to ``recipients`` goes out with keys: one copy each, since a key is per recipient.
+
+    Only staff get a key: a key in a partner's hands would let them write as staff. Without
+    plus-addresses the key rides in the Message-ID alone and Reply-To stays the support address.
+    """
+    out = []
+    for recipient in dict.fromkeys(r.strip().lower() for r in recipients if r.strip()):
+        token = mint(secret, thread_number=thread_number, address=recipient, seed=key) if recipient in staff else ""
+        reply_to = reply_address(support_address, token, delimiter=delimiter) if token and plus_addresses \
+            else support_address
+        out.append(KeyedCopy(recipient=recipient, outbox_key=f"{key}#{recipient}", token=token, reply_to=reply_to))
+    return tuple(out)
+
+
+@dataclass(**FROZEN)
 class FoundKey:
     token: str
     where: str  # "To", "Cc", "Delivered-To", "In-Reply-To/References"

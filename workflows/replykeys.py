@@ -217,8 +217,7 @@ def check(mail: InboundMail, *, secret: bytes, thread_number: int | None, staff:
     problems: list[str] = []
     for found in keys:
         key = parse(found.token)
-        assert key is not None  # found_keys only returns parseable tokens
-        if not is_valid(secret, found.token, address=address):
+        if key is None or not is_valid(secret, found.token, address=address):
             problems.append(f"a reply key in {found.where} that is not {address}'s")
         elif key.thread_number != want:
             named = f"OA-{key.thread_number}" if key.thread_number else "no single thread"
@@ -249,4 +248,5 @@ def exposed_keys(mail: InboundMail, *, staff: frozenset[str], support_address: s
 
     if mail.from_addr in staff and all(inside(a) for a in mail.recipients):
         return ()
-    return tuple(parse(k.token).nonce for k in found_keys(mail, support_address, delimiter=delimiter))  # type: ignore[union-attr]
+    keys = (parse(k.token) for k in found_keys(mail, support_address, delimiter=delimiter))
+    return tuple(k.nonce for k in keys if k is not None)

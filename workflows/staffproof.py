@@ -23,9 +23,8 @@ from .replykeys import KeyCheck
 
 @dataclass(**FROZEN)
 class TrustSettings:
-    """The ``[trust]`` table: which proofs beyond reply keys are switched on."""
+    """The ``[trust]`` table: which proofs beyond reply keys (always on) are switched on."""
 
-    reply_keys: bool = True
     # Put keys in Reply-To plus-addresses too (the Message-ID always carries them). Off for a
     # support mailbox that refuses plus-addresses: replies would bounce.
     plus_addresses: bool = True

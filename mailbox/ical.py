@@ -20,8 +20,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from workflows.mailings.calls import uid_for
-from workflows.mailings.due import CalendarEvent
+from workflows.mailings.due import CalendarEvent, uid_for
 
 PRODID = "-//Open Atrium//partnerdesk//EN"
 

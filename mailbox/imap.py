@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from config.servers import ImapSettings
+from service.ports import RawMail
 from workflows.errors import ConfigError, Transient
-from workflows.ports import RawMail
-from workflows.settings import ImapSettings
 
 log = logging.getLogger("partnerdesk.imap")
 BATCH = 200  # messages per body FETCH: big enough to be fast

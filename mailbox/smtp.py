@@ -29,8 +29,9 @@ from typing import Any, Callable
 
 import aiosmtplib
 
-from workflows.ports import SendResult
-from workflows.settings import SmtpSettings
+from config.servers import SmtpSettings
+from service.ports import SendResult
+from workflows.outbox import OutboxEntry
 
 from .imap import tls_context
 
@@ -101,7 +102,7 @@ class SmtpSender:
             kwargs.update(username=s.username, password=self.password or "")
         return aiosmtplib.SMTP(**kwargs)
 
-    def send(self, entries: list[dict[str, Any]],
+    def send(self, entries: list[OutboxEntry],
              on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
         """``on_result`` is called with each result as soon as it is known, so the caller can record it
         durably before the next mail goes out (a crash mid-mailing then resends nothing)."""
@@ -109,9 +110,9 @@ class SmtpSender:
             return []
         return asyncio.run(self._send_all(entries, on_result))
 
-    async def _send_all(self, entries: list[dict[str, Any]],
+    async def _send_all(self, entries: list[OutboxEntry],
                         on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[OutboxEntry] = asyncio.Queue()
         for e in entries:
             queue.put_nowait(e)
         results: dict[str, SendResult] = {}
@@ -139,9 +140,9 @@ class SmtpSender:
                     except asyncio.QueueEmpty:
                         return
                     if broken:
-                        results[e["key"]] = SendResult(key=e["key"], status="transient", detail=broken[0])
+                        results[e.key] = SendResult(key=e.key, status="transient", detail=broken[0])
                         if on_result is not None:
-                            on_result(results[e["key"]])
+                            on_result(results[e.key])
                         continue
                     await pace()
                     connecting = False
@@ -151,17 +152,17 @@ class SmtpSender:
                             client = self._client()
                             await client.connect()
                             connecting = False
-                        refused, _reply = await client.sendmail(e["mail_from"], e["rcpt_to"], e["raw"].encode())
+                        refused, _reply = await client.sendmail(e.mail_from, list(e.rcpt_to), e.raw.encode())
                         refused = refused or {}
                         detail = "; ".join(f"{r}: {c.code} {c.message}" for r, c in refused.items())
                         later = tuple(r for r, c in refused.items() if not 500 <= c.code < 600)
-                        results[e["key"]] = SendResult(key=e["key"], status="sent",
+                        results[e.key] = SendResult(key=e.key, status="sent",
                                                        detail=f"refused: {detail}" if detail else "",
                                                        retry_rcpts=later)
                     except Exception as exc:  # classified per mail
                         f = classify_error(exc, connecting=connecting)
-                        log.warning("sending %s failed (%s): %s", e["key"], f.status, f.detail)
-                        results[e["key"]] = SendResult(key=e["key"], status=f.status, detail=f.detail,
+                        log.warning("sending %s failed (%s): %s", e.key, f.status, f.detail)
+                        results[e.key] = SendResult(key=e.key, status=f.status, detail=f.detail,
                                                        retry_rcpts=f.retry_rcpts)
                         if f.session and not broken:
                             broken.append(f.detail)
@@ -174,7 +175,7 @@ class SmtpSender:
                                 pass
                             client = None
                     if on_result is not None:
-                        on_result(results[e["key"]])
+                        on_result(results[e.key])
             finally:
                 if client is not None and client.is_connected:
                     try:
@@ -184,4 +185,4 @@ class SmtpSender:
 
         n = max(1, min(self.s.connections, len(entries)))
         await asyncio.gather(*(worker() for _ in range(n)))
-        return [results[e["key"]] for e in entries if e["key"] in results]
+        return [results[e.key] for e in entries if e.key in results]

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from store.atomic import atomic_write_bytes
-from workflows.ports import RawMail, SendResult
+from service.ports import RawMail, SendResult
+from workflows.outbox import OutboxEntry
 
 
 class SpoolSource:
@@ -53,17 +54,17 @@ class SpoolSender:
         self.outbox = Path(root) / "outbox"
         self.outbox.mkdir(parents=True, exist_ok=True)
 
-    def send(self, entries: list[dict[str, Any]],
+    def send(self, entries: list[OutboxEntry],
              on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
         results = []
         n = len(list(self.outbox.glob("*.eml")))
         for e in entries:
             n += 1
-            safe = re.sub(r"[^A-Za-z0-9-]+", "-", f"{e.get('thread_id') or 'mail'}-{e['kind']}")
+            safe = re.sub(r"[^A-Za-z0-9-]+", "-", f"{e.thread_id or 'mail'}-{e.kind}")
             path = self.outbox / f"{n:04d}-{safe}.eml"
-            envelope = f"X-Envelope-From: <{e['mail_from']}>\r\nX-Envelope-To: {', '.join(e['rcpt_to'])}\r\n"
-            atomic_write_bytes(path, envelope.encode() + e["raw"].encode())
-            results.append(SendResult(key=e["key"], status="sent", detail=str(path)))
+            envelope = f"X-Envelope-From: <{e.mail_from}>\r\nX-Envelope-To: {', '.join(e.rcpt_to)}\r\n"
+            atomic_write_bytes(path, envelope.encode() + e.raw.encode())
+            results.append(SendResult(key=e.key, status="sent", detail=str(path)))
             if on_result is not None:
                 on_result(results[-1])
         return results

@@ -46,13 +46,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 class AtomicJSONStorage(Storage):
-    def __init__(self, path: str | os.PathLike[str], **_: Any) -> None:
+    """``readonly``: nothing is ever written, not even the lock file; a write raises."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, **_: Any) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._cache: dict[str, Any] | None = None
         self._cache_stamp: tuple[int, int, int] | None = None
         self._txn: dict[str, Any] | None = None
+        self.before_save: Callable[[dict[str, Any]], None] | None = None  # last touches to what is written
         self._depth = 0
         self._dirty = False
 
@@ -69,6 +74,11 @@ class AtomicJSONStorage(Storage):
             self._cache = None  # TinyDB may have changed the cached dicts before calling us
             self._cache_stamp = None
             raise RuntimeError("store writes must happen inside Store.transaction()")
+        if self.readonly:
+            self._cache = None
+            self._cache_stamp = None
+            raise RuntimeError(f"the store {self.path} was opened read-only, for a verb that only reads; "
+                               f"this write is a bug in that verb")
         self._txn = data
         self._dirty = True
 
@@ -91,6 +101,13 @@ class AtomicJSONStorage(Storage):
             finally:
                 self._depth -= 1
             return
+        if self.readonly:  # a consistent view for reads; write() refuses anything else
+            self._depth, self._txn = 1, dict(self._load() or {})
+            try:
+                yield
+            finally:
+                self._txn, self._depth = None, 0
+            return
         with self._file_lock():
             self._depth = 1
             # A shallow copy is enough to keep the cache clean for TinyDB's table
@@ -102,6 +119,8 @@ class AtomicJSONStorage(Storage):
             try:
                 yield
                 if self._dirty:  # a transaction that only read leaves the file alone
+                    if self.before_save is not None:
+                        self.before_save(self._txn)
                     self._save(self._txn)
                 committed = True
                 if after_commit is not None:

@@ -1,20 +1,29 @@
-"""The partnerdesk store on TinyDB.
+"""The partnerdesk store on TinyDB: the Store port of service/ports.py, with named methods only.
 
-Tables are keyed by natural keys (thread id, Message-ID, idempotency key), so a
-look-up is a dict access, not a scan, and writing the same thing twice is an
-upsert, never a duplicate.
+Tables are keyed by natural keys (thread id, Message-ID, idempotency key), so a look-up is a dict
+access, not a scan, and writing the same thing twice is an upsert, never a duplicate. No code outside
+this package touches a table.
 
-| table       | key                        | what                                               |
-|-------------|----------------------------|----------------------------------------------------|
-| meta        | name                       | secret, history cut-off, thread counter            |
-| partners    | partner id                 | roster (Partner.to_dict)                           |
-| threads     | thread id ("OA-12")        | Thread.to_dict                                     |
-| messages    | Message-ID                 | which thread a message belongs to, and its side    |
-| raw         | sha256 of the raw bytes    | Message-ID of mail already taken in                |
-| outbox      | idempotency key            | the rendered mail, its envelope and send status    |
-| cursors     | folder                     | UIDVALIDITY and the last UID taken in              |
-| quarantine  | source key                 | mail we could not take in, and why                 |
-| ledger      | mailing key                | scheduled mailings already decided (issue 4)       |
+| table            | key                        | what                                                   |
+|------------------|----------------------------|--------------------------------------------------------|
+| meta             | name                       | secret, history cut-off, thread counter, digest day, schema |
+| partners         | partner id                 | the roster (Partner.to_dict)                           |
+| payments         | "partner id|recorded at"   | renewals recorded by `partners renew`                  |
+| threads          | thread id ("OA-12")        | Thread.to_dict                                         |
+| messages         | Message-ID                 | which thread a message belongs to, and its side        |
+| raw              | sha256 of the raw bytes    | Message-ID of mail already taken in                    |
+| cursors          | folder                     | UIDVALIDITY and the last UID taken in                  |
+| quarantine       | source key                 | mail we could not take in, and why                     |
+| outbox           | idempotency key            | OutboxEntry: the rendered mail, envelope, send status  |
+| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit) |
+| ledger           | mailing key                | scheduled mailings already decided                     |
+| mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import`           |
+| unsubscribed     | "list:address"             | List-Unsubscribe requests honoured                     |
+| rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
+| contact_failures | address                    | permanent delivery failures of mailings to a contact   |
+
+Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
+``.daemon.lock`` (one daemon per store).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import fcntl
 import json
 import os
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,9 +41,12 @@ from tinydb import TinyDB
 from tinydb.table import Document, Table
 
 from workflows.errors import AlreadyRunning
+from workflows.lifecycle import State
 from workflows.model import Partner, Thread
+from workflows.outbox import OutboxEntry, Status
 
 from .atomic import AtomicJSONStorage
+from .migrate import SCHEMA, migrate
 
 
 class KeyedTable(Table):
@@ -65,26 +77,50 @@ class KeyedTinyDB(TinyDB):
 
 
 class Store:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    """``readonly``: for verbs that only read; a write raises, and nothing on disk changes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._db = KeyedTinyDB(self.path, storage=AtomicJSONStorage)
+        self.readonly = readonly
+        self._db = KeyedTinyDB(self.path, storage=AtomicJSONStorage, readonly=readonly)
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
+        self._storage.before_save = _stamp_schema
         self._daemon_lock: Any = None
-        self.apply_journal()  # finish what a process that died mid-send had recorded
+        if not readonly:
+            self.apply_journal()  # finish what a process that died mid-send had recorded
+            self._migrate()
 
     def _t(self, name: str) -> Table:
         # cache_size=0: another process may have changed the file since our last query.
         return self._db.table(name, cache_size=0)
 
+    def _get(self, table: str, key: str) -> dict[str, Any] | None:
+        return self._t(table).get(doc_id=key)  # type: ignore[return-value]
+
+    def _put(self, table: str, key: str, data: dict[str, Any]) -> None:
+        self._t(table).upsert(Document(data, doc_id=key))
+
+    def _all(self, table: str) -> list[Document]:
+        return self._t(table).all()
+
     def close(self) -> None:
         self.release_daemon_lock()
         self._db.close()
 
-    # -- one durable write per decision ---------------------------------------
+    def _migrate(self) -> None:
+        """Bring a store written by an older version up to this one's layout, once, in one write."""
+        if not self._storage.read() or self.meta("schema", 1) >= SCHEMA:
+            return  # a new store is stamped with this version by its first write
+        with self.transaction():
+            tables = self._storage.read() or {}
+            if tables.get("meta", {}).get("schema", {}).get("value", 1) < SCHEMA:
+                self._storage.write(migrate(tables))
+
+    # -- one durable write per decision -----------------------------------------------------------------
     def transaction(self, after_commit: Any = None) -> contextlib.AbstractContextManager[None]:
         return self._storage.transaction(after_commit)
 
-    # -- one daemon per store --------------------------------------------------
+    # -- one daemon per store ----------------------------------------------------------------------------
     def acquire_daemon_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".daemon.lock")
         f = open(lock_path, "a+")
@@ -110,27 +146,42 @@ class Store:
             self._daemon_lock.close()
             self._daemon_lock = None
 
-    # -- meta -------------------------------------------------------------------
+    # -- program state -------------------------------------------------------------------------------------
     def meta(self, name: str, default: Any = None) -> Any:
-        doc = self._t("meta").get(doc_id=name)
+        doc = self._get("meta", name)
         return doc["value"] if doc is not None else default
 
     def set_meta(self, name: str, value: Any) -> None:
-        self._t("meta").upsert(Document({"value": value}, doc_id=name))
+        self._put("meta", name, {"value": value})
 
     def secret(self, configured: str | None = None) -> bytes:
-        """The key for our Message-IDs: from config, or generated once and kept."""
+        """The key for our Message-IDs and tokens: from config, or generated once and kept."""
         if configured:
             return configured.encode()
         value = self.meta("secret")
         if value is not None:
             return value.encode()
+        if self.readonly:  # a store nothing was ever written to: nothing to recognise, nothing to keep
+            return secrets.token_hex(32).encode()
         with self.transaction():
             value = self.meta("secret")
             if value is None:
                 value = secrets.token_hex(32)
                 self.set_meta("secret", value)
         return value.encode()
+
+    def history_cutoff(self) -> datetime | None:
+        value = self.meta("history_cutoff")
+        return datetime.fromisoformat(value) if value else None
+
+    def set_history_cutoff(self, at: datetime) -> None:
+        self.set_meta("history_cutoff", at.isoformat())
+
+    def digest_day(self) -> str | None:
+        return self.meta("digest_day")
+
+    def set_digest_day(self, day: str) -> None:
+        self.set_meta("digest_day", day)
 
     def allocate_thread_number(self) -> int:
         """The next thread number; call inside the transaction that saves the thread."""
@@ -141,74 +192,151 @@ class Store:
     def peek_thread_number(self) -> int:
         return int(self.meta("next_thread", 1))
 
-    # -- partners -----------------------------------------------------------------
+    # -- the roster ------------------------------------------------------------------------------------------
     def partners(self) -> list[Partner]:
-        return sorted((Partner.from_dict(d) for d in self._t("partners").all()), key=lambda p: p.id)
+        return sorted((Partner.from_dict(d) for d in self._all("partners")), key=lambda p: p.id)
 
     def partner(self, partner_id: str) -> Partner | None:
-        d = self._t("partners").get(doc_id=partner_id)
+        d = self._get("partners", partner_id)
         return Partner.from_dict(d) if d is not None else None
 
     def save_partner(self, partner: Partner) -> None:
-        self._t("partners").upsert(Document(partner.to_dict(), doc_id=partner.id))
+        self._put("partners", partner.id, partner.to_dict())
 
-    # -- threads ------------------------------------------------------------------
+    def record_payment(self, partner_id: str, *, at: datetime, old_term_end: date | None, paid_until: date,
+                       plan: str, amount: int) -> None:
+        self._put("payments", f"{partner_id}|{at.isoformat()}", {
+            "partner_id": partner_id, "recorded_at": at.isoformat(),
+            "old_term_end": old_term_end.isoformat() if old_term_end else None,
+            "paid_until": paid_until.isoformat(), "plan": plan, "amount": amount})
+
+    def payments(self) -> list[dict[str, Any]]:
+        return sorted((dict(d) for d in self._all("payments")), key=lambda r: r["recorded_at"])
+
+    # -- threads -----------------------------------------------------------------------------------------------
     def thread(self, thread_id: str) -> Thread | None:
-        d = self._t("threads").get(doc_id=thread_id.upper())
+        d = self._get("threads", thread_id.upper())
         return Thread.from_dict(d) if d is not None else None
 
     def threads(self, *, open_only: bool = False) -> list[Thread]:
         """All threads, oldest first; ``open_only`` skips closed ones before decoding them
         (the per-cycle tick needs only those, and closed threads are most of a mature store)."""
-        docs = self._t("threads").all()
+        docs = self._all("threads")
         if open_only:
-            docs = [d for d in docs if d.get("state") != "closed"]
+            docs = [d for d in docs if d.get("state") != State.CLOSED]
         return sorted((Thread.from_dict(d) for d in docs), key=lambda t: t.number)
 
     def save_thread(self, thread: Thread) -> None:
-        self._t("threads").upsert(Document(thread.to_dict(), doc_id=thread.id))
+        self._put("threads", thread.id, thread.to_dict())
 
-    # -- messages -----------------------------------------------------------------
+    # -- messages ------------------------------------------------------------------------------------------------
     def message(self, message_id: str) -> dict[str, Any] | None:
-        return self._t("messages").get(doc_id=message_id)
+        return self._get("messages", message_id)
 
     def record_message(self, message_id: str, **fields: Any) -> None:
-        table = self._t("messages")
-        old = table.get(doc_id=message_id) or {}
-        table.upsert(Document({**old, **fields}, doc_id=message_id))
+        self._put("messages", message_id, {**(self._get("messages", message_id) or {}), **fields})
 
     def seen_raw(self, sha256: str) -> str | None:
-        d = self._t("raw").get(doc_id=sha256)
+        d = self._get("raw", sha256)
         return d["message_id"] if d is not None else None
 
     def record_raw(self, sha256: str, message_id: str, source: str) -> None:
-        self._t("raw").upsert(Document({"message_id": message_id, "source": source}, doc_id=sha256))
+        self._put("raw", sha256, {"message_id": message_id, "source": source})
 
-    # -- outbox -------------------------------------------------------------------
-    def outbox_add(self, entry: dict[str, Any]) -> bool:
+    # -- IMAP cursors ---------------------------------------------------------------------------------------------
+    def cursor(self, folder: str) -> dict[str, Any] | None:
+        return self._get("cursors", folder)
+
+    def set_cursor(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        self._put("cursors", folder, {"uidvalidity": uidvalidity, "last_uid": last_uid})
+
+    # -- quarantine ----------------------------------------------------------------------------------------------
+    def quarantine(self, source_key: str, record: dict[str, Any]) -> None:
+        old = self._get("quarantine", source_key) or {}
+        self._put("quarantine", source_key, {**old, **record, "attempts": int(old.get("attempts", 0)) + 1})
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        return [dict(d, source=d.doc_id) for d in self._all("quarantine")]
+
+    def quarantine_record(self, source_key: str) -> dict[str, Any] | None:
+        return self._get("quarantine", source_key)
+
+    # -- the outbox ------------------------------------------------------------------------------------------------
+    def outbox_add(self, entry: OutboxEntry) -> bool:
         """Queue a rendered mail; False (and nothing written) if its key is already queued or sent."""
-        table = self._t("outbox")
-        if table.get(doc_id=entry["key"]) is not None:
+        if self._get("outbox", entry.key) is not None:
             return False
-        table.insert(Document({"status": "pending", "attempts": 0, **entry}, doc_id=entry["key"]))
+        self._put("outbox", entry.key, entry.to_dict())
         return True
 
-    # -- send results journal ------------------------------------------------------
-    # Recording each send result in the store would rewrite the whole file per mail sent
-    # (a mailing of 2,000 mails: 2,000 rewrites, each bigger than the last). Instead each
-    # result is appended, fsynced, to a small journal, O(1) per mail, and the journal is
-    # folded into the store in one write at the end of the drain, or by whoever opens the
-    # store next after a crash. A mail recorded as sent is never sent again.
+    def outbox_entry(self, key: str) -> OutboxEntry | None:
+        d = self._get("outbox", key)
+        if d is None:
+            return None
+        return OutboxEntry.from_dict({**d, "key": key, **self._unapplied().get(key, {})})
+
+    def outbox(self, status: Status | str | None = None) -> list[OutboxEntry]:
+        """Entries oldest first, optionally only those in ``status``."""
+        unapplied = self._unapplied()
+        rows = [OutboxEntry.from_dict({**d, "key": d.doc_id, **unapplied.get(d.doc_id, {})})
+                for d in self._all("outbox")]
+        if status:
+            rows = [r for r in rows if r.status == status]
+        return sorted(rows, key=lambda r: (r.created_at, r.key))
+
+    def outbox_save(self, entry: OutboxEntry) -> None:
+        if self._get("outbox", entry.key) is None:
+            raise KeyError(f"no outbox entry {entry.key!r}")
+        self._put("outbox", entry.key, entry.to_dict())
+
+    def count_sent_to(self, address: str, kind: str, since: datetime) -> int:
+        """How many mails of ``kind`` were queued to ``address`` since ``since`` (the ack rate limit)."""
+        since_s = since.isoformat()
+        return sum(1 for at in (self._get("recent", f"{kind}:{address}") or {}).get("at", ()) if at >= since_s)
+
+    def remember_sent(self, address: str, kind: str, at: datetime, keep: int = 50) -> None:
+        # A small per-address index, so the rate limit does not scan the whole outbox.
+        key = f"{kind}:{address}"
+        self._put("recent", key, {"at": ((self._get("recent", key) or {}).get("at", []) + [at.isoformat()])[-keep:]})
+
+    # -- the send journal ------------------------------------------------------------------------------------------
+    # Recording each send result in the store would rewrite the whole file per mail sent (a mailing of
+    # 2,000 mails: 2,000 rewrites, each bigger than the last). Instead each result is appended, fsynced,
+    # to a small journal, O(1) per mail, and the journal is folded into the store in one write at the
+    # end of the drain, or by whoever opens the store next after a crash. A mail recorded as sent is
+    # never sent again.
     def _journal_path(self) -> Path:
         return self.path.with_name(self.path.name + ".journal")
 
-    def journal_outbox_update(self, key: str, **fields: Any) -> None:
-        line = (json.dumps({"key": key, "fields": fields}, separators=(",", ":")) + "\n").encode()
+    def journal_progress(self, entry: OutboxEntry) -> None:
+        line = (json.dumps({"key": entry.key, "fields": entry.progress()}, separators=(",", ":")) + "\n").encode()
         with self._storage.locked():  # never between another process's read and truncate of the journal
             with open(self._journal_path(), "ab") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
+
+    def _journal(self) -> list[dict[str, Any]]:
+        try:
+            data = self._journal_path().read_bytes()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in data.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line torn by a crash: that result was not recorded; at worst one resend
+        return out
+
+    def _unapplied(self) -> dict[str, dict[str, Any]]:
+        """A read-only store cannot fold the journal in; it shows what the journal says on top."""
+        if not self.readonly:
+            return {}
+        fields: dict[str, dict[str, Any]] = {}
+        for rec in self._journal():
+            fields.setdefault(rec["key"], {}).update(rec["fields"])
+        return fields
 
     def apply_journal(self) -> int:
         """Fold journaled send results into the outbox (one store write); returns how many."""
@@ -226,80 +354,62 @@ class Store:
                 os.fsync(f.fileno())
 
         with self.transaction(after_commit=truncate):
-            for line in path.read_bytes().splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a line torn by a crash: that result was not recorded; at worst one resend
-                if self._t("outbox").get(doc_id=rec["key"]) is not None:
-                    self.outbox_update(rec["key"], **rec["fields"])
+            for rec in self._journal():
+                doc = self._get("outbox", rec["key"])
+                if doc is not None:
+                    self._put("outbox", rec["key"], {**doc, **rec["fields"]})
                     applied += 1
         return applied
 
-    def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
-        rows = [dict(d, key=d.doc_id) for d in self._t("outbox").all()]
-        if status:
-            rows = [r for r in rows if r["status"] == status]
-        return sorted(rows, key=lambda r: (r.get("created_at", ""), r["key"]))
-
-    def outbox_update(self, key: str, **fields: Any) -> None:
-        table = self._t("outbox")
-        doc = table.get(doc_id=key)
-        if doc is None:
-            raise KeyError(f"no outbox entry {key!r}")
-        table.upsert(Document({**doc, **fields}, doc_id=key))
-
-    def count_outbox_to(self, address: str, kind: str, since: datetime) -> int:
-        """How many mails of ``kind`` were queued to ``address`` since ``since`` (the ack rate limit)."""
-        d = self._t("recent").get(doc_id=f"{kind}:{address}")
-        since_s = since.isoformat()
-        return sum(1 for at in (d or {}).get("at", ()) if at >= since_s)
-
-    def remember_sent(self, address: str, kind: str, at: datetime, keep: int = 50) -> None:
-        # A small per-address index, so the rate limit does not scan the whole outbox.
-        table = self._t("recent")
-        key = f"{kind}:{address}"
-        times = ((table.get(doc_id=key) or {}).get("at", []) + [at.isoformat()])[-keep:]
-        table.upsert(Document({"at": times}, doc_id=key))
-
-    # -- IMAP cursors ---------------------------------------------------------------
-    def cursor(self, folder: str) -> dict[str, Any] | None:
-        return self._t("cursors").get(doc_id=folder)
-
-    def set_cursor(self, folder: str, uidvalidity: int, last_uid: int) -> None:
-        self._t("cursors").upsert(Document({"uidvalidity": uidvalidity, "last_uid": last_uid}, doc_id=folder))
-
-    # -- quarantine -------------------------------------------------------------------
-    def quarantine(self, source_key: str, record: dict[str, Any]) -> None:
-        table = self._t("quarantine")
-        old = table.get(doc_id=source_key) or {}
-        attempts = int(old.get("attempts", 0)) + 1
-        table.upsert(Document({**old, **record, "attempts": attempts}, doc_id=source_key))
-
-    def quarantined(self) -> list[dict[str, Any]]:
-        return [dict(d, source=d.doc_id) for d in self._t("quarantine").all()]
-
-    def quarantine_record(self, source_key: str) -> dict[str, Any] | None:
-        return self._t("quarantine").get(doc_id=source_key)
-
-    # -- ledger (scheduled mailings) -----------------------------------------------------
+    # -- scheduled mailings -----------------------------------------------------------------------------------------
     def ledger(self, key: str) -> dict[str, Any] | None:
-        return self._t("ledger").get(doc_id=key)
+        return self._get("ledger", key)
 
     def ledger_all(self) -> list[dict[str, Any]]:
-        return [dict(d, key=d.doc_id) for d in self._t("ledger").all()]
+        return [dict(d, key=d.doc_id) for d in self._all("ledger")]
 
     def record_ledger(self, key: str, record: dict[str, Any]) -> None:
-        self._t("ledger").upsert(Document(record, doc_id=key))
+        self._put("ledger", key, record)
 
-    def table(self, name: str) -> Table:
-        """Raw access for later workflows that need a table of their own."""
-        return self._t(name)
+    def request_welcome(self, partner_id: str, at: datetime) -> None:
+        """Call inside the transaction that adds the partner: the next tick sends the welcome."""
+        self._put("mailing_requests", f"welcome:{partner_id}", {"at": at.isoformat()})
+
+    def welcome_requests(self) -> dict[str, datetime]:
+        return {d.doc_id.removeprefix("welcome:"): datetime.fromisoformat(d["at"])
+                for d in self._all("mailing_requests") if d.doc_id.startswith("welcome:")}
+
+    def record_unsubscribe(self, list_name: str, address: str, record: dict[str, Any]) -> None:
+        self._put("unsubscribed", f"{list_name}:{address}", record)
+
+    def unsubscribed(self) -> frozenset[str]:
+        """ "list:address" of everyone who unsubscribed from a list."""
+        return frozenset(d.doc_id for d in self._all("unsubscribed"))
+
+    def record_rsvp(self, uid: str, attendee: str, record: dict[str, Any]) -> None:
+        self._put("rsvps", f"{uid}|{attendee}", record)
+
+    def rsvps(self) -> list[dict[str, Any]]:
+        return [dict(d) for d in self._all("rsvps")]
+
+    def contact_failure(self, address: str) -> dict[str, Any] | None:
+        return self._get("contact_failures", address)
+
+    def record_contact_failure(self, address: str, record: dict[str, Any]) -> None:
+        self._put("contact_failures", address, record)
+
+    def contact_failures(self) -> dict[str, dict[str, Any]]:
+        return {d.doc_id: dict(d) for d in self._all("contact_failures")}
+
+
+def _stamp_schema(tables: dict[str, Any]) -> None:
+    # Every write says which layout it is in; a store opened by an older version is migrated first.
+    tables.setdefault("meta", {}).setdefault("schema", {"value": SCHEMA})
 
 
 @contextlib.contextmanager
-def open_store(path: str | os.PathLike[str]) -> Iterator[Store]:
-    store = Store(path)
+def open_store(path: str | os.PathLike[str], *, readonly: bool = False) -> Iterator[Store]:
+    store = Store(path, readonly=readonly)
     try:
         yield store
     finally:

@@ -10,8 +10,10 @@ from workflows.calendar import (
     _holiday_dates,
     format_due,
     format_duration,
-    parse_calendar,
 )
+from config.reader import Reader
+from config.sla import read_sla
+from workflows.errors import ConfigError
 
 NY = ZoneInfo("America/New_York")
 CAL = BusinessCalendar()
@@ -221,6 +223,10 @@ def test_calendar_is_hashable() -> None:
     assert BusinessCalendar(workdays={0, 1}) == BusinessCalendar(workdays=frozenset({0, 1}))  # type: ignore[arg-type]
 
 
+def parse_calendar(table: dict) -> BusinessCalendar:
+    return read_sla(Reader({"sla": table}, "t.toml"))
+
+
 def test_parse_calendar_custom() -> None:
     cal = parse_calendar(
         {
@@ -285,7 +291,7 @@ def test_parse_calendar_defaults_and_none() -> None:
     ],
 )
 def test_parse_calendar_errors_name_the_key(table: dict, key: str) -> None:
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(ConfigError) as excinfo:
         parse_calendar(table)
     message = str(excinfo.value)
     assert key in message

@@ -60,12 +60,12 @@ def test_wait_stops_clock_and_reopen_restarts_it():
 def test_assign_confirms_to_both_and_rejects_non_staff():
     t = request(et(2026, 11, 30, 10))
     d = staff(t, "#assign kim@oa.example")
-    assert d.thread.extra["assignee"] == "kim@oa.example"
+    assert d.thread.assignee == "kim@oa.example"
     assert d.outgoing[0].to == ("sam@oa.example", "kim@oa.example")
     d = staff(t, "#assign me")
-    assert d.thread.extra["assignee"] == "sam@oa.example"
+    assert d.thread.assignee == "sam@oa.example"
     d = staff(t, "#assign ann@acme.example")
-    assert d.action == "command-error" and "assignee" not in d.thread.extra
+    assert d.action == "command-error" and not d.thread.assignee
     assert "not a staff address" in d.outgoing[0].context["problem"]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests.promise_helpers import CAL, LADDER, SUPPORT, et, mail, request, step
 from workflows import escalation as esc
-from workflows.settings import load
+from config.settings import load
 from workflows.errors import ConfigError
 
 

@@ -313,7 +313,7 @@ def test_imap_quarantine_and_done_folder(desk):
     """The IMAP adapter moves mail aside (never deletes it) and can file taken-in mail in a folder."""
     from mailbox.imap import ImapSource
     from store.tinystore import Store
-    from workflows.settings import ImapSettings
+    from config.servers import ImapSettings
 
     s = desk.servers
     for i in range(3):

@@ -19,12 +19,13 @@ import pytest
 
 import run
 from mailbox.ical import build, parse_replies, reply
-from workflows.mailings.config import parse_mailings
+from config.mailings import read_mailings
+from config.reader import Reader
 from workflows.mailings.due import CalendarEvent
 from workflows.mailings.plan import due_mailings
 from workflows.model import Contact, Partner
-from workflows.ports import RawMail
-from workflows.service import CycleReport
+from service.ports import RawMail
+from service.report import CycleReport
 
 from tests.test_mailings_runner import PARTNERS, make_settings
 
@@ -41,8 +42,8 @@ def wired(tmp_path):
         s = make_settings(tmp_path, **tables)
         stack = ExitStack()
         stacks.append(stack)
-        app = run.build(s, run.Clock(datetime.fromisoformat(now)), stack, spool_root=tmp_path / "spool")
-        runner = run.mailing_runner(s, app.store, app.service.composer, app.service.secret)
+        app = run.Wiring(s, run.Clock(datetime.fromisoformat(now)), stack).desk(spool_root=tmp_path / "spool")
+        runner = app.mailings
         with app.store.transaction():
             for p in PARTNERS:
                 app.store.save_partner(p)
@@ -55,13 +56,13 @@ def wired(tmp_path):
 
 
 def invitation(app, to="antonio@nuvole.example"):
-    e = next(e for e in app.store.outbox() if e["kind"] == "call-invite" and e["rcpt_to"] == [to])
-    return e, email.message_from_string(e["raw"], policy=email.policy.default)
+    e = next(e for e in app.store.outbox() if e.kind == "call-invite" and e.rcpt_to == (to,))
+    return e, email.message_from_string(e.raw, policy=email.policy.default)
 
 
 def take(app, msg, key="x:1", when="2026-12-30T16:00:00+00:00"):
     now = datetime.fromisoformat(when)
-    return app.service.take_in(RawMail(source_key=key, data=msg.as_bytes(), received_at=now), now, CycleReport())
+    return app.intake.take_in(RawMail(source_key=key, data=msg.as_bytes(), received_at=now), now, CycleReport())
 
 
 def mail_from(addr, subject, body, **headers):
@@ -88,7 +89,7 @@ def test_reply_quoting_the_invitation_footer_is_a_thread_not_an_unsubscribe(wire
                   "On Wed, Open Atrium Support wrote:\n" + quoted,
                   Message_ID="<q1@nuvole.example>", In_Reply_To=inv["Message-ID"])
     assert take(app, r) == "thread-new"
-    assert runner.unsubscribed() == frozenset()
+    assert app.store.unsubscribed() == frozenset()
     assert [t.requester for t in app.store.threads()] == ["antonio@nuvole.example"]
 
 
@@ -104,7 +105,7 @@ def test_out_of_office_quoting_the_footer_or_the_token_never_unsubscribes(wired)
     echo = mail_from("mark@gmail.com", "Auto: " + token_of(invitation(app, "mark@gmail.com")[1]), "Away.",
                      Message_ID="<ooo2@gmail.com>", Auto_Submitted="auto-replied")
     assert take(app, echo, "x:2") != "unsubscribed"
-    assert runner.unsubscribed() == frozenset()
+    assert app.store.unsubscribed() == frozenset()
 
 
 @pytest.mark.parametrize("prefix", ["> ", ""])
@@ -114,7 +115,7 @@ def test_a_reply_with_nothing_new_but_the_quoted_or_pasted_footer_is_no_unsubscr
     body = "\n".join(prefix + line for line in inv.get_body(("plain",)).get_content().splitlines())
     r = mail_from("antonio@nuvole.example", "Fwd: " + inv["Subject"], body, Message_ID="<q3@nuvole.example>")
     assert take(app, r) != "unsubscribed"
-    assert runner.unsubscribed() == frozenset()
+    assert app.store.unsubscribed() == frozenset()
 
 
 def test_unsubscribe_with_a_real_question_is_recorded_and_still_becomes_a_thread(wired):
@@ -124,7 +125,7 @@ def test_unsubscribe_with_a_real_question_is_recorded_and_still_becomes_a_thread
                   "Please stop the call invitations. Also: our site is down since the upgrade, can you help?",
                   Message_ID="<u1@nuvole.example>")
     assert take(app, m) == "thread-new"
-    assert "calls:antonio@nuvole.example" in runner.unsubscribed()
+    assert "calls:antonio@nuvole.example" in app.store.unsubscribed()
     assert len(app.store.threads()) == 1
 
 
@@ -134,7 +135,7 @@ def test_unsubscribe_token_in_the_unquoted_body_alone_is_honoured_without_a_thre
     m = mail_from("antonio@nuvole.example", "please", token_of(inv) + "\n\n-- \nAntonio\n",
                   Message_ID="<u2@nuvole.example>")
     assert take(app, m) == "unsubscribed"
-    assert "calls:antonio@nuvole.example" in runner.unsubscribed() and app.store.threads() == []
+    assert "calls:antonio@nuvole.example" in app.store.unsubscribed() and app.store.threads() == []
 
 
 # -- 2. calendar replies for any configured call id -------------------------------------------
@@ -168,22 +169,22 @@ def dsn(original: str, mid: str, rcpt="mark@gmail.com"):
 def test_late_delivery_report_of_a_mailing_is_recorded_against_the_contact_and_reported_once(wired):
     app, runner = wired()
     e, _ = invitation(app, "mark@gmail.com")
-    assert take(app, dsn(e["raw"], "<dsn1@mx>"), "x:1") != "thread-new"
+    assert take(app, dsn(e.raw, "<dsn1@mx>"), "x:1") != "thread-new"
     assert app.store.threads() == []
     failures = runner.contact_failures()
-    assert failures["mark@gmail.com"]["count"] == 1 and e["key"] in failures["mark@gmail.com"]["keys"]
-    reports = [x for x in app.store.outbox() if x["kind"] == "mailing-failure"]
-    assert len(reports) == 1 and reports[0]["rcpt_to"] == ["young@openatrium.example"]
-    assert reports[0]["mail_from"] == ""  # a report of a bounce must not bounce back to us
+    assert failures["mark@gmail.com"]["count"] == 1 and e.key in failures["mark@gmail.com"]["keys"]
+    reports = [x for x in app.store.outbox() if x.kind == "mailing-failure"]
+    assert len(reports) == 1 and reports[0].rcpt_to == ("young@openatrium.example",)
+    assert reports[0].mail_from == ""  # a report of a bounce must not bounce back to us
     # A second report about the same mail (the MTA retried, or a copy): recorded, not reported again.
-    assert take(app, dsn(e["raw"], "<dsn2@mx>"), "x:2") != "thread-new"
+    assert take(app, dsn(e.raw, "<dsn2@mx>"), "x:2") != "thread-new"
     assert app.store.threads() == []
-    assert len([x for x in app.store.outbox() if x["kind"] == "mailing-failure"]) == 1
+    assert len([x for x in app.store.outbox() if x.kind == "mailing-failure"]) == 1
     assert runner.contact_failures()["mark@gmail.com"]["count"] == 1
     # And the tick's SMTP-failure path does not report it a second time either.
     r = CycleReport()
     runner.tick(datetime(2026, 12, 30, 17, tzinfo=UTC), r)
-    assert len([x for x in app.store.outbox() if x["kind"] == "mailing-failure"]) == 1
+    assert len([x for x in app.store.outbox() if x.kind == "mailing-failure"]) == 1
 
 
 # -- 4-6. calls: restore after cancel, A->B->A->B, same instant in another zone ----------------
@@ -193,7 +194,7 @@ ONE = Partner(id="solo", name="Solo Shop", plan="solo", renews_on=date(2027, 5, 
 
 def calls_cfg(start=None):
     dates = [{"id": "c1", "start": start}] if start is not None else []
-    return parse_mailings({"calls": {"dates": dates}, "mailings": {"enabled": ["calls"]}}, "test.toml")
+    return read_mailings(Reader({"calls": {"dates": dates}, "mailings": {"enabled": ["calls"]}}, "test.toml"))
 
 
 def step(ledger, cfg, now):
@@ -315,9 +316,8 @@ def test_a_late_renewal_notice_states_the_real_number_of_days():
     from zoneinfo import ZoneInfo
 
     from workflows.mailings import renewals
-    from workflows.mailings.config import parse_mailings
 
-    mc = parse_mailings({"support": {"address": "s@x.example"}}, "t.toml")
+    mc = read_mailings(Reader({"support": {"address": "s@x.example"}}, "t.toml"))
     ny = ZoneInfo("America/New_York")
     t = renewals.timing(date(2027, 1, 15), "$4,000", datetime(2026, 11, 29, 10, tzinfo=ny), mc)
     assert (t["phase"], t["days"]) == ("before", 47)  # the 60-day notice, sent 47 days before

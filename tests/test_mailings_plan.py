@@ -10,7 +10,8 @@ import pytest
 
 from workflows.errors import ConfigError
 from workflows.mailings import calls, renewals, trainings
-from workflows.mailings.config import parse_mailings
+from config.mailings import read_mailings
+from config.reader import Reader
 from workflows.mailings.plan import due_mailings, preview, simulate
 from workflows.model import Contact, Partner
 
@@ -46,7 +47,7 @@ def cfg(**overrides):
     raw = {k: dict(v) for k, v in CFG.items()}
     for table, values in overrides.items():
         raw.setdefault(table, {}).update(values)
-    return parse_mailings(raw, "test.toml")
+    return read_mailings(Reader(raw, "test.toml"))
 
 
 def commit(ledger, send, skip, now):
@@ -248,7 +249,7 @@ def test_welcome_once_per_contact_when_requested():
 ])
 def test_config_errors_name_file_and_key(raw, key):
     with pytest.raises(ConfigError) as e:
-        parse_mailings(raw, "partnerdesk.toml")
+        read_mailings(Reader(raw, "partnerdesk.toml"))
     assert str(e.value).startswith("partnerdesk.toml: ") and key in str(e.value)
 
 

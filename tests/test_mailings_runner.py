@@ -15,13 +15,17 @@ import pytest
 import run
 from mailbox.compose import Composer
 from mailbox.ical import reply
-from workflows import settings as settings_mod
-from workflows.mailings.config import parse_mailings
+from config import settings as settings_mod
+from config.mailings import read_mailings
+from config.reader import Reader
 from workflows.mailings.plan import preview
-from workflows.mailings.runner import MailingRunner, RunnerSettings
+from service.mailings import MailingRunner, RunnerSettings
 from workflows.model import Partner
-from workflows.ports import RawMail, SendResult
-from workflows.service import CycleReport
+from service.ports import RawMail, SendResult
+from service.cycle import cycle
+from service.outbox import Outbox
+from service.roster import record_renewal
+from service.report import CycleReport
 
 SAMPLES = json.loads((Path(run.ROOT) / "templates" / "samples" / "mailings.json").read_text())
 PARTNERS = [Partner.from_dict(p) for p in SAMPLES["partners"]]
@@ -35,7 +39,7 @@ def make_settings(tmp_path, **tables):
 
 class FakeSender:
     def __init__(self, die_after=None, refuse=()):
-        self.sent: list[dict] = []
+        self.sent: list = []
         self.die_after = die_after
         self.refuse = set(refuse)
 
@@ -44,11 +48,11 @@ class FakeSender:
         for e in entries:
             if self.die_after is not None and len(self.sent) >= self.die_after:
                 raise KeyboardInterrupt("the process dies in the middle of the mailing")
-            if set(e["rcpt_to"]) & self.refuse:
-                r = SendResult(key=e["key"], status="permanent", detail="550 5.1.1 No such user here")
+            if set(e.rcpt_to) & self.refuse:
+                r = SendResult(key=e.key, status="permanent", detail="550 5.1.1 No such user here")
             else:
                 self.sent.append(e)
-                r = SendResult(key=e["key"], status="sent")
+                r = SendResult(key=e.key, status="sent")
             results.append(r)
             if on_result:
                 on_result(r)
@@ -60,8 +64,8 @@ def wired(tmp_path):
     def make(now: str, **tables):
         stack = ExitStack()
         s = make_settings(tmp_path, **tables)
-        app = run.build(s, run.Clock(datetime.fromisoformat(now)), stack, spool_root=tmp_path / "spool")
-        runner = run.mailing_runner(s, app.store, app.service.composer, app.service.secret)
+        app = run.Wiring(s, run.Clock(datetime.fromisoformat(now)), stack).desk(spool_root=tmp_path / "spool")
+        runner = app.mailings
         return stack, app, runner
     return make
 
@@ -71,11 +75,11 @@ def seed(app, runner=None, welcome_at=None):
         for p in PARTNERS:
             app.store.save_partner(p)
             if runner and welcome_at:
-                runner.request_welcome(p.id, welcome_at)
+                app.store.request_welcome(p.id, welcome_at)
 
 
 def msgs(entries):
-    return [email.message_from_string(e["raw"], policy=email.policy.default) for e in entries]
+    return [email.message_from_string(e.raw, policy=email.policy.default) for e in entries]
 
 
 def test_one_cycle_queues_ledger_and_outbox_together_and_never_twice(wired):
@@ -83,14 +87,14 @@ def test_one_cycle_queues_ledger_and_outbox_together_and_never_twice(wired):
     with stack:
         seed(app)
         app.sender = FakeSender()
-        run.cycle(app)
+        cycle(app)
         first = list(app.sender.sent)
         assert first, "renewal notices and a training announcement are due on 2027-01-20"
         ledger = {e["key"]: e for e in app.store.ledger_all()}
         for e in first:
-            lk = e["key"].removeprefix("mailing:")
-            assert ledger[lk]["status"] == "queued" and ledger[lk]["outbox_key"] == e["key"]
-        run.cycle(app)
+            lk = e.key.removeprefix("mailing:")
+            assert ledger[lk]["status"] == "queued" and ledger[lk]["outbox_key"] == e.key
+        cycle(app)
         assert app.sender.sent == first
 
 
@@ -100,23 +104,24 @@ def test_a_mailing_killed_halfway_and_restarted_sends_each_recipient_exactly_onc
         seed(app)
         app.sender = FakeSender(die_after=2)
         with pytest.raises(KeyboardInterrupt):
-            run.cycle(app)
+            cycle(app)
         before = list(app.sender.sent)
         assert len(before) == 2
         app.sender = FakeSender()
-        run.cycle(app)
-        everyone = [e["rcpt_to"][0] for e in before + app.sender.sent if e["kind"] == "call-invite"]
+        cycle(app)
+        everyone = [e.rcpt_to[0] for e in before + app.sender.sent if e.kind == "call-invite"]
         assert sorted(everyone) == sorted(c.email for p in PARTNERS for c in p.contacts)
 
 
 def test_every_template_renders_for_every_plan_with_honest_headers(tmp_path):
-    cfg = parse_mailings(SAMPLES["config"], "samples")
+    cfg = read_mailings(Reader(SAMPLES["config"], "samples"))
     composer = Composer(support_address="support@openatrium.example", support_name="Open Atrium Support")
 
     class NoStore:
         pass
 
-    runner = MailingRunner(store=NoStore(), composer=composer, secret=b"k", settings=RunnerSettings(
+    outbox = Outbox(store=NoStore(), composer=composer, secret=b"k", support_address="support@openatrium.example")
+    runner = MailingRunner(store=NoStore(), outbox=outbox, secret=b"k", settings=RunnerSettings(
         support_address="support@openatrium.example", support_name="Open Atrium Support", staff=frozenset(),
         config=cfg))
     now = datetime(2026, 12, 1, 15, tzinfo=timezone.utc)
@@ -158,8 +163,8 @@ def test_unsubscribe_request_and_calendar_reply_are_honoured_and_never_become_th
     with stack:
         seed(app)
         app.sender = FakeSender()
-        run.cycle(app)
-        invite = next(e for e in app.sender.sent if e["rcpt_to"] == ["mark@gmail.com"])
+        cycle(app)
+        invite = next(e for e in app.sender.sent if e.rcpt_to == ("mark@gmail.com",))
         m = msgs([invite])[0]
         unsub = m["List-Unsubscribe"].split("subject=")[1].rstrip(">").replace("%20", " ")
         cal = next(p for p in m.walk() if p.get_content_type() == "text/calendar").get_content()
@@ -176,12 +181,12 @@ def test_unsubscribe_request_and_calendar_reply_are_honoured_and_never_become_th
         now = datetime(2026, 12, 30, tzinfo=timezone.utc)
         r = CycleReport()
         for i, msg in enumerate((answer, stop)):
-            assert app.service.take_in(RawMail(source_key=f"t{i}", data=msg.as_bytes(), received_at=now), now, r) \
+            assert app.intake.take_in(RawMail(source_key=f"t{i}", data=msg.as_bytes(), received_at=now), now, r) \
                 in ("rsvp", "unsubscribed")
         assert app.store.threads() == []
         [rsvp] = runner.rsvps("call-2027-01-12")
         assert rsvp["attendee"] == "mark@gmail.com" and rsvp["partstat"] == "ACCEPTED"
-        assert "calls:mark@gmail.com" in runner.unsubscribed()
+        assert "calls:mark@gmail.com" in app.store.unsubscribed()
         # The reminder for the unsubscribed contact is skipped, with the reason recorded.
         _, skip = runner.plan(datetime(2027, 1, 11, 20, tzinfo=timezone.utc), only="calls")
         assert any(d.recipient == "mark@gmail.com" and "unsubscribed" in d.reason for d in skip)
@@ -190,7 +195,7 @@ def test_unsubscribe_request_and_calendar_reply_are_honoured_and_never_become_th
         bad = email.message.EmailMessage()
         bad["From"], bad["Subject"], bad["Message-ID"] = "x@evil.example", forged, "<f@evil.example>"
         bad.set_content("")
-        assert runner.intercept(app.service.parse(bad.as_bytes(), received_at=now), now) is None
+        assert runner.intercept(app.intake.parse(bad.as_bytes(), received_at=now), now) is None
 
 
 def test_permanent_failure_recorded_against_contact_reported_once_others_still_sent(wired):
@@ -198,12 +203,12 @@ def test_permanent_failure_recorded_against_contact_reported_once_others_still_s
     with stack:
         seed(app)
         app.sender = FakeSender(refuse={"billing@nuvole.example"})
-        run.cycle(app)
-        assert {e["rcpt_to"][0] for e in app.sender.sent} >= {"mark@gmail.com", "antonio@nuvole.example"}
-        run.cycle(app)
-        run.cycle(app)
-        reports = [e for e in app.sender.sent if e["kind"] == "mailing-failure"]
-        assert len(reports) == 1 and reports[0]["rcpt_to"] == ["young@openatrium.example"]
+        cycle(app)
+        assert {e.rcpt_to[0] for e in app.sender.sent} >= {"mark@gmail.com", "antonio@nuvole.example"}
+        cycle(app)
+        cycle(app)
+        reports = [e for e in app.sender.sent if e.kind == "mailing-failure"]
+        assert len(reports) == 1 and reports[0].rcpt_to == ("young@openatrium.example",)
         assert "billing@nuvole.example" in msgs(reports)[0].get_body(("plain",)).get_content()
         assert runner.contact_failures()["billing@nuvole.example"]["count"] == 1
 
@@ -214,14 +219,14 @@ def test_renewal_recorded_mid_series_cancels_queued_and_stops_the_rest(wired):
         seed(app)
         report = CycleReport()
         runner.tick(datetime(2027, 3, 2, 16, tzinfo=timezone.utc), report, only="renewals")
-        pending = [e for e in app.store.outbox("pending") if e["kind"] == "renewal"]
-        assert {e["rcpt_to"][0] for e in pending} == {"billing@nuvole.example", "mark@gmail.com"}
-        p, stopped, cancelled = runner.record_renewal("nuvole", date(2028, 3, 31),
-                                                      datetime(2027, 3, 3, tzinfo=timezone.utc))
+        pending = [e for e in app.store.outbox("pending") if e.kind == "renewal"]
+        assert {e.rcpt_to[0] for e in pending} == {"billing@nuvole.example", "mark@gmail.com"}
+        p, stopped, cancelled = record_renewal(app.store, runner.s.config, "nuvole", date(2028, 3, 31),
+                                               datetime(2027, 3, 3, tzinfo=timezone.utc))
         assert cancelled == 1 and {d.record["offset"] for d in stopped} == {7, 0, -14}
         app.sender = FakeSender()
-        run.cycle(app)
-        assert [e["rcpt_to"] for e in app.sender.sent if e["kind"] == "renewal"] == [["mark@gmail.com"]]
+        cycle(app)
+        assert [e.rcpt_to for e in app.sender.sent if e.kind == "renewal"] == [("mark@gmail.com",)]
         send, _ = runner.plan(datetime(2027, 3, 25, 15, tzinfo=timezone.utc), only="renewals")
         assert all(d.partner_id != "nuvole" for d in send)
 

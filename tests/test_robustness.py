@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,9 +29,14 @@ from mailbox.imap import ImapSource
 from mailbox.smtp import SmtpSender
 from store.tinystore import Store, open_store
 from workflows.errors import ConfigError, Transient
-from workflows.ports import RawMail, SendResult
-from workflows.service import BACKOFF, SEND_RETRY_FOR, CycleReport, IntakeService
-from workflows.settings import ImapSettings, SmtpSettings
+from service.ports import RawMail, SendResult
+from service.cycle import Desk, cycle
+from service.intake import IntakeService
+from service.outbox import Outbox
+from service.report import CycleReport
+from workflows.outbox import BACKOFF, OutboxEntry
+from workflows.outbox import RETRY_FOR as SEND_RETRY_FOR
+from config.servers import ImapSettings, SmtpSettings
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)
 SUPPORT = "support@openatrium.example"
@@ -135,9 +141,10 @@ def sender(port: int, *, username: str = "", connections: int = 1) -> SmtpSender
     return SmtpSender(s, "secret")
 
 
-def entry(key: str, *rcpts: str) -> dict:
-    return {"key": key, "mail_from": SUPPORT, "rcpt_to": list(rcpts),
-            "raw": f"From: {SUPPORT}\r\nSubject: {key}\r\n\r\nhello\r\n"}
+def entry(key: str, *rcpts: str, at: datetime = NOW, kind: str = "ack") -> OutboxEntry:
+    return OutboxEntry(key=key, kind=kind, thread_id="OA-1", message_id=f"<{key}@x>", mail_from=SUPPORT,
+                       rcpt_to=rcpts, subject=key, raw=f"From: {SUPPORT}\r\nSubject: {key}\r\n\r\nhello\r\n",
+                       created_at=at)
 
 
 def by_key(results: list[SendResult]) -> dict[str, SendResult]:
@@ -223,15 +230,13 @@ def make_service(store) -> IntakeService:
     from workflows.intake import IntakeSettings
 
     settings = IntakeSettings(support_address=SUPPORT, staff=frozenset({"s@x.example"}))
-    return IntakeService(store=store, settings=settings,
-                         parse=parse, composer=NoComposer(), secret=b"k")
+    outbox = Outbox(store=store, composer=NoComposer(), secret=b"k", support_address=SUPPORT)
+    return IntakeService(store=store, settings=settings, parse=parse, outbox=outbox, secret=b"k")
 
 
 def queue(store, key: str, *rcpts: str, at: datetime = NOW) -> None:
     with store.transaction():
-        store.outbox_add({"key": key, "kind": "ack", "thread_id": "OA-1", "message_id": f"<{key}@x>",
-                          "mail_from": SUPPORT, "rcpt_to": list(rcpts), "subject": key,
-                          "raw": f"Subject: {key}\r\n\r\nhi\r\n", "created_at": at.isoformat()})
+        store.outbox_add(entry(key, *rcpts, at=at))
 
 
 class ScriptedSender:
@@ -239,7 +244,7 @@ class ScriptedSender:
 
     def __init__(self, answer) -> None:
         self.answer = answer
-        self.sent: list[dict] = []
+        self.sent: list = []
 
     def send(self, entries, on_result=None):
         out = []
@@ -255,20 +260,20 @@ class ScriptedSender:
 def test_transient_failures_are_retried_for_days_with_hourly_backoff(store):
     svc = make_service(store)
     queue(store, "ack-1", "p@x.example")
-    down = ScriptedSender(lambda e: SendResult(key=e["key"], status="transient",
+    down = ScriptedSender(lambda e: SendResult(key=e.key, status="transient",
                                                detail="SMTP connection failed: 535 bad password"))
     now, waits, reports = NOW, [], []
     while True:
         report = CycleReport()
-        svc.drain_outbox(down, now, report)
+        svc.outbox.drain(down, now, report)
         reports.append((now, report))
         e = store.outbox()[0]
-        if e["status"] != "pending":
+        if e.status != "pending":
             break
-        nxt = datetime.fromisoformat(e["next_attempt"])
+        nxt = e.next_attempt
         waits.append(nxt - now)
         now = nxt
-    assert e["status"] == "failed" and e["attempts"] > 8
+    assert e.status == "failed" and e.attempts > 8
     assert now - NOW >= SEND_RETRY_FOR and now - NOW <= SEND_RETRY_FOR + timedelta(hours=1)
     assert max(waits) == timedelta(seconds=max(BACKOFF)) == timedelta(hours=1)
     assert waits[:3] == [timedelta(seconds=s) for s in BACKOFF[:3]]
@@ -284,36 +289,36 @@ def test_transient_failures_are_retried_for_days_with_hourly_backoff(store):
 def test_an_overnight_outage_loses_nothing(store):
     svc = make_service(store)
     queue(store, "ack-1", "p@x.example")
-    down = ScriptedSender(lambda e: SendResult(key=e["key"], status="transient", detail="connection refused"))
+    down = ScriptedSender(lambda e: SendResult(key=e.key, status="transient", detail="connection refused"))
     now = NOW
     while now < NOW + timedelta(hours=14):  # the old limit (8 attempts) was about 4 hours
-        svc.drain_outbox(down, now, CycleReport())
+        svc.outbox.drain(down, now, CycleReport())
         now += timedelta(minutes=5)
-    assert store.outbox()[0]["status"] == "pending"
-    up = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
-    svc.drain_outbox(up, now + timedelta(hours=1), CycleReport())
-    assert store.outbox()[0]["status"] == "sent" and len(up.sent) == 1
+    assert store.outbox()[0].status == "pending"
+    up = ScriptedSender(lambda e: SendResult(key=e.key, status="sent"))
+    svc.outbox.drain(up, now + timedelta(hours=1), CycleReport())
+    assert store.outbox()[0].status == "sent" and len(up.sent) == 1
 
 
 def test_recipients_refused_for_now_get_a_copy_of_their_own(store):
     svc = make_service(store)
     queue(store, "notify-1", "a@x.example", "full@x.example")
-    partial = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent",
+    partial = ScriptedSender(lambda e: SendResult(key=e.key, status="sent",
                                                   detail="refused: full@x.example: 452 over quota",
                                                   retry_rcpts=("full@x.example",)))
     report = CycleReport()
-    svc.drain_outbox(partial, NOW, report)
-    rows = {e["key"]: e for e in store.outbox()}
-    assert rows["notify-1"]["status"] == "sent"
+    svc.outbox.drain(partial, NOW, report)
+    rows = {e.key: e for e in store.outbox()}
+    assert rows["notify-1"].status == "sent"
     copy = rows["notify-1#retry1"]
-    assert copy["status"] == "pending" and copy["rcpt_to"] == ["full@x.example"]
-    assert copy["raw"] == rows["notify-1"]["raw"] and copy["message_id"] == rows["notify-1"]["message_id"]
-    assert copy["next_attempt"] > NOW.isoformat()
+    assert copy.status == "pending" and copy.rcpt_to == ("full@x.example",)
+    assert copy.raw == rows["notify-1"].raw and copy.message_id == rows["notify-1"].message_id
+    assert copy.next_attempt > NOW
     # Later the copy goes out, to that recipient only.
-    ok = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
-    svc.drain_outbox(ok, NOW + timedelta(minutes=5), CycleReport())
-    assert [(e["key"], e["rcpt_to"]) for e in ok.sent] == [("notify-1#retry1", ["full@x.example"])]
-    assert {e["status"] for e in store.outbox()} == {"sent"}
+    ok = ScriptedSender(lambda e: SendResult(key=e.key, status="sent"))
+    svc.outbox.drain(ok, NOW + timedelta(minutes=5), CycleReport())
+    assert [(e.key, e.rcpt_to) for e in ok.sent] == [("notify-1#retry1", ("full@x.example",))]
+    assert {e.status for e in store.outbox()} == {"sent"}
 
 
 def write_config(tmp_path: Path) -> Path:
@@ -331,10 +336,10 @@ def test_outbox_cli_lists_and_puts_failed_mail_back(tmp_path, capsys):
         queue(s, "ack-2", "q@x.example")
         queue(s, "ack-3", "r@x.example")
         with s.transaction():
-            s.outbox_update("ack-1", status="failed", attempts=40, detail="535 bad password",
-                            first_failed_at=NOW.isoformat(), failure_reported=True)
-            s.outbox_update("ack-2", status="failed", attempts=3, detail="timeout")
-            s.outbox_update("ack-3", status="sent")
+            s.outbox_save(replace(s.outbox_entry("ack-1"), status="failed", attempts=40, detail="535 bad password",
+                                  first_failed_at=NOW, failure_reported=NOW))
+            s.outbox_save(replace(s.outbox_entry("ack-2"), status="failed", attempts=3, detail="timeout"))
+            s.outbox_save(replace(s.outbox_entry("ack-3"), status="sent"))
     assert run.main(["--config", str(cfg), "outbox", "list", "--status", "failed"]) == 0
     out = capsys.readouterr().out
     assert "ack-1" in out and "ack-2" in out and "ack-3" not in out and "535 bad password" in out
@@ -342,18 +347,18 @@ def test_outbox_cli_lists_and_puts_failed_mail_back(tmp_path, capsys):
     assert "sent, not failed" in capsys.readouterr().err
     assert run.main(["--config", str(cfg), "outbox", "retry", "ack-1"]) == 0
     with open_store(tmp_path / "store.json") as s:
-        e = {r["key"]: r for r in s.outbox()}
-        assert e["ack-1"]["status"] == "pending" and e["ack-1"]["attempts"] == 0
-        assert not e["ack-1"]["first_failed_at"] and not e["ack-1"]["failure_reported"]
-        assert e["ack-2"]["status"] == "failed"
+        e = {r.key: r for r in s.outbox()}
+        assert e["ack-1"].status == "pending" and e["ack-1"].attempts == 0
+        assert not e["ack-1"].first_failed_at and not e["ack-1"].failure_reported
+        assert e["ack-2"].status == "failed"
     assert run.main(["--config", str(cfg), "outbox", "retry", "--all-failed"]) == 0
     assert "1 failed mail(s) put back" in capsys.readouterr().out
     with open_store(tmp_path / "store.json") as s:
-        assert {r["status"] for r in s.outbox("pending")} == {"pending"} and len(s.outbox("pending")) == 2
+        assert {r.status for r in s.outbox("pending")} == {"pending"} and len(s.outbox("pending")) == 2
         # Due at once: the next drain sends both.
-        sent = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
-        make_service(s).drain_outbox(sent, NOW, CycleReport())
-        assert sorted(e["key"] for e in sent.sent) == ["ack-1", "ack-2"]
+        sent = ScriptedSender(lambda e: SendResult(key=e.key, status="sent"))
+        make_service(s).outbox.drain(sent, NOW, CycleReport())
+        assert sorted(e.key for e in sent.sent) == ["ack-1", "ack-2"]
 
 
 # ======================================================================================
@@ -383,17 +388,15 @@ def test_cycle_runs_ticks_and_drain_when_imap_is_down(store):
     def tick(now, report):  # an escalation, say: queued by a tick while IMAP is down
         fired.append(now)
         with store.transaction():
-            store.outbox_add({"key": "esc-1", "kind": "escalation", "thread_id": "OA-1", "message_id": "<e@x>",
-                              "mail_from": SUPPORT, "rcpt_to": ["boss@x.example"], "subject": "late",
-                              "raw": "Subject: late\r\n\r\nlate\r\n", "created_at": now.isoformat()})
+            store.outbox_add(entry("esc-1", "boss@x.example", at=now, kind="escalation"))
 
-    out = ScriptedSender(lambda e: SendResult(key=e["key"], status="sent"))
-    app = run.App(settings=None, store=store, service=svc, source=DownSource(), sender=out,
-                  clock=run.Clock(NOW), spool_root=None, ticks=[tick])
+    out = ScriptedSender(lambda e: SendResult(key=e.key, status="sent"))
+    desk = Desk(store=store, outbox=svc.outbox, intake=svc, source=DownSource(), sender=out, now=run.Clock(NOW).now,
+                extra_ticks=[tick])
     with pytest.raises(Transient) as caught:
-        run.cycle(app)
+        cycle(desk)
     assert fired, "the tick did not run"
-    assert [e["key"] for e in out.sent] == ["old-1", "esc-1"]  # the final drain ran after the tick
+    assert [e.key for e in out.sent] == ["old-1", "esc-1"]  # the final drain ran after the tick
     assert caught.value.report.counts["sent"] == 2
 
 

@@ -12,8 +12,10 @@ from mailbox.compose import Composer
 from mailbox.parse import parse
 from store.tinystore import Store
 from workflows.intake import IntakeSettings
-from workflows.ports import RawMail, SendResult
-from workflows.service import CycleReport, IntakeService
+from service.ports import RawMail, SendResult
+from service.intake import IntakeService
+from service.outbox import Outbox
+from service.report import CycleReport
 
 SUPPORT = "support@openatrium.example"
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)
@@ -60,12 +62,12 @@ class FakeSource:
 
 class RecordingSender:
     def __init__(self, status: str = "sent") -> None:
-        self.sent: list[dict] = []
+        self.sent: list = []
         self.status = status
 
     def send(self, entries, on_result=None):
         self.sent += entries
-        return [SendResult(key=e["key"], status=self.status, detail="550 no such user" if self.status == "permanent"
+        return [SendResult(key=e.key, status=self.status, detail="550 no such user" if self.status == "permanent"
                            else "") for e in entries]
 
 
@@ -78,8 +80,9 @@ def store(tmp_path):
 
 def service(store, **kw) -> IntakeService:
     composer = kw.pop("composer", Composer(support_address=SUPPORT, support_name="Open Atrium Support"))
+    outbox = Outbox(store=store, composer=composer, secret=b"k", support_address=SUPPORT)
     return IntakeService(store=store, settings=IntakeSettings(support_address=SUPPORT, staff=frozenset({"s@x.example"})),
-                         parse=parse, composer=composer, secret=b"k", **kw)
+                         parse=parse, outbox=outbox, secret=b"k", **kw)
 
 
 def test_decision_and_mail_are_stored_before_sending_and_sent_once(store):
@@ -87,16 +90,16 @@ def test_decision_and_mail_are_stored_before_sending_and_sent_once(store):
     svc.take_in(raw_mail(1), NOW, report, src)
     assert src.done == ["imap:INBOX:1:1"]
     pending = store.outbox("pending")
-    assert {e["kind"] for e in pending} == {"ack", "notify"}  # queued, nothing sent yet
+    assert {e.kind for e in pending} == {"ack", "notify"}  # queued, nothing sent yet
     assert store.cursor("INBOX") == {"uidvalidity": 1, "last_uid": 1}
 
     sender = RecordingSender()
-    svc.drain_outbox(sender, NOW, report)
-    svc.drain_outbox(sender, NOW, report)  # a second pass sends nothing
+    svc.outbox.drain(sender, NOW, report)
+    svc.outbox.drain(sender, NOW, report)  # a second pass sends nothing
     assert len(sender.sent) == 2 and not store.outbox("pending")
     # The same message again (a crash before mark_done, a second copy): nothing new.
     svc.take_in(raw_mail(1, uid=2), NOW, report, src)
-    svc.drain_outbox(sender, NOW, report)
+    svc.outbox.drain(sender, NOW, report)
     assert len(sender.sent) == 2 and report.counts["duplicates"] == 1
 
 
@@ -109,9 +112,9 @@ def test_crash_during_send_leaves_mail_queued(store):
             raise KeyboardInterrupt  # the process is killed mid-send
 
     with pytest.raises(KeyboardInterrupt):
-        svc.drain_outbox(Dies(), NOW, report)
+        svc.outbox.drain(Dies(), NOW, report)
     sender = RecordingSender()
-    svc.drain_outbox(sender, NOW, report)
+    svc.outbox.drain(sender, NOW, report)
     assert len(sender.sent) == 2
 
 
@@ -155,15 +158,15 @@ def test_bad_input_and_bugs_are_quarantined_and_the_rest_goes_on(store):
 def test_transient_failures_back_off_and_permanent_ones_are_reported(store):
     svc, report = service(store), CycleReport()
     svc.take_in(raw_mail(1), NOW, report)
-    svc.drain_outbox(RecordingSender("transient"), NOW, report)
+    svc.outbox.drain(RecordingSender("transient"), NOW, report)
     entry = store.outbox("pending")[0]
-    assert entry["attempts"] == 1 and entry["next_attempt"] > NOW.isoformat()
+    assert entry.attempts == 1 and entry.next_attempt > NOW
     # Not due again before the backoff has passed.
     sender = RecordingSender("permanent")
-    svc.drain_outbox(sender, NOW + timedelta(seconds=10), report)
+    svc.outbox.drain(sender, NOW + timedelta(seconds=10), report)
     assert sender.sent == []
-    svc.drain_outbox(sender, NOW + timedelta(minutes=2), report)
-    assert {e["status"] for e in store.outbox()} == {"failed"}
+    svc.outbox.drain(sender, NOW + timedelta(minutes=2), report)
+    assert {e.status for e in store.outbox()} == {"failed"}
     assert any("550 no such user" in p for p in report.problems)
 
 
@@ -171,11 +174,11 @@ def test_ack_rate_limit_holds_across_messages(store):
     svc, report = service(store), CycleReport()
     for n in range(6):
         svc.take_in(raw_mail(n, frm="loop@elsewhere.example"), NOW + timedelta(minutes=n), report)
-    acks = [e for e in store.outbox() if e["kind"] == "ack"]
+    acks = [e for e in store.outbox() if e.kind == "ack"]
     assert len(acks) == 3 and report.counts["new_threads"] == 6
     # An hour later the address may be answered again.
     svc.take_in(raw_mail(99, frm="loop@elsewhere.example"), NOW + timedelta(hours=2), report)
-    assert len([e for e in store.outbox() if e["kind"] == "ack"]) == 4
+    assert len([e for e in store.outbox() if e.kind == "ack"]) == 4
 
 
 def test_bounce_of_our_notification_does_not_loop(store):
@@ -211,15 +214,15 @@ def dsn(about_message_id: str, n: int) -> RawMail:
 def test_bounce_of_an_ack_tells_staff_once_and_a_bounced_notification_only_records(store):
     svc, report = service(store), CycleReport()
     svc.take_in(raw_mail(1), NOW, report)
-    by_kind = {e["kind"]: e for e in store.outbox()}
-    svc.take_in(dsn(by_kind["ack"]["message_id"], 1), NOW, report)
-    notices = [e for e in store.outbox() if e["kind"] == "bounce-notice"]
-    assert len(notices) == 1 and notices[0]["rcpt_to"] == ["s@x.example"]
-    assert "NOT delivered" in notices[0]["raw"] or "NOT=20delivered" in notices[0]["raw"]
+    by_kind = {e.kind: e for e in store.outbox()}
+    svc.take_in(dsn(by_kind["ack"].message_id, 1), NOW, report)
+    notices = [e for e in store.outbox() if e.kind == "bounce-notice"]
+    assert len(notices) == 1 and notices[0].rcpt_to == ("s@x.example",)
+    assert "NOT delivered" in notices[0].raw or "NOT=20delivered" in notices[0].raw
     # A bounce of the staff notification (or of the notice itself) is recorded, never mailed: no loop.
-    svc.take_in(dsn(by_kind["notify"]["message_id"], 2), NOW, report)
-    svc.take_in(dsn(notices[0]["message_id"], 3), NOW, report)
-    assert len([e for e in store.outbox() if e["kind"] == "bounce-notice"]) == 1
+    svc.take_in(dsn(by_kind["notify"].message_id, 2), NOW, report)
+    svc.take_in(dsn(notices[0].message_id, 3), NOW, report)
+    assert len([e for e in store.outbox() if e.kind == "bounce-notice"]) == 1
     [thread] = store.threads()
     assert [e.kind for e in thread.events].count("bounce") == 3 and report.counts["bounces"] == 3
 
@@ -244,11 +247,11 @@ def test_send_results_survive_a_crash_through_the_journal(store, tmp_path):
     class DiesAfterTwo:
         def send(self, entries, on_result=None):
             for e in entries[:2]:
-                on_result(SendResult(key=e["key"], status="sent"))
+                on_result(SendResult(key=e.key, status="sent"))
             raise KeyboardInterrupt  # killed mid-mailing, before the drain folds the journal in
 
     with pytest.raises(KeyboardInterrupt):
-        svc.drain_outbox(DiesAfterTwo(), NOW, report)
+        svc.outbox.drain(DiesAfterTwo(), NOW, report)
     # A torn last line (the crash hit mid-append) is ignored, not fatal.
     with open(tmp_path / "store.json.journal", "ab") as f:
         f.write(b'{"key": "notify:OA-3')
@@ -258,7 +261,7 @@ def test_send_results_survive_a_crash_through_the_journal(store, tmp_path):
         assert len(fresh.outbox("sent")) == 2 and len(fresh.outbox("pending")) == 4
         assert (tmp_path / "store.json.journal").stat().st_size == 0
         sender = RecordingSender()
-        service(fresh).drain_outbox(sender, NOW, CycleReport())
+        service(fresh).outbox.drain(sender, NOW, CycleReport())
         assert len(sender.sent) == 4 and not fresh.outbox("pending")
     finally:
         fresh.close()
@@ -272,5 +275,5 @@ def test_a_large_drain_writes_the_store_once(store, tmp_path, monkeypatch):
     writes = []
     real = atomic.os.replace
     monkeypatch.setattr(atomic.os, "replace", lambda a, b: (writes.append(b), real(a, b)))
-    svc.drain_outbox(RecordingSender(), NOW, report)
+    svc.outbox.drain(RecordingSender(), NOW, report)
     assert len(store.outbox("sent")) == 60 and len(writes) == 1

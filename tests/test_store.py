@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from store import atomic
 from store.tinystore import Store, open_store
 from workflows.errors import AlreadyRunning
 from workflows.model import Contact, Partner
+from workflows.outbox import OutboxEntry, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,10 +33,11 @@ def store(path):
         yield s
 
 
-def entry(key: str, **kw) -> dict:
-    return {"key": key, "kind": "ack", "thread_id": "OA-1", "message_id": f"<{key}@x>", "mail_from": "s@x",
-            "rcpt_to": ["a@x.example"], "subject": "s", "raw": "raw", "created_at": "2026-11-30T15:00:00+00:00",
-            **kw}
+def entry(key: str, **kw) -> OutboxEntry:
+    fields = {"key": key, "kind": "ack", "thread_id": "OA-1", "message_id": f"<{key}@x>", "mail_from": "s@x",
+              "rcpt_to": ("a@x.example",), "subject": "s", "raw": "raw",
+              "created_at": datetime(2026, 11, 30, 15, tzinfo=timezone.utc)} | kw
+    return OutboxEntry(**fields)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -114,7 +118,7 @@ def test_one_transaction_is_one_file_write(store, path, monkeypatch):
             store.quarantine("src", {"reason": "r"})
     assert calls == [path]
     assert n == 1 and store.peek_thread_number() == 2
-    assert [e["key"] for e in store.outbox()] == ["k1", "k2"]
+    assert [e.key for e in store.outbox()] == ["k1", "k2"]
     with store.transaction():
         store.meta("history_cutoff")  # reads only
     assert len(calls) == 1  # a transaction that only read leaves the file alone
@@ -191,25 +195,26 @@ def test_outbox_add_refuses_a_duplicate_key(store):
         assert store.outbox_add(entry("ack:OA-1:<m@x>", subject="first")) is True
         assert store.outbox_add(entry("ack:OA-1:<m@x>", subject="second")) is False
     with store.transaction():
-        store.outbox_update("ack:OA-1:<m@x>", status="sent")
+        store.outbox_save(replace(store.outbox_entry("ack:OA-1:<m@x>"), status=Status.SENT))
         assert store.outbox_add(entry("ack:OA-1:<m@x>", subject="third")) is False  # sent counts too
     [e] = store.outbox()
-    assert e["subject"] == "first" and e["status"] == "sent" and e["attempts"] == 0
+    assert e.subject == "first" and e.status == "sent" and e.attempts == 0
 
 
 def test_outbox_filters_and_orders(store):
     with store.transaction():
-        store.outbox_add(entry("b", created_at="2026-11-30T15:00:02+00:00"))
-        store.outbox_add(entry("a", created_at="2026-11-30T15:00:01+00:00"))
-        store.outbox_add(entry("c", created_at="2026-11-30T15:00:03+00:00", status="failed"))
-    assert [e["key"] for e in store.outbox()] == ["a", "b", "c"]
-    assert [e["key"] for e in store.outbox("pending")] == ["a", "b"]
-    assert [e["key"] for e in store.outbox("failed")] == ["c"]
+        store.outbox_add(entry("b", created_at=datetime(2026, 11, 30, 15, 0, 2, tzinfo=timezone.utc)))
+        store.outbox_add(entry("a", created_at=datetime(2026, 11, 30, 15, 0, 1, tzinfo=timezone.utc)))
+        store.outbox_add(entry("c", created_at=datetime(2026, 11, 30, 15, 0, 3, tzinfo=timezone.utc),
+                               status=Status.FAILED))
+    assert [e.key for e in store.outbox()] == ["a", "b", "c"]
+    assert [e.key for e in store.outbox("pending")] == ["a", "b"]
+    assert [e.key for e in store.outbox("failed")] == ["c"]
 
 
-def test_outbox_update_of_unknown_key(store):
+def test_outbox_save_of_unknown_key(store):
     with store.transaction(), pytest.raises(KeyError, match="nope"):
-        store.outbox_update("nope", status="sent")
+        store.outbox_save(entry("nope"))
 
 
 # -- the daemon lock ----------------------------------------------------------------------------------------------
@@ -300,14 +305,11 @@ def test_partner_round_trip(store):
     assert store.partner("other") is None
 
 
-def test_own_table_with_string_keys(store):
-    from tinydb.table import Document
-
+def test_records_are_keyed_by_our_own_strings(store):
     with store.transaction():
-        store.table("ladder").upsert(Document({"stage": 1}, doc_id="OA-1"))
-        store.table("ladder").upsert(Document({"stage": 2}, doc_id="OA-1"))
-    assert store.table("ladder").get(doc_id="OA-1") == {"stage": 2}
-    assert len(store.table("ladder").all()) == 1
+        store.record_rsvp("call-1@x", "a@x.example", {"partstat": "TENTATIVE"})
+        store.record_rsvp("call-1@x", "a@x.example", {"partstat": "ACCEPTED"})  # a later answer replaces it
+    assert store.rsvps() == [{"partstat": "ACCEPTED"}]
 
 
 # -- damage from outside ------------------------------------------------------------------------------------------

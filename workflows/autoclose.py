@@ -15,40 +15,22 @@ Config::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from . import lifecycle
 from .calendar import BusinessCalendar
 from .commands import closing_mail
+from .lifecycle import Event, State
 from .model import FROZEN, OutgoingMail, Thread, ThreadEvent
 from .sla import business_days
-
-_KEYS = ("autoclose_business_days", "reopen_days")
 
 
 @dataclass(**FROZEN)
 class LifecycleConfig:
     autoclose_business_days: int = 10
     reopen_days: int = 30
-
-
-def parse_lifecycle(table: Mapping[str, Any] | None) -> LifecycleConfig:
-    table = table or {}
-    unknown = sorted(set(table) - set(_KEYS))
-    if unknown:
-        raise ValueError(f"[lifecycle] {unknown[0]}: unknown key; allowed: {', '.join(_KEYS)}")
-    values = {}
-    for key in _KEYS:
-        if key in table:
-            v = table[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"[lifecycle] {key}: must be a whole number >= 0, got {v!r}")
-            values[key] = v
-    if values.get("reopen_days", 1) == 0:
-        raise ValueError("[lifecycle] reopen_days: must be at least 1")
-    return LifecycleConfig(**values)
 
 
 def _last(thread: Thread, kinds: set[str]) -> datetime | None:
@@ -62,19 +44,17 @@ def waiting_since(thread: Thread) -> datetime:
 
 
 def closed_at(thread: Thread) -> datetime:
-    v = thread.extra.get("closed_at")
-    if v:
-        return datetime.fromisoformat(v)
-    return _last(thread, {"close", "auto-close", "history"}) or thread.created_at
+    # Threads closed by 0.1.0 before it recorded closing times: the last closing event says when.
+    return thread.closed_at or _last(thread, {"close", "auto-close", "history"}) or thread.created_at
 
 
 def reopen_expired(thread: Thread, at: datetime, reopen_days: int) -> bool:
     """True when a partner mail at ``at`` to this closed thread should start a new thread instead."""
-    return thread.state == "closed" and at - closed_at(thread) > timedelta(days=reopen_days)
+    return thread.state == State.CLOSED and at - closed_at(thread) > timedelta(days=reopen_days)
 
 
 def autoclose_due(thread: Thread, now: datetime, cal: BusinessCalendar, config: LifecycleConfig) -> bool:
-    if thread.state != "waiting_on_partner" or config.autoclose_business_days <= 0:
+    if thread.state != State.WAITING_ON_PARTNER or config.autoclose_business_days <= 0:
         return False
     since = waiting_since(thread)
     return cal.business_elapsed(since, now) >= business_days(cal, config.autoclose_business_days)
@@ -90,8 +70,7 @@ def autoclose(thread: Thread, now: datetime, cal: BusinessCalendar, config: Life
     if not autoclose_due(thread, now, cal, config):
         return thread, ()
     since = waiting_since(thread)
-    closed = replace(thread, state=lifecycle.next_state(thread.state, "close"), due_at=None, clock_started_at=None,
-                     extra={**thread.extra, "closed_at": now.isoformat()})
+    closed = lifecycle.apply(thread, Event.CLOSE, now, cal)
     closed = closed.with_event(ThreadEvent(at=now, kind="auto-close", detail=(
         f"waited on the partner {config.autoclose_business_days} business days (since {since.isoformat()})")))
     mails: tuple[OutgoingMail, ...] = ()

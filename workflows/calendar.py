@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -31,15 +30,19 @@ __all__ = [
     "format_due",
     "format_duration",
     "format_local",
-    "parse_calendar",
+    "holiday_source_error",
+    "PROGRAM_TZ",
 ]
+
+PROGRAM_TZ = "America/New_York"
+"""The program's time zone: "regular business hours (EST)". Every default that names a zone uses this."""
 
 # Searching further than this for an open day means the calendar is
 # effectively always closed (e.g. every workday listed as a closure); fail
 # loudly instead of spinning.
 _MAX_SEARCH_DAYS = 3700
 
-_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _MONTH_NAMES = (
     "January", "February", "March", "April", "May", "June", "July",
     "August", "September", "October", "November", "December",
@@ -66,7 +69,7 @@ def _holiday_dates(country: str, subdiv: str | None, year: int) -> frozenset[dat
 
 
 @functools.lru_cache(maxsize=64)
-def _check_holiday_source(country: str, subdiv: str | None) -> str | None:
+def holiday_source_error(country: str, subdiv: str | None) -> str | None:
     """Error text if `holidays` does not know the country/subdivision."""
     try:
         holidays.country_holidays(country, subdiv=subdiv)
@@ -82,7 +85,7 @@ def _require_aware(t: datetime, name: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BusinessCalendar:
-    timezone: str = "America/New_York"
+    timezone: str = PROGRAM_TZ
     opens: time = time(9, 0)
     closes: time = time(17, 0)
     workdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # Monday=0
@@ -113,7 +116,7 @@ class BusinessCalendar:
         if self.holiday_subdiv is not None and self.holiday_country is None:
             raise ValueError("holiday_subdiv: needs a holiday country")
         if self.holiday_country is not None:
-            error = _check_holiday_source(self.holiday_country, self.holiday_subdiv)
+            error = holiday_source_error(self.holiday_country, self.holiday_subdiv)
             if error:
                 raise ValueError(f"holiday_country/holiday_subdiv: {error}")
         if self.response_hours is not None and not (
@@ -257,13 +260,13 @@ def format_local(dt: datetime, tz_name: str, *, with_year: bool) -> str:
     local = dt.astimezone(ZoneInfo(tz_name))
     hour12 = local.hour % 12 or 12
     meridiem = "AM" if local.hour < 12 else "PM"
-    zone = "ET" if tz_name == "America/New_York" else (local.tzname() or tz_name)
+    zone = "ET" if tz_name == PROGRAM_TZ else (local.tzname() or tz_name)
     return f"{format_date(local.date(), with_year=with_year)}, {hour12}:{local.minute:02d} {meridiem} {zone}"
 
 
 def format_date(day: date, *, with_year: bool) -> str:
     """E.g. "Tuesday, December 1" or, with the year, "Tuesday, December 1, 2026"."""
-    text = f"{_DAY_NAMES[day.weekday()].capitalize()}, {_MONTH_NAMES[day.month - 1]} {day.day}"
+    text = f"{DAY_NAMES[day.weekday()].capitalize()}, {_MONTH_NAMES[day.month - 1]} {day.day}"
     return f"{text}, {day.year}" if with_year else text
 
 
@@ -281,126 +284,3 @@ def format_duration(td: timedelta) -> str:
     if hours:
         return f"{sign}{hours}h"
     return f"{sign}{mins}m"
-
-
-# -- configuration -------------------------------------------------------------
-
-_DAY_LOOKUP = {name: i for i, name in enumerate(_DAY_NAMES)} | {
-    name[:3]: i for i, name in enumerate(_DAY_NAMES)
-}
-_KNOWN_KEYS = (
-    "timezone", "opens", "closes", "workdays", "holidays",
-    "holiday_subdiv", "closures", "response_hours",
-)
-
-
-def _err(key: str, message: str) -> ValueError:
-    return ValueError(f"[sla] {key}: {message}")
-
-
-def _parse_time(key: str, value: Any) -> time:
-    # tomllib yields datetime.time for a bare `opens = 09:00:00` literal.
-    if isinstance(value, time):
-        if value.tzinfo is not None:
-            raise _err(key, "must be a local time without offset")
-        return value
-    if isinstance(value, str):
-        try:
-            hh, mm = value.strip().split(":")
-            if len(hh) <= 2 and len(mm) == 2:
-                return time(int(hh), int(mm))
-        except ValueError:
-            pass
-    raise _err(key, f'expected a time like "09:00" (HH:MM, 24-hour), got {value!r}')
-
-
-def _parse_date(key: str, value: Any) -> date:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise _err(key, f'expected dates like "2026-12-24" (YYYY-MM-DD), got {value!r}')
-
-
-def parse_calendar(mapping: Mapping[str, Any]) -> BusinessCalendar:
-    """Build a calendar from a TOML `[sla]` table; missing keys keep defaults.
-
-    Raises ValueError naming the offending key and what it accepts; the
-    caller prefixes the file name.
-    """
-    unknown = sorted(set(mapping) - set(_KNOWN_KEYS))
-    if unknown:
-        raise _err(unknown[0], f"unknown key; allowed keys: {', '.join(_KNOWN_KEYS)}")
-    kwargs: dict[str, Any] = {}
-
-    if "timezone" in mapping:
-        tz = mapping["timezone"]
-        try:
-            if not isinstance(tz, str):
-                raise TypeError
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise _err("timezone", f'expected an IANA zone name like "America/New_York", got {tz!r}') from None
-        kwargs["timezone"] = tz
-
-    for key in ("opens", "closes"):
-        if key in mapping:
-            kwargs[key] = _parse_time(key, mapping[key])
-    opens = kwargs.get("opens", BusinessCalendar.__dataclass_fields__["opens"].default)
-    closes = kwargs.get("closes", BusinessCalendar.__dataclass_fields__["closes"].default)
-    if not opens < closes:
-        raise _err("closes", f"must be later than opens ({opens:%H:%M}); overnight hours are not supported")
-
-    if "workdays" in mapping:
-        raw = mapping["workdays"]
-        allowed = "list of day names like [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]"
-        if not isinstance(raw, list) or not raw:
-            raise _err("workdays", f"expected a non-empty {allowed}, got {raw!r}")
-        days = set()
-        for name in raw:
-            if not isinstance(name, str) or name.strip().lower() not in _DAY_LOOKUP:
-                raise _err("workdays", f"unknown day {name!r}; expected a {allowed}")
-            days.add(_DAY_LOOKUP[name.strip().lower()])
-        kwargs["workdays"] = frozenset(days)
-
-    country: str | None = "US"
-    if "holidays" in mapping:
-        raw = mapping["holidays"]
-        if not isinstance(raw, str) or not raw.strip():
-            raise _err("holidays", f'expected a country code like "US" or "none", got {raw!r}')
-        country = None if raw.strip().lower() == "none" else raw.strip().upper()
-        kwargs["holiday_country"] = country
-    if "holiday_subdiv" in mapping:
-        raw = mapping["holiday_subdiv"]
-        if not isinstance(raw, str) or not raw.strip():
-            raise _err("holiday_subdiv", f'expected a subdivision code like "NY", got {raw!r}')
-        if country is None:
-            raise _err("holiday_subdiv", 'cannot be used with holidays = "none"')
-        kwargs["holiday_subdiv"] = raw.strip().upper()
-    if country is not None:
-        if _check_holiday_source(country, None):
-            raise _err("holidays", f"unknown country code {country!r}; expected an ISO code like \"US\" or \"none\"")
-        subdiv = kwargs.get("holiday_subdiv")
-        if subdiv and _check_holiday_source(country, subdiv):
-            known = ", ".join(holidays.country_holidays(country).subdivisions) or "none"
-            raise _err("holiday_subdiv", f"unknown subdivision {subdiv!r} for {country}; expected one of: {known}")
-
-    if "closures" in mapping:
-        raw = mapping["closures"]
-        if not isinstance(raw, list):
-            raise _err("closures", f'expected a list of dates like ["2026-12-24"], got {raw!r}')
-        kwargs["closures"] = frozenset(_parse_date("closures", v) for v in raw)
-
-    if "response_hours" in mapping:
-        raw = mapping["response_hours"]
-        # bool is an int subclass; `response_hours = true` is a config mistake.
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not (
-            0 < raw and math.isfinite(raw)
-        ):
-            raise _err("response_hours", f"expected a positive number of business hours, got {raw!r}")
-        kwargs["response_hours"] = float(raw)
-
-    return BusinessCalendar(**kwargs)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import lifecycle, msgids
+from .lifecycle import Event, State
 from .calendar import format_due
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
 
@@ -105,11 +106,10 @@ def apply_command(cmd: Command, mail: InboundMail, sender: Sender, thread: Threa
     out: list[OutgoingMail] = []
     if cmd.name == "close":
         quiet = cmd.arg.lower() == "quiet"
-        if before == "closed":
+        if before == State.CLOSED:
             result = f"{thread.id} was already closed; nothing changed."
         else:
-            thread = _stop_clock(replace(thread, state=lifecycle.next_state(before, "close")))
-            thread = replace(thread, extra={**thread.extra, "closed_at": at.isoformat()})
+            thread = lifecycle.apply(thread, Event.CLOSE, at, s.calendar)
             told = not quiet and _partner_reachable(thread, s)
             if told:
                 out.append(closing_mail(thread, s, key=f"close:{thread.id}:{mail.message_id}", automatic_close=False))
@@ -118,30 +118,27 @@ def apply_command(cmd: Command, mail: InboundMail, sender: Sender, thread: Threa
                       + f" A partner reply within {s.reopen_days} days reopens it.")
         kind = "close"
     elif cmd.name == "reopen":
-        if before != "closed":
-            result = f"{thread.id} is not closed (it is {before.replace('_', ' ')}); nothing changed."
+        if before != State.CLOSED:
+            result = f"{thread.id} is not closed (it is {before.words}); nothing changed."
         else:
-            thread = replace(thread, state=lifecycle.next_state(before, "reopen"))
-            extra = {k: v for k, v in thread.extra.items() if k != "closed_at"}
-            thread = replace(thread, extra=extra)
-            if thread.seat and thread.sender_kind == "partner":
-                thread = replace(thread, due_at=s.calendar.due_at(at), clock_started_at=s.calendar.clock_start(at))
+            thread = lifecycle.apply(thread, Event.REOPEN, at, s.calendar)
+            if thread.due_at is not None:
                 result = f"{thread.id} is open again; a reply is due {format_due(thread.due_at, s.calendar)}."
             else:
                 result = f"{thread.id} is open again (no reply-time promise: the requester holds no seat)."
         kind = "reopen"
     elif cmd.name == "assign":
         who = by if cmd.arg.lower() in ("", "me") else cmd.arg.lower().strip("<>")
-        thread = replace(thread, extra={**thread.extra, "assignee": who})
+        thread = replace(thread, assignee=who)
         result = f"{thread.id} is assigned to {who}, who now gets its escalations first."
         kind = "assign"
     elif cmd.name == "wait":
-        if before == "closed":
+        if before == State.CLOSED:
             result = f"{thread.id} is closed; #reopen it first. Nothing changed."
-        elif before == "waiting_on_partner":
+        elif before == State.WAITING_ON_PARTNER:
             result = f"{thread.id} was already waiting on the partner; nothing changed."
         else:
-            thread = _stop_clock(replace(thread, state=lifecycle.next_state(before, "wait")))
+            thread = lifecycle.apply(thread, Event.WAIT, at, s.calendar)
             result = (f"{thread.id} is waiting on the partner; the reply clock is stopped. A partner message "
                       f"starts a new one.")
         kind = "wait"
@@ -149,8 +146,7 @@ def apply_command(cmd: Command, mail: InboundMail, sender: Sender, thread: Threa
         raise AssertionError(cmd.name)
     thread = thread.with_event(ThreadEvent(at=at, kind=kind, message_id=mail.message_id, by=by,
                                            detail=f"{detail[:500]} -> {thread.state}"))
-    out.insert(0, _confirm(mail, thread, s, kind, result, extra_to=(thread.extra.get("assignee"),)
-                           if kind == "assign" else ()))
+    out.insert(0, _confirm(mail, thread, s, kind, result, extra_to=(thread.assignee,) if kind == "assign" else ()))
     return Decision(action=f"command-{kind}", thread=thread, outgoing=tuple(out), sender=sender,
                     reason=f"{cmd.line}: {before} -> {thread.state}")
 
@@ -167,10 +163,6 @@ def _check(cmd: Command, sender: Sender, s: Any) -> str:
         if who not in ("", "me") and who not in s.staff:
             return f"{cmd.arg!r} is not a staff address; staff are: {', '.join(sorted(s.staff))}"
     return ""
-
-
-def _stop_clock(thread: Thread) -> Thread:
-    return replace(thread, due_at=None, clock_started_at=None)
 
 
 def _partner_reachable(thread: Thread, s: Any) -> bool:
@@ -191,7 +183,7 @@ def _to_staff(mail: InboundMail, thread: Thread, s: Any, *, kind: str, template:
         in_reply_to=mail.message_id,
         references=(mail.message_id,),
         auto_kind="auto-replied",
-        context={"thread_id": thread.id, "state": thread.state.replace("_", " "), "support_name": s.support_name,
+        context={"thread_id": thread.id, "state": thread.state.words, "support_name": s.support_name,
                  **context},
     )
 

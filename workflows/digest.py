@@ -14,42 +14,23 @@ Config::
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from .calendar import BusinessCalendar, format_due, format_duration
 from .escalation import LadderConfig, current_stage
+from .lifecycle import OPEN, State
 from .model import FROZEN, OutgoingMail, Thread
 from .sla import running_clock
 
-_ADDR_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
-_ROLES = ("staff", "escalation", "program_lead")
+DIGEST_ROLES = ("staff", "escalation", "program_lead")
 
 
 @dataclass(**FROZEN)
 class DigestConfig:
     enabled: bool = True
     to: tuple[str, ...] = ("staff",)
-
-
-def parse_digest(table: Mapping[str, Any] | None) -> DigestConfig:
-    table = table or {}
-    unknown = sorted(set(table) - {"enabled", "to"})
-    if unknown:
-        raise ValueError(f"[digest] {unknown[0]}: unknown key; allowed: enabled, to")
-    enabled = table.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ValueError("[digest] enabled: must be true or false")
-    to = table.get("to", ["staff"])
-    if not isinstance(to, list) or not to or not all(isinstance(x, str) for x in to):
-        raise ValueError(f"[digest] to: must be a non-empty list of roles ({', '.join(_ROLES)}) or addresses")
-    cleaned = tuple(x.strip().lower() for x in to)
-    for x in cleaned:
-        if x not in _ROLES and not _ADDR_RE.match(x):
-            raise ValueError(f"[digest] to: {x!r} is neither a role ({', '.join(_ROLES)}) nor a mail address")
-    return DigestConfig(enabled=enabled, to=cleaned)
 
 
 def digest_key(now: datetime, cal: BusinessCalendar) -> str:
@@ -65,7 +46,7 @@ def due_digest(threads: list[Thread], now: datetime, cal: BusinessCalendar, conf
                ladder: LadderConfig, *, partner_names: dict[str, str] | None = None) -> OutgoingMail | None:
     if not config.enabled or not is_due(now, cal):
         return None
-    open_threads = [t for t in threads if t.state != "closed"]
+    open_threads = [t for t in threads if t.state in OPEN]
     if not open_threads:
         return None
     names = partner_names or {}
@@ -76,14 +57,15 @@ def due_digest(threads: list[Thread], now: datetime, cal: BusinessCalendar, conf
         return {
             "id": t.id,
             "subject": t.subject[:70],
-            "state": t.state.replace("_", " "),
+            "state": t.state.words,
+            "on_partner": t.state == State.WAITING_ON_PARTNER,
             "partner": names.get(t.partner_id or "", t.partner_id or "(no partner)"),
             "requester": t.requester,
             "due": format_due(clock.due_at, cal) if clock else "-",
             "waited": format_duration(clock.waited) if clock else "-",
             "overdue": bool(clock and clock.overdue),
             "stage": current_stage(t),
-            "assignee": t.extra.get("assignee") or "",
+            "assignee": t.assignee,
             "no_seat": not t.seat,
             "unknown": t.sender_kind == "unknown",
         }
@@ -92,7 +74,7 @@ def due_digest(threads: list[Thread], now: datetime, cal: BusinessCalendar, conf
     rows = [row(t) for t in ordered]
     to: list[str] = []
     for x in config.to:
-        to += ladder.resolve(x, None) if x in _ROLES else [x]
+        to += ladder.resolve(x, None) if x in DIGEST_ROLES else [x]
     to = [a for a in dict.fromkeys(to) if a != ladder.support_address]
     if not to:
         return None
@@ -110,7 +92,7 @@ def due_digest(threads: list[Thread], now: datetime, cal: BusinessCalendar, conf
             "rows": rows,
             "clocked": [r for r in rows if r["due"] != "-"],
             "breaches": [r for r in rows if r["overdue"]],
-            "waiting": [r for r in rows if r["due"] == "-" and r["state"] == "waiting on partner"],
+            "waiting": [r for r in rows if r["due"] == "-" and r["on_partner"]],
             "no_seat": [r for r in rows if r["no_seat"] or r["unknown"]],
             "support_address": ladder.support_address,
             "support_name": ladder.support_name,

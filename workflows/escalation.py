@@ -3,7 +3,7 @@
 Pure: ``due_escalations(thread, now, config, calendar)`` returns the escalation
 mail due at ``now``; the caller queues it (the outbox refuses a key it already
 holds, so each stage fires at most once per clock) and records the stages fired
-in ``thread.extra["ladder"]`` with ``record_fired``.
+in ``thread.ladder`` with ``record_fired``.
 
 The default ladder (the program's promise is one business day):
 
@@ -37,20 +37,16 @@ Config (replaces the default ladder when ``stages`` is given)::
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from . import msgids
 from .calendar import BusinessCalendar, format_due, format_duration
-from .model import FROZEN, OutgoingMail, Thread
+from .model import FROZEN, FiredStage, LadderMemory, OutgoingMail, Thread
 from .sla import clock_id, running_clock
 
 ROLES = ("assignee", "staff", "escalation", "program_lead")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
-_ADDR_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
-_STAGE_KEYS = {"name", "percent", "plus_hours", "to", "urgent", "title"}
 
 TITLES = {
     "warning": "Reply due soon",
@@ -122,99 +118,25 @@ class LadderConfig:
         return [role_or_address]
 
 
-# -- config ---------------------------------------------------------------------------
-def parse_stages(table: Mapping[str, Any] | None) -> tuple[Stage, ...]:
-    """Stages from the ``[escalation]`` table; the default ladder when it has no ``stages``.
-
-    Raises ValueError naming the key, e.g. "[escalation] stages[2] percent: ...".
-    """
-    if not table:
-        return DEFAULT_STAGES
-    unknown = sorted(set(table) - {"stages"})
-    if unknown:
-        raise ValueError(f"[escalation] {unknown[0]}: unknown key; allowed: stages (an array of tables "
-                         f"[[escalation.stages]] with {', '.join(sorted(_STAGE_KEYS))})")
-    raw = table.get("stages", None)
-    if raw is None:
-        return DEFAULT_STAGES
-    if not isinstance(raw, list):
-        raise ValueError("[escalation] stages: must be an array of tables ([[escalation.stages]])")
-    stages: list[Stage] = []
-    for i, s in enumerate(raw, start=1):
-        where = f"[escalation] stages[{i}]"
-        if not isinstance(s, dict):
-            raise ValueError(f"{where}: must be a table with name, percent, plus_hours, to, urgent")
-        bad = sorted(set(s) - _STAGE_KEYS)
-        if bad:
-            raise ValueError(f"{where} {bad[0]}: unknown key; allowed: {', '.join(sorted(_STAGE_KEYS))}")
-        name = s.get("name")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ValueError(f"{where} name: {name!r}: use lower-case letters, digits and '-', like \"warning\"")
-        if any(x.name == name for x in stages):
-            raise ValueError(f"{where} name: {name!r} is used twice")
-        nums = {}
-        for key, default in (("percent", 100.0), ("plus_hours", 0.0)):
-            v = s.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"{where} {key}: must be a number >= 0, got {v!r}")
-            nums[key] = float(v)
-        if nums["percent"] == 0 and nums["plus_hours"] == 0:
-            raise ValueError(f"{where}: percent and plus_hours are both 0; a stage needs some waiting")
-        to = s.get("to")
-        if not isinstance(to, list) or not to or not all(isinstance(x, str) for x in to):
-            raise ValueError(f"{where} to: must be a non-empty list of roles ({', '.join(ROLES)}) or addresses")
-        cleaned = []
-        for x in to:
-            x = x.strip().lower()
-            if x not in ROLES and not _ADDR_RE.match(x):
-                raise ValueError(f"{where} to: {x!r} is neither a role ({', '.join(ROLES)}) nor a mail address")
-            cleaned.append(x)
-        urgent = s.get("urgent", False)
-        if not isinstance(urgent, bool):
-            raise ValueError(f"{where} urgent: must be true or false")
-        title = s.get("title", "")
-        if not isinstance(title, str):
-            raise ValueError(f"{where} title: must be a string")
-        stages.append(Stage(name=name, percent=nums["percent"], plus_hours=nums["plus_hours"], to=tuple(cleaned),
-                            urgent=urgent, title=title.strip()))
-    return tuple(stages)
-
-
-def check_people(stages: tuple[Stage, ...], *, escalation: tuple[str, ...], program_lead: str | None,
-                 support_address: str) -> None:
-    """A configured ladder must name people who exist (the default ladder falls back instead)."""
-    if stages == DEFAULT_STAGES:
-        return
-    for i, st in enumerate(stages, start=1):
-        where = f"[escalation] stages[{i}] to"
-        if "escalation" in st.to and not escalation:
-            raise ValueError(f"{where}: names the role escalation but [support] escalation is empty")
-        if "program_lead" in st.to and not program_lead:
-            raise ValueError(f"{where}: names the role program_lead but [support] program_lead is not set")
-        if support_address in st.to:
-            raise ValueError(f"{where}: the support address itself would escalate to itself")
-
-
 # -- the ladder's memory ----------------------------------------------------------------
-def ladder_state(thread: Thread) -> dict[str, Any]:
-    """``thread.extra["ladder"]`` for the running clock; empty for a clock that fired nothing yet."""
-    lad = thread.extra.get("ladder") or {}
-    if lad.get("clock") != clock_id(thread) or not clock_id(thread):
-        return {"clock": clock_id(thread), "fired": []}
-    return {"clock": lad["clock"], "fired": list(lad.get("fired", []))}
+def ladder_state(thread: Thread) -> LadderMemory:
+    """What the ladder remembers of the running clock; empty for a clock that fired nothing yet."""
+    cid = clock_id(thread)
+    if not cid or thread.ladder.clock != cid:
+        return LadderMemory(clock=cid)
+    return thread.ladder
 
 
 def fired_stages(thread: Thread) -> list[str]:
-    return [f["stage"] for f in ladder_state(thread)["fired"]]
+    return [f.stage for f in ladder_state(thread).fired]
 
 
 def record_fired(thread: Thread, stage: str, at: datetime, to: tuple[str, ...]) -> Thread:
     """The thread, remembering that ``stage`` went to ``to`` at ``at`` on the running clock."""
     lad = ladder_state(thread)
-    if stage in [f["stage"] for f in lad["fired"]]:
+    if stage in [f.stage for f in lad.fired]:
         return thread
-    lad["fired"].append({"stage": stage, "at": at.isoformat(), "to": list(to)})
-    return replace(thread, extra={**thread.extra, "ladder": lad})
+    return replace(thread, ladder=replace(lad, fired=lad.fired + (FiredStage(stage=stage, at=at, to=tuple(to)),)))
 
 
 def current_stage(thread: Thread) -> str:
@@ -239,7 +161,7 @@ def next_stage(thread: Thread, config: LadderConfig, cal: BusinessCalendar) -> t
 def recipients(stage: Stage, thread: Thread, config: LadderConfig, blocked: frozenset[str] = frozenset()
                ) -> tuple[str, ...]:
     """Who gets ``stage`` for ``thread``: assignee first, never the partner, never ourselves."""
-    assignee = thread.extra.get("assignee") or None
+    assignee = thread.assignee or None
     out: list[str] = [assignee] if assignee else []
     for entry in stage.to:
         out += config.resolve(entry, assignee)
@@ -261,15 +183,15 @@ def due_escalations(
     """The escalation mail due for ``thread`` at ``now``, oldest stage first.
 
     ``blocked``: addresses that must never get escalations (the partner's contacts).
-    Stages already fired on this clock (``thread.extra["ladder"]``) are skipped; the
+    Stages already fired on this clock (``thread.ladder``) are skipped; the
     outbox key ``esc:<thread>:<clock start>:<stage>`` makes a repeat a no-op anyway.
     """
     clock = running_clock(thread, now, calendar)
     if clock is None:
         return []
     state = ladder_state(thread)
-    told: list[dict[str, Any]] = list(state["fired"])
-    done = {f["stage"] for f in told}
+    told = list(state.fired)
+    done = {f.stage for f in told}
     stages = list(config.stages)
     due: list[tuple[int, Stage, tuple[str, ...]]] = []
     for i, stage in enumerate(stages):
@@ -297,10 +219,10 @@ def due_escalations(
 
 
 def _mail(thread: Thread, stage: Stage, to: tuple[str, ...], clock: Any, now: datetime, config: LadderConfig,
-          cal: BusinessCalendar, told: list[dict[str, Any]], nxt: tuple[datetime, Stage] | None,
+          cal: BusinessCalendar, told: list[FiredStage], nxt: tuple[datetime, Stage] | None,
           partner_name: str, request_text: str) -> OutgoingMail:
     already = [
-        f"{f['stage']} ({format_due(datetime.fromisoformat(f['at']), cal)}): {', '.join(f['to'])}" for f in told
+        f"{f.stage} ({format_due(f.at, cal)}): {', '.join(f.to)}" for f in told
     ]
     context = {
         "stage": stage.name,
@@ -317,7 +239,7 @@ def _mail(thread: Thread, stage: Stage, to: tuple[str, ...], clock: Any, now: da
         "overdue": now >= clock.due_at,
         "already_told": already,
         "recipients": list(to),
-        "assignee": thread.extra.get("assignee") or "",
+        "assignee": thread.assignee,
         "next_stage": (f"{nxt[1].name} to {', '.join(nxt[1].to)} at {format_due(nxt[0], cal)}" if nxt else ""),
         "request_text": request_text.strip() or "(the request text is not stored)",
         "support_address": config.support_address,

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from . import lifecycle, msgids
+from .lifecycle import Event
 from .autoclose import reopen_expired
 from .autoreply import automatic_reason
 from .calendar import BusinessCalendar, format_due
@@ -162,16 +163,17 @@ def _to_staff(thread: Thread, s: IntakeSettings, *, kind: str, template: str, ke
                         from_name=s.support_name, auto_kind="auto-generated", context=context, **headers)
 
 
-def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s: IntakeSettings, kind: str) -> OutgoingMail:
+def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s: IntakeSettings, *,
+            first: bool) -> OutgoingMail:
     due = format_due(thread.due_at, s.calendar) if thread.due_at else "no promise (no seat)"
     return _to_staff(
         thread, s, kind="notify", template="staff_notification", key=f"notify:{thread.id}:{mail.message_id}",
-        heading="New" if kind == "new" else "Follow-up",
+        heading="New" if first else "Follow-up",
         in_reply_to=mail.message_id,
         references=(mail.message_id,),
         attachments=mail.attachments,  # the partner's screenshots and logs, for staff to see
         context={
-            "event": kind,
+            "event": "request" if first else "follow-up",
             "thread_id": thread.id,
             "partner_name": _partner_name(roster, thread.partner_id) or "(no partner)",
             "partner_id": thread.partner_id,
@@ -184,7 +186,7 @@ def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s
             "received": format_due(mail.received_at, s.calendar, with_year=True),
             "support_address": s.support_address,
             "automatic": automatic_reason(mail) or "",
-            "previous": thread.extra.get("previous", ""),  # a closed thread this one continues
+            "previous": thread.previous,  # a closed thread this one continues
         },
     )
 
@@ -194,8 +196,6 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
     number = c.next_number
     tid = msgids.thread_id(number)
     auto = automatic_reason(mail)
-    promised = sender.kind == "partner" and sender.seat and not history
-    due = s.calendar.due_at(mail.received_at) if promised else None
     thread = Thread(
         id=tid,
         number=number,
@@ -205,12 +205,12 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
         sender_kind=sender.kind,
         seat=sender.seat,
         subject=mail.subject.strip() or "(no subject)",
-        state=lifecycle.next_state("new", "history" if history else "request"),
         created_at=mail.received_at,
-        due_at=due,
-        clock_started_at=s.calendar.clock_start(mail.received_at) if promised else None,
-        extra={"previous": previous.id} if previous is not None else {},
+        previous=previous.id if previous is not None else "",
     ).with_message(mail.message_id, partner_side=True)
+    thread = lifecycle.apply(thread, Event.HISTORY if history else Event.REQUEST, mail.received_at, s.calendar)
+    due = thread.due_at
+    promised = due is not None
     thread = thread.with_event(
         ThreadEvent(at=mail.received_at, kind="history" if history else "request", message_id=mail.message_id,
                     by=mail.from_addr, detail=why)
@@ -254,7 +254,7 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
                 },
             )
         )
-    out.append(_notify(mail, sender, thread, roster, s, "new"))
+    out.append(_notify(mail, sender, thread, roster, s, first=True))
     return Decision(action="thread-new", thread=thread, outgoing=tuple(out), sender=sender, reason=reason)
 
 
@@ -264,22 +264,12 @@ def _follow_up(mail, sender, thread: Thread, roster, s: IntakeSettings, *, histo
                                            by=mail.from_addr))
     if history:
         return Decision(action="history", thread=thread, sender=sender, reason="received before the first start")
-    new_state = lifecycle.next_state(thread.state, "follow-up")
-    if new_state != thread.state and thread.state in ("waiting_on_partner", "closed"):
-        # The partner is waiting on us again: a new 24-hour clock, and no second ack.
-        promised = thread.seat and thread.sender_kind == "partner"
-        thread = replace(
-            thread,
-            state=new_state,
-            due_at=s.calendar.due_at(mail.received_at) if promised else None,
-            clock_started_at=s.calendar.clock_start(mail.received_at) if promised else None,
-        )
-    else:
-        thread = replace(thread, state=new_state)
+    # Back to waiting on us: from waiting on the partner (or closed) a new clock starts, no second ack.
+    thread = lifecycle.apply(thread, Event.FOLLOW_UP, mail.received_at, s.calendar)
     return Decision(
         action="thread-join",
         thread=thread,
-        outgoing=(_notify(mail, sender, thread, roster, s, "follow-up"),),
+        outgoing=(_notify(mail, sender, thread, roster, s, first=False),),
         sender=sender,
         reason="partner follow-up",
     )
@@ -297,7 +287,7 @@ def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, hist
                                            by=mail.from_addr, detail="reply-all: partner already had it" if reply_all else ""))
     if thread.first_response_at is None:
         thread = replace(thread, first_response_at=mail.received_at, first_responder=mail.from_addr)
-    thread = replace(thread, state=lifecycle.next_state(thread.state, "answer"), due_at=None, clock_started_at=None)
+    thread = lifecycle.apply(thread, Event.ANSWER, mail.received_at, s.calendar)
     if history:
         return Decision(action="history", thread=thread, sender=sender, reason="received before the first start")
     if reply_all or thread.requester in s.staff or not thread.requester:

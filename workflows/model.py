@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
+from .lifecycle import State
+
 FROZEN = dict(frozen=True, slots=True, kw_only=True)
 
 PLANS = {"standard": 4000, "solo": 2000}
@@ -184,6 +186,38 @@ class ThreadEvent:
 
 
 @dataclass(**FROZEN)
+class FiredStage:
+    """One escalation stage that went out on a clock: when, and to whom."""
+
+    stage: str
+    at: datetime
+    to: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "at": self.at.isoformat(), "to": list(self.to)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FiredStage:
+        return cls(stage=d["stage"], at=datetime.fromisoformat(d["at"]), to=tuple(d.get("to", ())))
+
+
+@dataclass(**FROZEN)
+class LadderMemory:
+    """The escalation ladder's memory of one clock: which stages fired. A new clock starts a new ladder."""
+
+    clock: str = ""  # the clock it belongs to (sla.clock_id: the clock's start)
+    fired: tuple[FiredStage, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clock": self.clock, "fired": [f.to_dict() for f in self.fired]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> LadderMemory:
+        d = d or {}
+        return cls(clock=d.get("clock", ""), fired=tuple(FiredStage.from_dict(f) for f in d.get("fired", ())))
+
+
+@dataclass(**FROZEN)
 class Thread:
     id: str  # "OA-12"
     number: int
@@ -193,16 +227,28 @@ class Thread:
     sender_kind: str = "unknown"  # of the requester: partner | staff | unknown
     seat: bool = False
     subject: str = ""
-    state: str = "new"
+    state: State = State.NEW
     created_at: datetime
     due_at: datetime | None = None  # the running clock's deadline; None when no clock runs
     clock_started_at: datetime | None = None
     first_response_at: datetime | None = None
     first_responder: str = ""
+    closed_at: datetime | None = None  # set by lifecycle.apply when the thread enters CLOSED
+    assignee: str = ""  # #assign: gets the escalations first
+    previous: str = ""  # a closed thread this one continues (written to after the reopen window)
+    ladder: LadderMemory = LadderMemory()
     messages: tuple[str, ...] = ()  # Message-IDs, oldest first, ours included
     partner_messages: tuple[str, ...] = ()  # only the partner side, for relay threading
     events: tuple[ThreadEvent, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)  # room for later workflows (ladder, assignee)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, State):  # Thread(state="closed") from a test or an old record
+            object.__setattr__(self, "state", State(self.state))
+
+    @property
+    def promised(self) -> bool:
+        """Whether the requester is promised replies: "anyone who completes a training will get a seat"."""
+        return self.seat and self.sender_kind == "partner"
 
     def with_message(self, message_id: str, *, partner_side: bool = False) -> Thread:
         if not message_id or message_id in self.messages:
@@ -229,16 +275,19 @@ class Thread:
             "sender_kind": self.sender_kind,
             "seat": self.seat,
             "subject": self.subject,
-            "state": self.state,
+            "state": str(self.state),
             "created_at": iso(self.created_at),
             "due_at": iso(self.due_at),
             "clock_started_at": iso(self.clock_started_at),
             "first_response_at": iso(self.first_response_at),
             "first_responder": self.first_responder,
+            "closed_at": iso(self.closed_at),
+            "assignee": self.assignee,
+            "previous": self.previous,
+            "ladder": self.ladder.to_dict(),
             "messages": list(self.messages),
             "partner_messages": list(self.partner_messages),
             "events": [e.to_dict() for e in self.events],
-            "extra": self.extra,
         }
 
     @classmethod
@@ -246,6 +295,9 @@ class Thread:
         def dt(v: str | None) -> datetime | None:
             return datetime.fromisoformat(v) if v else None
 
+        # Stores written by 0.1.0 kept assignee, previous, closed_at and the ladder in an untyped
+        # "extra" dict; they are read from there until the thread is saved again.
+        legacy = d.get("extra") or {}
         return cls(
             id=d["id"],
             number=d["number"],
@@ -255,16 +307,19 @@ class Thread:
             sender_kind=d.get("sender_kind", "unknown"),
             seat=d.get("seat", False),
             subject=d.get("subject", ""),
-            state=d["state"],
+            state=State(d["state"]),
             created_at=datetime.fromisoformat(d["created_at"]),
             due_at=dt(d.get("due_at")),
             clock_started_at=dt(d.get("clock_started_at")),
             first_response_at=dt(d.get("first_response_at")),
             first_responder=d.get("first_responder", ""),
+            closed_at=dt(d.get("closed_at", legacy.get("closed_at"))),
+            assignee=d.get("assignee", legacy.get("assignee", "")) or "",
+            previous=d.get("previous", legacy.get("previous", "")) or "",
+            ladder=LadderMemory.from_dict(d.get("ladder", legacy.get("ladder"))),
             messages=tuple(d.get("messages", ())),
             partner_messages=tuple(d.get("partner_messages", ())),
             events=tuple(ThreadEvent.from_dict(e) for e in d.get("events", ())),
-            extra=dict(d.get("extra", {})),
         )
 
 

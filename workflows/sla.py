@@ -5,7 +5,7 @@ A thread has at most one running clock:
 - **first response**: from the request until the first staff answer;
 - **next response**: from a partner follow-up after a staff answer until the next answer.
 
-Intake starts and stops clocks (``Thread.clock_started_at`` / ``Thread.due_at``);
+``lifecycle.apply`` starts and stops clocks (``Thread.clock_started_at`` / ``Thread.due_at``);
 this module only reads them. Internal ``#note``s leave the clock alone; a thread
 waiting on the partner, or closed, has no clock. Only partners holding a seat get
 a promise, so a thread without a seat has no clock either.

@@ -18,17 +18,12 @@ from typing import Any, Mapping, Sequence
 from dateutil.rrule import rrulestr
 
 from ..model import Partner
-from .config import CallDate, CallsConfig, MailingsConfig
+from .types import CallDate, CallsConfig, MailingsConfig
 from .due import CalendarEvent, Due, format_when, ledger_key, queued, stamp
 
 CALENDAR_MAILINGS = ("call-invite", "call-update", "call-cancel")
 LOOKBACK = timedelta(days=45)  # a call longer ago than this is history: no skips recorded for it
 _RULE_SLACK = timedelta(days=400)  # an explicit entry may move a rule occurrence by up to this much
-
-
-def uid_for(call_id: str, domain: str) -> str:
-    """The calendar UID of a call: its id, with our domain unless the id has one (mailbox.ical writes it)."""
-    return call_id if "@" in call_id else f"{call_id}@{domain}"
 
 
 def call_dates(cfg: CallsConfig, start: datetime, end: datetime) -> list[CallDate]:

@@ -60,6 +60,11 @@ class CalendarEvent:
     tzid: str = "America/New_York"
 
 
+def uid_for(call_id: str, domain: str) -> str:
+    """The calendar UID of a call: its id, with our domain unless the id has one (mailbox.ical writes it)."""
+    return call_id if "@" in call_id else f"{call_id}@{domain}"
+
+
 @dataclass(**FROZEN)
 class Due:
     """One mail to one recipient that the schedule asks for (or a skip, when ``reason`` is set)."""

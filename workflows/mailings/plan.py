@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from ..model import FROZEN, Partner
 from . import calls, renewals, trainings, welcome
-from .config import MailingsConfig
+from .types import MailingsConfig
 from .due import Due, format_when
 
 KIND_GROUPS = {

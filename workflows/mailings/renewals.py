@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from ..model import Partner
-from .config import MailingsConfig, local_day
+from .types import MailingsConfig, local_day
 from .due import Due, billing_contacts, format_day, money
 
 

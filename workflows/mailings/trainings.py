@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from ..model import Partner
-from .config import MailingsConfig, TrainingDate
+from .types import MailingsConfig, TrainingDate
 from .due import Due, format_when, primary_contacts
 
 LOOKBACK = timedelta(days=45)

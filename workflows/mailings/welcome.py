@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from ..model import Partner
-from .config import MailingsConfig
+from .types import MailingsConfig
 from .due import Due, format_day, money
 
 STALE_AFTER = timedelta(days=30)  # a request this old (daemon down a month?) is no longer a welcome

@@ -1,45 +1,48 @@
-"""The promise tick: run each cycle after intake, it decides from the store and ``now``
-what is due (escalations, auto-closes, the daily digest) and queues it through the
-same outbox path as intake (``IntakeService.queue``), in one store transaction.
+"""The promise tick: run each cycle after intake, it asks the rules what is due at ``now``
+(escalations, auto-closes, the daily digest) and queues it through the outbox, in one store
+transaction.
 
-It also provides the send-time check that cancels an escalation queued for a
-thread answered since, and a closing mail for a thread the partner reopened since.
+It also provides the send-time check that cancels an escalation queued for a thread answered
+since, and a closing mail for a thread the partner reopened since.
 
-Like service.py it reads no clock and opens nothing: store and service are passed in.
+It reads no clock and opens nothing: the store and the outbox are passed in.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
-from .autoclose import LifecycleConfig, autoclose
-from .digest import DigestConfig, due_digest
-from .escalation import LadderConfig, due_escalations, record_fired
-from .intake import IntakeSettings
-from .model import Thread, ThreadEvent
-from .sla import clock_id, has_clock
+from workflows.autoclose import LifecycleConfig, autoclose
+from workflows.digest import DigestConfig, due_digest
+from workflows.escalation import LadderConfig, due_escalations, record_fired
+from workflows.intake import IntakeSettings
+from workflows.lifecycle import State
+from workflows.model import Partner, Thread, ThreadEvent
+from workflows.outbox import OutboxEntry
+from workflows.sla import clock_id, has_clock
 
-log = logging.getLogger("partnerdesk.ticks")
+from .outbox import Outbox
+from .ports import Store
+from .report import CycleReport
+
+log = logging.getLogger("partnerdesk.promise")
 
 
 class PromiseTicks:
-    """Keeps the reply-time promise: ``tick(now, report)`` for App.ticks, ``cancel_reason`` for App.cancel_checks."""
+    """Keeps the reply-time promise: ``tick(now, report)`` each cycle, ``cancel_reason`` at send time."""
 
-    name = "promise"
-
-    def __init__(self, *, store: Any, service: Any, settings: IntakeSettings, ladder: LadderConfig,
+    def __init__(self, *, store: Store, outbox: Outbox, settings: IntakeSettings, ladder: LadderConfig,
                  lifecycle: LifecycleConfig, digest: DigestConfig) -> None:
         self.store = store
-        self.service = service
+        self.outbox = outbox
         self.settings = settings
         self.ladder = ladder
         self.lifecycle = lifecycle
         self.digest = digest
 
     # -- the tick ---------------------------------------------------------------------
-    def tick(self, now: datetime, report: Any) -> None:
+    def tick(self, now: datetime, report: CycleReport) -> None:
         with self.store.transaction():
             partners = {p.id: p for p in self.store.partners()}
             threads = []
@@ -50,14 +53,14 @@ class PromiseTicks:
                 threads.append(updated)
             self._digest(threads, now, partners, report)
 
-    def _thread(self, thread: Thread, now: datetime, partners: dict[str, Any], report: Any) -> Thread:
+    def _thread(self, thread: Thread, now: datetime, partners: dict[str, Partner], report: CycleReport) -> Thread:
         s = self.settings
         cal = s.calendar
         closed, mails = autoclose(thread, now, cal, self.lifecycle, s)
         if closed is not thread:
             report.counts["auto_closed"] += 1
             log.info("auto-closed %s", thread.id)
-            return self.service.queue(closed, mails, now, report)
+            return self.outbox.queue(closed, mails, now, report)
         if not has_clock(thread):
             return thread
         partner = partners.get(thread.partner_id or "")
@@ -75,7 +78,7 @@ class PromiseTicks:
                                                    detail=f"{stage} ({mail.context['clock']}, waited "
                                                           f"{mail.context['waited']}) to {', '.join(mail.to)}"))
             report.counts["escalations"] += 1
-        return self.service.queue(thread, tuple(due), now, report)
+        return self.outbox.queue(thread, tuple(due), now, report)
 
     def _latest_partner_text(self, thread: Thread) -> str:
         for mid in reversed(thread.partner_messages):
@@ -84,35 +87,35 @@ class PromiseTicks:
                 return rec["text"]
         return ""
 
-    def _digest(self, threads: list[Thread], now: datetime, partners: dict[str, Any], report: Any) -> None:
+    def _digest(self, threads: list[Thread], now: datetime, partners: dict[str, Partner],
+                report: CycleReport) -> None:
         cal = self.settings.calendar
         if not self.digest.enabled or not cal.is_open(now):
             return
         day = now.astimezone(cal.tz()).date().isoformat()
-        if self.store.meta("digest_day") == day:
+        if self.store.digest_day() == day:
             return  # decided today already: at the day's first tick after opening, sent or not
-        self.store.set_meta("digest_day", day)
+        self.store.set_digest_day(day)
         mail = due_digest(threads, now, cal, self.digest, self.ladder,
                           partner_names={pid: p.name for pid, p in partners.items()})
         if mail is not None:
-            self.service.queue(None, (mail,), now, report)
+            self.outbox.queue(None, (mail,), now, report)
             report.counts["digests"] += 1
 
     # -- the send-time check -------------------------------------------------------------
-    def cancel_reason(self, entry: dict[str, Any]) -> str | None:
-        key = str(entry.get("key", ""))
-        if entry.get("kind") == "escalation" and key.startswith("esc:"):
-            _, tid, rest = key.split(":", 2)
+    def cancel_reason(self, entry: OutboxEntry) -> str | None:
+        if entry.kind == "escalation" and entry.key.startswith("esc:"):
+            _, tid, rest = entry.key.split(":", 2)
             clock, _, stage = rest.rpartition(":")
             thread = self.store.thread(tid)
             if thread is None:
                 return f"thread {tid} no longer exists"
             if not has_clock(thread):
-                return f"{tid} was answered (now {thread.state.replace('_', ' ')}) before the {stage} mail went out"
+                return f"{tid} was answered (now {thread.state.words}) before the {stage} mail went out"
             if clock_id(thread) != clock:
                 return f"{tid} has a newer clock than this {stage} mail"
-        if entry.get("kind") == "close" and key.startswith("autoclose:"):
-            thread = self.store.thread(str(entry.get("thread_id") or ""))
-            if thread is not None and thread.state != "closed":
+        if entry.kind == "close" and entry.key.startswith("autoclose:"):
+            thread = self.store.thread(entry.thread_id or "")
+            if thread is not None and thread.state != State.CLOSED:
                 return f"{thread.id} was reopened before its closing mail went out"
         return None

@@ -1,7 +1,8 @@
-"""Scheduled mailings against the store: the tick, the CLI's actions, the inbox interceptor.
+"""Scheduled mailings against the store: the tick, the inbox interceptor, failure reports.
 
-Orchestration like workflows/service.py: the store and composer are passed in,
-``now`` is a parameter, nothing here opens a connection or reads the clock.
+The rules of what is due live in workflows/mailings/; this module records their decisions: the
+store and the outbox are passed in, ``now`` is a parameter, nothing here opens a connection or
+reads the clock.
 
 Exactly once: each mail's ledger entry and its outbox entry are written in ONE
 store transaction, after re-checking the ledger inside it. A crash before the
@@ -9,9 +10,8 @@ write leaves nothing (the next tick decides again); after it, the ledger holds
 the key and the outbox sends the mail once (drain_outbox records each send as
 it happens). Skips are recorded in the ledger with their reason.
 
-Tables of its own: ``mailing_requests`` (welcome mails asked for by `partners
-import`), ``unsubscribed`` ("list:address"), ``rsvps`` ("uid|address"),
-``contact_failures`` (address -> permanent delivery failures), ``payments``.
+What it keeps besides the ledger (through the Store port): welcome requests (asked for by
+`partners import`), unsubscribes, RSVPs, and contacts' permanent delivery failures.
 """
 
 from __future__ import annotations
@@ -20,18 +20,23 @@ import base64
 import hmac
 import logging
 import re
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from .. import msgids, outbox
-from ..autoreply import automatic_reason
-from ..model import FROZEN, InboundMail, OutgoingMail, Partner
-from . import renewals
-from .calls import calendar_state, call_dates, uid_for
-from .config import MailingsConfig
-from .due import UNSUBSCRIBE_LISTS, Due, ledger_key, outbox_key, split_key
-from .plan import due_mailings
+from workflows import msgids
+from workflows.autoreply import automatic_reason
+from workflows.mailings import renewals
+from workflows.mailings.calls import calendar_state, call_dates
+from workflows.mailings.due import UNSUBSCRIBE_LISTS, Due, outbox_key, split_key, uid_for
+from workflows.mailings.plan import due_mailings
+from workflows.mailings.types import MailingsConfig
+from workflows.model import FROZEN, InboundMail, OutgoingMail
+from workflows.outbox import OutboxEntry, Status
+
+from .outbox import Outbox
+from .ports import Store
+from .report import CycleReport
 
 log = logging.getLogger("partnerdesk.mailings")
 
@@ -54,16 +59,11 @@ class RunnerSettings:
     config: MailingsConfig
 
 
-def _put(table: Any, key: str, data: dict[str, Any]) -> None:
-    # Documents keyed by our own string keys (see store.tinystore.KeyedTable).
-    table.upsert(table.document_class(data, doc_id=key))
-
-
 class MailingRunner:
-    def __init__(self, *, store: Any, composer: Any, settings: RunnerSettings, secret: bytes,
+    def __init__(self, *, store: Store, outbox: Outbox, settings: RunnerSettings, secret: bytes,
                  parse_replies: Callable[[str], list[Any]] | None = None) -> None:
         self.store = store
-        self.composer = composer
+        self.outbox = outbox
         self.s = settings
         self.secret = secret
         self.domain = settings.support_address.rpartition("@")[2]
@@ -74,19 +74,13 @@ class MailingRunner:
     def ledger(self) -> dict[str, dict[str, Any]]:
         return {e["key"]: e for e in self.store.ledger_all()}
 
-    def welcome_requests(self) -> dict[str, datetime]:
-        return {d.doc_id.removeprefix("welcome:"): datetime.fromisoformat(d["at"])
-                for d in self.store.table("mailing_requests").all() if d.doc_id.startswith("welcome:")}
-
-    def unsubscribed(self) -> frozenset[str]:
-        return frozenset(d.doc_id for d in self.store.table("unsubscribed").all())
-
     def plan(self, now: datetime, only: str | None = None) -> tuple[list[Due], list[Due]]:
         return due_mailings(self.store.partners(), self.ledger(), self.s.config, now,
-                            welcome_requests=self.welcome_requests(), unsubscribed=self.unsubscribed(), only=only)
+                            welcome_requests=self.store.welcome_requests(), unsubscribed=self.store.unsubscribed(),
+                            only=only)
 
     # -- the tick ------------------------------------------------------------------------------
-    def tick(self, now: datetime, report: Any, only: str | None = None) -> tuple[int, int]:
+    def tick(self, now: datetime, report: CycleReport, only: str | None = None) -> tuple[int, int]:
         """Queue what is due, record what is skipped; report permanent failures. Returns (queued, skipped)."""
         self.report_failures(now, report)
         send, skip = self.plan(now, only)
@@ -117,7 +111,9 @@ class MailingRunner:
                 for d, (out, mid, raw) in rendered:
                     if self.store.ledger(d.key) is not None:
                         continue  # another process decided it meanwhile
-                    self._store_rendered(d, out, mid, raw, now)
+                    self.outbox.add(out, mid, raw, now, partner_id=d.partner_id,
+                                    # bounces come back to us, not to nobody
+                                    mail_from=self.s.support_address, mailing=d.key)
                     self.store.record_ledger(d.key, d.ledger_record("queued", now))
                     queued += 1
                     report.counts[d.mailing] += 1
@@ -144,24 +140,15 @@ class MailingRunner:
 
     def render(self, d: Due, now: datetime) -> tuple[OutgoingMail, str, bytes]:
         out = self.outgoing(d)
-        mid, raw = outbox.render(self.composer, self.secret, self.domain, out, thread_number=0, now=now)
+        mid, raw = self.outbox.render(out, thread_number=0, now=now)
         return out, mid, raw
 
-    def _store_rendered(self, d: Due, out: OutgoingMail, mid: str, raw: bytes, now: datetime) -> None:
-        added = self.store.outbox_add(outbox.entry(
-            out, message_id=mid, raw=raw, now=now,
-            mail_from=self.s.support_address,  # bounces come back to us, not to nobody
-            partner_id=d.partner_id))
-        if added:
-            self.store.record_message(mid, direction="out", thread_id=None, at=now.isoformat(), kind=out.kind,
-                                      mailing=d.key)
-
     # -- send-time check ----------------------------------------------------------------------
-    def cancel_reason(self, entry: dict[str, Any]) -> str | None:
+    def cancel_reason(self, entry: OutboxEntry) -> str | None:
         """A renewal notice of a term that was paid while it sat in the outbox is not sent."""
-        if entry.get("kind") != "renewal" or not str(entry.get("key", "")).startswith("mailing:"):
+        if entry.kind != "renewal" or not entry.key.startswith("mailing:"):
             return None
-        _, occ, _ = split_key(entry["key"].removeprefix("mailing:"))
+        _, occ, _ = split_key(entry.key.removeprefix("mailing:"))
         pid, term_end, _ = renewals.term_of_occurrence(occ)
         p = self.store.partner(pid)
         if p is None or not p.active:
@@ -169,49 +156,6 @@ class MailingRunner:
         if p.renews_on != term_end:
             return f"renewal recorded: {pid} now renews on {p.renews_on}; this notice was for {term_end}"
         return None
-
-    # -- roster actions (CLI) -----------------------------------------------------------------
-    def request_welcome(self, partner_id: str, now: datetime) -> None:
-        """Call inside the transaction that adds the partner: the next tick sends the welcome."""
-        _put(self.store.table("mailing_requests"), f"welcome:{partner_id}", {"at": now.isoformat()})
-
-    def record_renewal(self, partner_id: str, until: date, now: datetime) -> tuple[Partner, list[Due], int]:
-        """Record a payment: the old term's series stops (remaining notices skipped, queued ones cancelled)."""
-        with self.store.transaction():
-            p = self.store.partner(partner_id)
-            if p is None:
-                raise KeyError(partner_id)
-            old_end = p.renews_on
-            stopped: list[Due] = []
-            cancelled = 0
-            if old_end is not None and old_end != until:
-                stopped = renewals.stop_series(p, old_end, self.ledger(), self.s.config, now.date(), until)
-                for d in stopped:
-                    self.store.record_ledger(d.key, d.ledger_record("skipped", now))
-                prefix = outbox_key(ledger_key("renewal", f"{p.id}/{old_end.isoformat()}/", ""))[:-1]
-                for e in self.store.outbox("pending"):
-                    if e["key"].startswith(prefix):
-                        self.store.outbox_update(e["key"], status="cancelled", finished_at=now.isoformat(),
-                                                 detail=f"renewal recorded; paid until {until.isoformat()}")
-                        cancelled += 1
-            p = replace(p, renews_on=until, active=True)
-            self.store.save_partner(p)
-            _put(self.store.table("payments"), f"{p.id}|{now.isoformat()}",
-                 {"partner_id": p.id, "recorded_at": now.isoformat(), "old_term_end": str(old_end) if old_end else None,
-                  "paid_until": until.isoformat(), "plan": p.plan, "amount": p.yearly_fee})
-        return p, stopped, cancelled
-
-    def record_training(self, address: str, on: date) -> Partner:
-        """``address`` completed a training on ``on``: that uses a seat of the term and grants a channel seat."""
-        address = address.strip().lower()
-        with self.store.transaction():
-            for p in self.store.partners():
-                if any(c.email == address for c in p.contacts):
-                    contacts = tuple(replace(c, trained_on=on) if c.email == address else c for c in p.contacts)
-                    p = replace(p, contacts=contacts)
-                    self.store.save_partner(p)
-                    return p
-        raise KeyError(address)
 
     # -- inbound: RSVPs and unsubscribe requests ------------------------------------------------
     def unsubscribe_token(self, list_name: str, address: str) -> str:
@@ -230,7 +174,7 @@ class MailingRunner:
                        if a.uid.lower() in calls]
             if answers:
                 for call_id, a in answers:
-                    _put(self.store.table("rsvps"), f"{a.uid.lower()}|{a.attendee}", {
+                    self.store.record_rsvp(a.uid.lower(), a.attendee, {
                         "call_id": call_id, "attendee": a.attendee,
                         "partstat": a.partstat, "sequence": a.sequence, "comment": a.comment,
                         "at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
@@ -266,8 +210,8 @@ class MailingRunner:
             return None
         if list_name not in UNSUBSCRIBE_LISTS or not hmac.compare_digest(self._mac(list_name, address), mac):
             return None
-        _put(self.store.table("unsubscribed"), f"{list_name}:{address}",
-             {"at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
+        self.store.record_unsubscribe(list_name, address,
+                                      {"at": now.isoformat(), "message_id": mail.message_id, "from": mail.from_addr})
         if _REST_RE.search(_TOKEN_RE.sub(" ", own_text)):
             # More than the request ("... also, our site is down"): recorded, and people read the rest.
             return None
@@ -284,9 +228,9 @@ class MailingRunner:
             if not rec or rec.get("direction") != "out" or not rec.get("mailing"):
                 continue
             key = outbox_key(rec["mailing"])
-            entry = self.store.table("outbox").get(doc_id=key)
-            entry = dict(entry, key=key) if entry is not None else {
-                "key": key, "kind": rec.get("kind", ""), "rcpt_to": [split_key(rec["mailing"])[2]], "subject": ""}
+            entry = self.store.outbox_entry(key) or OutboxEntry(
+                key=key, kind=rec.get("kind", ""), message_id=mid, mail_from="", rcpt_to=(split_key(rec["mailing"])[2],),
+                raw="", created_at=datetime.fromisoformat(rec["at"]))
             first = next((line.strip() for line in (mail.reply_text or mail.text).splitlines() if line.strip()), "")
             detail = f"delivery report {mail.message_id} from {mail.from_addr or 'the mail system'}: {first}"[:300]
             self._record_failure(entry, detail, now)
@@ -294,57 +238,56 @@ class MailingRunner:
         return False
 
     def rsvps(self, call_id: str | None = None) -> list[dict[str, Any]]:
-        rows = [dict(d) for d in self.store.table("rsvps").all()]
+        rows = self.store.rsvps()
         return sorted((r for r in rows if call_id is None or r["call_id"] == call_id.lower()),
                       key=lambda r: (r["call_id"], r["attendee"]))
 
     # -- permanent failures ---------------------------------------------------------------------
-    def report_failures(self, now: datetime, report: Any) -> int:
+    def report_failures(self, now: datetime, report: CycleReport) -> int:
         """Each outbox entry that failed for good: recorded against the contact, reported to staff once."""
         n = 0
-        for e in self.store.outbox("failed"):
-            if e.get("kind") == "mailing-failure" or e.get("failure_reported"):
+        for e in self.store.outbox(Status.FAILED):
+            if e.kind == "mailing-failure" or e.failure_reported:
                 continue
             with self.store.transaction():
-                self._record_failure(e, e.get("detail", ""), now)
+                self._record_failure(e, e.detail, now)
             n += 1
-            report.problems.append(f"permanent failure for {', '.join(e.get('rcpt_to', ()))} ({e['key']}): "
-                                   f"{e.get('detail', '')}; recorded against the contact"
-                                   + (", staff told" if self.s.staff else ""))
+            report.problems.append(f"permanent failure for {', '.join(e.rcpt_to)} ({e.key}): {e.detail}; recorded "
+                                   f"against the contact" + (", staff told" if self.s.staff else ""))
         return n
 
-    def _record_failure(self, e: dict[str, Any], detail: str, now: datetime) -> None:
+    def _record_failure(self, e: OutboxEntry, detail: str, now: datetime) -> None:
         """Record outbox entry ``e``'s permanent failure against its recipients; tell staff once per entry.
 
         Call inside a transaction. Both the SMTP-time failure (tick) and a later delivery report
         (intercept) come here; the entry's ``failure_reported`` mark keeps staff from hearing twice.
         """
-        failures = self.store.table("contact_failures")
-        for rcpt in e.get("rcpt_to", ()):
-            old = failures.get(doc_id=rcpt) or {}
+        counts = []
+        for rcpt in e.rcpt_to:
+            old = self.store.contact_failure(rcpt) or {}
             keys = list(old.get("keys", ()))
-            if e["key"] not in keys:
-                keys.append(e["key"])
-            _put(failures, rcpt, {"count": len(keys), "keys": keys, "last_at": now.isoformat(),
-                                  "last_detail": detail, "partner_id": e.get("partner_id") or old.get("partner_id")})
-        if e.get("failure_reported"):
+            if e.key not in keys:
+                keys.append(e.key)
+            self.store.record_contact_failure(rcpt, {"count": len(keys), "keys": keys, "last_at": now.isoformat(),
+                                                     "last_detail": detail,
+                                                     "partner_id": e.partner_id or old.get("partner_id")})
+            counts.append(len(keys))
+        if e.failure_reported:
             return
         if self.s.staff:
-            mailing = split_key(e["key"].removeprefix("mailing:"))[0] if e["key"].startswith("mailing:") \
-                else e.get("kind", "")
+            mailing = split_key(e.key.removeprefix("mailing:"))[0] if e.key.startswith("mailing:") else e.kind
             out = OutgoingMail(
-                key=f"failure-report:{e['key']}", kind="mailing-failure", template="mailing_failure",
-                to=tuple(sorted(self.s.staff)), subject=f"Undeliverable: {e.get('subject', '')}"[:200],
+                key=f"failure-report:{e.key}", kind="mailing-failure", template="mailing_failure",
+                to=tuple(sorted(self.s.staff)), subject=f"Undeliverable: {e.subject}"[:200],
                 automatic=True, auto_kind="auto-generated", reply_to_support=False,
-                context={"mailing": mailing, "recipient": ", ".join(e.get("rcpt_to", ())),
-                         "partner_id": e.get("partner_id") or "", "subject": e.get("subject", ""),
+                context={"mailing": mailing, "recipient": ", ".join(e.rcpt_to),
+                         "partner_id": e.partner_id or "", "subject": e.subject,
                          "detail": detail, "support_name": self.s.support_name,
-                         "failures": max((failures.get(doc_id=r) or {}).get("count", 1)
-                                         for r in e.get("rcpt_to", ()) or ("",))})
-            mid, raw = outbox.render(self.composer, self.secret, self.domain, out, thread_number=0, now=now)
-            self.store.outbox_add(outbox.entry(out, message_id=mid, raw=raw, now=now, mail_from=""))
-        if self.store.table("outbox").get(doc_id=e["key"]) is not None:
-            self.store.outbox_update(e["key"], failure_reported=now.isoformat())
+                         "failures": max(counts, default=1)})
+            mid, raw = self.outbox.render(out, thread_number=0, now=now)
+            self.outbox.add(out, mid, raw, now, mail_from="", record=False)
+        if self.store.outbox_entry(e.key) is not None:
+            self.store.outbox_save(e.reported(now))
 
     def contact_failures(self) -> dict[str, dict[str, Any]]:
-        return {d.doc_id: dict(d) for d in self.store.table("contact_failures").all()}
+        return self.store.contact_failures()

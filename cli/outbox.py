@@ -1,0 +1,49 @@
+"""`outbox list` and `outbox retry`: outgoing mail, what is queued, sent, failed; put failed mail back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from service.outbox import put_back
+from workflows.outbox import Status
+
+from .common import error
+from .context import Context
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    op = sub.add_parser("outbox", help="outgoing mail: what is queued, sent, failed; put failed mail back")
+    osub = op.add_subparsers(dest="outbox_verb", required=True)
+    ol = osub.add_parser("list", help="outbox entries, oldest first")
+    ol.add_argument("--status", choices=[str(s) for s in Status], help="only entries in this state")
+    ol.add_argument("--json", action="store_true")
+    ol.set_defaults(run=list_entries)
+    orr = osub.add_parser("retry", help="put failed mail back in the queue; the next cycle sends it")
+    which = orr.add_mutually_exclusive_group(required=True)
+    which.add_argument("key", nargs="?", help="the entry's key (see `outbox list --status failed`)")
+    which.add_argument("--all-failed", action="store_true", help="every failed entry")
+    orr.set_defaults(run=retry)
+
+
+def list_entries(args: argparse.Namespace, ctx: Context) -> int:
+    rows = ctx.store().outbox(args.status)
+    if args.json:
+        print(json.dumps([{k: v for k, v in e.to_dict().items() if k != "raw"} for e in rows], indent=2))
+        return 0
+    for e in rows:
+        detail = " ".join(e.detail.split())
+        print(f"{e.key:<44} {e.status:<9} {e.kind:<16} tries {e.attempts:<3} to {', '.join(e.rcpt_to)}"
+              + (f"  ({detail[:120]})" if detail else ""))
+    print(f"-- {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}" + (f" {args.status}" if args.status else ""))
+    return 0
+
+
+def retry(args: argparse.Namespace, ctx: Context) -> int:
+    try:
+        keys = put_back(ctx.store(write=True), None if args.all_failed else [args.key], ctx.clock.now())
+    except KeyError as e:
+        error(f"cannot retry {args.key}: {e.args[0]}; see `outbox list --status failed`")
+        return 1
+    print(f"{len(keys)} failed mail(s) put back in the queue; the next cycle (`once` or the daemon) sends them")
+    return 0

@@ -1,0 +1,99 @@
+"""`threads list`, `threads show ID` and `states`: the support threads and the lifecycle they follow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import Any
+
+from workflows import escalation, sla
+from workflows.calendar import format_due
+from workflows.escalation import LadderConfig
+from workflows.lifecycle import table_text
+from workflows.model import Thread
+
+from .common import error
+from .context import Context
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    tp = sub.add_parser("threads", help="support threads")
+    tsub = tp.add_subparsers(dest="threads_verb", required=True)
+    tl = tsub.add_parser("list")
+    tl.add_argument("--json", action="store_true")
+    tl.set_defaults(run=list_threads)
+    ts = tsub.add_parser("show")
+    ts.add_argument("id")
+    ts.add_argument("--json", action="store_true")
+    ts.set_defaults(run=show)
+
+
+def add_states_parser(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("states", help="print the thread lifecycle table").set_defaults(run=states)
+
+
+def thread_json(t: Thread) -> dict[str, Any]:
+    d = t.to_dict()
+    return {k: d[k] for k in ("id", "partner_id", "requester", "requester_name", "subject", "state", "created_at",
+                              "due_at", "first_response_at", "first_responder", "seat", "sender_kind", "messages")} | {
+        "events": d["events"]}
+
+
+def promise_info(t: Thread, now: datetime, ctx: Context, ladder: LadderConfig) -> dict[str, Any]:
+    """What `threads` shows about the reply-time promise: clock, due (ET), business time waited, ladder."""
+    cal = ctx.settings.calendar
+    info: dict[str, Any] = sla.summary(t, now, cal)
+    info["stage"] = escalation.current_stage(t) if sla.has_clock(t) else "-"
+    nxt = escalation.next_stage(t, ladder, cal) if sla.has_clock(t) else None
+    info["next_stage"] = (f"{nxt[0].name} at {format_due(nxt[1], cal)} to "
+                          f"{', '.join(escalation.recipients(nxt[0], t, ladder)) or '-'}") if nxt else "-"
+    info["assignee"] = t.assignee
+    info["previous"] = t.previous
+    return info
+
+
+def show(args: argparse.Namespace, ctx: Context) -> int:
+    cal = ctx.settings.calendar
+    t = ctx.store().thread(args.id)
+    if t is None:
+        error(f"no thread {args.id}")
+        return 1
+    info = promise_info(t, ctx.clock.now(), ctx, ctx.settings.ladder_config())
+    if args.json:
+        print(json.dumps(thread_json(t) | {"promise": info}, indent=2))
+        return 0
+    print(f"{t.id}  {t.subject}")
+    print(f"  partner {t.partner_id or '-'}  requester {t.requester}  seat {'yes' if t.seat else 'no'}"
+          + (f"  assigned to {info['assignee']}" if info["assignee"] else "")
+          + (f"  continues {info['previous']}" if info["previous"] else ""))
+    print(f"  state {t.state}  clock {info['clock']}  due {info['due']} {info['overdue']}  "
+          f"waited {info['waited']} (business time)")
+    print(f"  ladder: fired {info['stage']}; next {info['next_stage']}")
+    print("  timeline (ET):")
+    for e in t.events:
+        detail = " ".join(e.detail.split())
+        print(f"  {format_due(e.at, cal, with_year=True):<40} {e.kind:<14} {e.by:<30} {detail[:100]}")
+    return 0
+
+
+def list_threads(args: argparse.Namespace, ctx: Context) -> int:
+    now = ctx.clock.now()
+    ladder = ctx.settings.ladder_config()
+    threads = ctx.store().threads()
+    if args.json:
+        print(json.dumps([thread_json(t) | {"promise": promise_info(t, now, ctx, ladder)} for t in threads], indent=2))
+        return 0
+    print(f"{'thread':<8} {'state':<19} {'due (ET)':<34} {'waited':<8} {'ladder':<13} {'partner':<14} "
+          f"{'requester':<30} subject")
+    for t in threads:
+        info = promise_info(t, now, ctx, ladder)
+        due = info["due"] + (" !" if info["overdue"] else "")
+        print(f"{t.id:<8} {t.state:<19} {due:<34} {info['waited']:<8} {info['stage']:<13} "
+              f"{(t.partner_id or '-'):<14} {t.requester:<30} {t.subject[:50]}")
+    return 0
+
+
+def states(args: argparse.Namespace, ctx: Context) -> int:
+    print(table_text())
+    return 0

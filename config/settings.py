@@ -1,0 +1,163 @@
+"""The config file's meaning, checked before anything connects anywhere.
+
+``load_file(path)`` reads a TOML file (``load_file(None)``: the built-in demo settings, local spool)
+and returns Settings, or raises ConfigError naming the file, the table and the key. ``load(data,
+source)`` does the same for an already parsed table. Each room of the program gets its own frozen
+settings from here (``intake()``, ``ladder()``, ``mailings``...): no other module reads the config.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from workflows.autoclose import LifecycleConfig
+from workflows.calendar import BusinessCalendar
+from workflows.digest import DigestConfig
+from workflows.errors import ConfigError
+from workflows.escalation import DEFAULT_STAGES, LadderConfig, Stage
+from workflows.intake import IntakeSettings
+from workflows.mailings.types import MailingsConfig
+from workflows.model import FROZEN
+
+from .mailings import KEYS as MAILING_KEYS, read_mailings
+from .promise import check_people, read_digest, read_lifecycle, read_stages
+from .reader import Reader
+from .servers import ImapSettings, SmtpSettings, read_server
+from .sla import read_sla
+
+DEFAULT_STORE = "partnerdesk-data/partnerdesk.json"
+BUILT_IN = {"support": {"address": "support@openatrium.example", "staff": ["staff@openatrium.example"]}}
+
+_TABLES = {
+    "support": ("address", "name", "staff", "escalation", "secret", "program_lead"),
+    "store": ("path",),
+    "intake": ("acks_per_hour", "history_before"),
+}
+# Tables whose keys their own reader checks.
+_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest",
+                 *(t for t in MAILING_KEYS if "." not in t))
+
+
+@dataclass(**FROZEN)
+class Settings:
+    source: str  # the file it came from, for messages
+    support_address: str
+    support_name: str = "Open Atrium Support"
+    staff: frozenset[str] = frozenset()
+    escalation: tuple[str, ...] = ()
+    program_lead: str | None = None
+    secret: str | None = None
+    imap: ImapSettings | None = None
+    smtp: SmtpSettings | None = None
+    store_path: str = DEFAULT_STORE
+    calendar: BusinessCalendar = BusinessCalendar()
+    acks_per_hour: int = 3
+    history_before: datetime | None = None
+    ladder: tuple[Stage, ...] = DEFAULT_STAGES
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    digest: DigestConfig = DigestConfig()
+    mailings: MailingsConfig = MailingsConfig()
+
+    @property
+    def team(self) -> frozenset[str]:
+        """Recognised as staff without getting every notification: the escalation list and the lead."""
+        return frozenset(self.escalation) | frozenset(a for a in (self.program_lead,) if a)
+
+    def intake(self) -> IntakeSettings:
+        return IntakeSettings(support_address=self.support_address, support_name=self.support_name,
+                              staff=self.staff, team=self.team, calendar=self.calendar,
+                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days)
+
+    def ladder_config(self) -> LadderConfig:
+        return LadderConfig(support_address=self.support_address, support_name=self.support_name,
+                            staff=self.staff, escalation=self.escalation, program_lead=self.program_lead,
+                            stages=self.ladder)
+
+    def require_staff(self) -> None:
+        """The intake needs staff (they are told, and only their replies reach partners); reading verbs do not."""
+        if not self.staff:
+            raise ConfigError(f"{self.source}: [support] staff: list at least one staff address; they are told "
+                              f"of every request, and only their replies reach partners")
+
+
+def load_file(path: str | None) -> Settings:
+    """The settings of a TOML file; a relative [store] path is relative to the file, not to the cwd."""
+    if path is None:
+        return load(BUILT_IN, "(built-in defaults)")
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; save the config file as UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    s = load(data, str(p))
+    if not Path(s.store_path).is_absolute():
+        s = replace(s, store_path=str((p.parent / s.store_path).resolve()))
+    return s
+
+
+def load(data: dict[str, Any], source: str) -> Settings:
+    r = Reader(data, source)
+    known = sorted(set(_TABLES) | set(_OTHER_TABLES))
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise r.fail(f"[{unknown[0]}]", f"unknown table; known: {', '.join(known)}")
+    for name in sorted(set(_OTHER_TABLES) & set(data)):  # `sla = 5` must not reach a table's own reader
+        if not isinstance(data[name], dict):
+            raise r.fail(f"[{name}]", "must be a table")
+
+    support = r.section("support", _TABLES["support"], required=True)
+    address = r.address(r.get(support, "[support]", "address", str), "[support] address")
+    staff = frozenset(r.addresses(support, "[support]", "staff"))
+    if address in staff:
+        raise r.fail("[support] staff", "must not contain the support address itself (it would answer itself)")
+    escalation = r.addresses(support, "[support]", "escalation")
+    program_lead = r.address(support["program_lead"], "[support] program_lead") if "program_lead" in support else None
+
+    imap, smtp = read_server(r, "imap"), read_server(r, "smtp")
+    if (imap is None) != (smtp is None):
+        raise r.fail("[imap]" if imap is None else "[smtp]", "give both [imap] and [smtp], or neither (local spool)")
+
+    store = r.section("store", _TABLES["store"])
+    intake = r.section("intake", _TABLES["intake"])
+    history_before = None
+    if "history_before" in intake:
+        v = intake["history_before"]
+        try:
+            history_before = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
+        except ValueError:
+            raise r.fail("[intake] history_before", f"{v!r} is not an ISO-8601 date-time") from None
+        if history_before.tzinfo is None:
+            raise r.fail("[intake] history_before", "needs a UTC offset, e.g. 2026-11-01T00:00:00-05:00")
+    acks = r.get(intake, "[intake]", "acks_per_hour", int, 3)
+    if acks < 1:
+        raise r.fail("[intake] acks_per_hour", "must be at least 1")
+
+    ladder = read_stages(r)
+    check_people(r, ladder, escalation=escalation, program_lead=program_lead, support_address=address)
+    return Settings(
+        source=source,
+        support_address=address,
+        support_name=r.get(support, "[support]", "name", str, "Open Atrium Support"),
+        staff=staff,
+        escalation=escalation,
+        program_lead=program_lead,
+        secret=r.get(support, "[support]", "secret", str, None),
+        imap=imap,  # type: ignore[arg-type]
+        smtp=smtp,  # type: ignore[arg-type]
+        store_path=r.get(store, "[store]", "path", str, DEFAULT_STORE),
+        calendar=read_sla(r),
+        acks_per_hour=acks,
+        history_before=history_before,
+        ladder=ladder,
+        lifecycle=read_lifecycle(r),
+        digest=read_digest(r),
+        mailings=read_mailings(r),
+    )

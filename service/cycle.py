@@ -1,0 +1,70 @@
+"""One full pass of the program: send what is queued, take in new mail, fire what is due, send again.
+
+``Desk`` holds the built services and the adapters they talk through; run.py builds it once, the
+daemon loop (cli/daemon.py), `once` and the tests call ``cycle`` on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from workflows.errors import Transient
+
+from .intake import BATCH, IntakeService
+from .mailings import MailingRunner
+from .outbox import Outbox
+from .ports import MailSender, MailSource, RawMail, Store
+from .promise import PromiseTicks
+from .report import CycleReport
+
+Tick = Callable[[datetime, CycleReport], object]
+
+
+@dataclass
+class Desk:
+    store: Store
+    outbox: Outbox
+    intake: IntakeService
+    source: MailSource
+    sender: MailSender
+    now: Callable[[], datetime]  # the rules' clock (the wall clock, or --now advancing with it)
+    promise: PromiseTicks | None = None
+    mailings: MailingRunner | None = None
+    extra_ticks: list[Tick] = field(default_factory=list)
+
+    @property
+    def ticks(self) -> list[Tick]:
+        """Scheduled work after intake, each deciding from the store and ``now`` what is due."""
+        return [t for t in (self.promise and self.promise.tick, self.mailings and self.mailings.tick) if t] \
+            + self.extra_ticks
+
+
+def cycle(desk: Desk) -> CycleReport:
+    """One full pass: retry what is queued, take in new mail, fire what is due, send what it caused.
+
+    An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
+    auto-close and mailings still fire and the outbox is still drained; then the Transient is
+    re-raised, with the report attached as ``.report``, so the daemon backs off and `once` exits 75.
+    """
+    report = CycleReport()
+    desk.outbox.drain(desk.sender, desk.now(), report)
+    batch: list[RawMail] = []
+    intake_failed: Transient | None = None
+    try:
+        for raw in desk.source.fetch_new(desk.store):
+            batch.append(raw)
+            if len(batch) >= BATCH:
+                desk.intake.take_in_many(batch, desk.now(), report, desk.source)
+                batch = []
+    except Transient as e:  # reported by whoever catches it below
+        intake_failed = e
+    desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
+    for tick in desk.ticks:
+        tick(desk.now(), report)
+    desk.outbox.drain(desk.sender, desk.now(), report)
+    if intake_failed is not None:
+        intake_failed.report = report  # type: ignore[attr-defined]
+        raise intake_failed
+    return report

@@ -1,0 +1,289 @@
+"""The intake: move mail between the ports and the rules, in the order that makes the daemon safe.
+
+1. a message is parsed and the rules decide (workflows/intake.py);
+2. the decision, the updated thread and every mail it causes are written to the store in one
+   transaction (one atomic file write), keyed so that a repeat is a no-op;
+3. only then is the message marked done on the server;
+4. the outbox is drained (service/outbox.py), each mail marked sent after the server accepted it.
+
+A crash between any two steps loses nothing: step 1-2 is redone from the server, step 3 is redone
+on the next pass, step 4 is redone from the outbox (at worst a mail goes out twice with the same
+Message-ID, which clients fold into one). It reads no clock and opens no connection: ``now`` and the
+adapters are passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from workflows import msgids
+from workflows.autoreply import automatic_reason
+from workflows.calendar import format_due
+from workflows.errors import BadInput
+from workflows.intake import Candidates, IntakeSettings, bounce, decide
+from workflows.model import Decision, InboundMail, Thread
+from workflows.senders import Roster, classify
+
+from .outbox import PARTNER_FACING, Outbox
+from .ports import MailSource, RawMail, Store
+from .report import CycleReport
+
+log = logging.getLogger("partnerdesk.intake")
+
+BATCH = 50  # messages per durable store write; nothing is sent or marked done before it
+
+# Mail that is not a support request (calendar RSVPs, unsubscribe requests) is claimed by an
+# interceptor before threading. Each runs inside the intake transaction and returns an action name
+# when it took the mail, None otherwise.
+Interceptor = Callable[[InboundMail, datetime], "str | None"]
+
+
+def _action_line(raw: RawMail, mail: InboundMail, decision: Decision, thread: Thread, s: IntakeSettings) -> str:
+    """One line for people: which mail, from whom, what became of it, what it caused."""
+    sender = decision.sender
+    who = mail.from_addr or "(no usable sender)"
+    if sender is not None:
+        facts = [sender.kind] + ([sender.partner_id] if sender.partner_id else [])
+        if sender.kind == "partner":
+            facts.append("seat" if sender.seat else "no seat")
+        who += f" [{', '.join(facts)}]"
+    due = f", due {format_due(thread.due_at, s.calendar)}" if thread.due_at else ""
+    sends = "; ".join(f"{o.kind} to {', '.join(o.to)}" for o in decision.outgoing) or "nothing sent"
+    return f"{raw.source_key}: {who} -> {decision.action} {thread.id}{due} ({decision.reason}); {sends}"
+
+
+class IntakeService:
+    def __init__(self, *, store: Store, settings: IntakeSettings, parse: Callable[..., InboundMail], outbox: Outbox,
+                 secret: bytes, history_cutoff: datetime | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.parse = parse
+        self.outbox = outbox
+        self.secret = secret
+        self.history_cutoff = history_cutoff
+        self.interceptors: list[Interceptor] = []
+
+    # -- one message -----------------------------------------------------------------------------------
+    def take_in(self, raw: RawMail, now: datetime, report: CycleReport, source: MailSource | None = None) -> str:
+        """Record one message and its consequences durably. Returns the action taken."""
+        report.counts["fetched"] += 1
+        try:
+            mail = self.parse(raw.data, received_at=raw.received_at)
+        except BadInput as e:
+            return self._quarantine(raw, "bad-input", str(e), now, report, source)
+        except Exception as e:  # the parser should never raise anything else: our bug, this mail aside
+            log.exception("bug while parsing %s", raw.source_key)
+            return self._quarantine(raw, "bug", f"{type(e).__name__} while parsing: {e}\n{traceback.format_exc()}",
+                                    now, report, source)
+        try:
+            with self.store.transaction():
+                action = self._decide_and_record(mail, raw, now, report)
+        except BadInput as e:
+            return self._quarantine(raw, "bad-input", str(e), now, report, source, mail=mail)
+        except Exception as e:  # our bug: keep the message, say where, go on with the rest
+            log.exception("bug while taking in %s (%s)", raw.source_key, mail.message_id)
+            return self._quarantine(raw, "bug", f"{type(e).__name__}: {e}\n{traceback.format_exc()}", now, report,
+                                    source, mail=mail)
+        if source is not None:
+            self._mark_done(raw, report, source)
+        return action
+
+    # -- a batch -----------------------------------------------------------------------------------------
+    def take_in_many(self, raws: list[RawMail], now: datetime, report: CycleReport,
+                     source: MailSource | None = None) -> None:
+        """Several messages in one durable write: the store is rewritten once, not once per message.
+
+        Still nothing is marked done or sent before the write. If anything in the batch fails, the
+        batch is rolled back and the messages are taken one by one, so a single bad message is
+        quarantined alone and never blocks the others.
+        """
+        if len(raws) <= 1:
+            for raw in raws:
+                self.take_in(raw, now, report, source)
+            return
+        batch = CycleReport()
+        bad: list[tuple[RawMail, str]] = []
+        try:
+            with self.store.transaction():
+                roster = Roster.build(self.store.partners())  # once per batch, not once per message
+                for raw in raws:
+                    batch.counts["fetched"] += 1
+                    try:
+                        mail = self.parse(raw.data, received_at=raw.received_at)
+                    except BadInput as e:
+                        self._record_quarantine(raw, "bad-input", str(e), now, batch)
+                        bad.append((raw, str(e)))
+                        continue
+                    self._decide_and_record(mail, raw, now, batch, roster)
+        except Exception:
+            log.warning("a batch of %d messages failed; taking them one at a time", len(raws), exc_info=True)
+            for raw in raws:
+                self.take_in(raw, now, report, source)
+            return
+        report.merge(batch)
+        if source is None:
+            return
+        bad_keys = {r.source_key for r, _ in bad}
+        for raw, reason in bad:
+            self._quarantine_on_server(raw, reason, report, source)
+        for raw in raws:
+            if raw.source_key not in bad_keys:
+                self._mark_done(raw, report, source)
+
+    @staticmethod
+    def _mark_done(raw: RawMail, report: CycleReport, source: MailSource) -> None:
+        try:
+            source.mark_done(raw)
+        except Exception as e:  # recorded already; the next pass dedupes it
+            report.problems.append(f"could not mark {raw.source_key} done: {e}")
+
+    # -- deciding ----------------------------------------------------------------------------------------
+    def _advance_cursor(self, raw: RawMail) -> None:
+        if raw.folder is not None and raw.uidvalidity is not None and raw.uid is not None:
+            cur = self.store.cursor(raw.folder)
+            if cur is None or cur["uidvalidity"] != raw.uidvalidity or cur["last_uid"] < raw.uid:
+                self.store.set_cursor(raw.folder, raw.uidvalidity, raw.uid)
+
+    def _record_in(self, mail: InboundMail, raw: RawMail, thread_id: str | None, **fields: Any) -> None:
+        self.store.record_raw(mail.raw_sha256, mail.message_id, raw.source_key)
+        self.store.record_message(mail.message_id, direction="in", thread_id=thread_id,
+                                  at=mail.received_at.isoformat(), source=raw.source_key, **fields)
+
+    def _decide_and_record(self, mail: InboundMail, raw: RawMail, now: datetime, report: CycleReport,
+                           roster: Roster | None = None) -> str:
+        store = self.store
+        self._advance_cursor(raw)
+        known = store.message(mail.message_id)
+        if (known and known.get("direction") == "in" and not store.seen_raw(mail.raw_sha256)
+                and (known.get("sender"), known.get("subject")) != (mail.from_addr, mail.subject)):
+            # Same Message-ID, different author or subject: a mailer reusing ids, not a second
+            # copy. Keep it under an id of its own rather than drop it.
+            mail = replace(mail, message_id=f"<{mail.raw_sha256[:32]}.reused-id@partnerdesk.invalid>",
+                           defects=mail.defects + (f"Message-ID {mail.message_id} reused by a different mail",))
+            known = None
+        if (known and known.get("direction") == "in") or store.seen_raw(mail.raw_sha256):
+            # The same mail delivered twice (To and Cc), or seen again after a UIDVALIDITY change.
+            report.counts["duplicates"] += 1
+            report.actions.append(f"{raw.source_key}: duplicate of {mail.message_id}, already taken in")
+            return "duplicate"
+
+        for intercept in self.interceptors:
+            action = intercept(mail, now)
+            if action:
+                self._record_in(mail, raw, None, note=action, sender=mail.from_addr, subject=mail.subject)
+                report.counts[action] += 1
+                report.actions.append(f"{raw.source_key}: {action} (not a support request)")
+                return action
+
+        bounced = self._bounced(mail)
+        if bounced is not None:
+            thread, rec = bounced
+            decision = bounce(mail, thread, rec.get("kind", "mail"), tuple(rec.get("to", ())), self.settings,
+                              partner_facing=rec.get("kind") in PARTNER_FACING)
+            self._record_in(mail, raw, thread.id, sender=mail.from_addr, subject=mail.subject, note="delivery report")
+            report.counts["bounces"] += 1
+            report.actions.append(f"{raw.source_key}: delivery report -> {thread.id}: {decision.reason}")
+            store.save_thread(self.outbox.queue(decision.thread, decision.outgoing, now, report))
+            return "bounce"
+
+        roster = roster or Roster.build(store.partners())
+        sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
+        candidates = self._candidates(mail, known, now)
+        history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
+        decision = decide(mail, sender, candidates, roster, self.settings, history=history)
+
+        if decision.thread is None:
+            report.counts["skipped"] += 1
+            log.info("skipped %s: %s", mail.message_id, decision.reason)
+            report.actions.append(f"{raw.source_key}: skipped: {decision.reason}")
+            self._record_in(mail, raw, None, note=decision.reason)
+            return decision.action
+
+        thread = decision.thread
+        if decision.action in ("thread-new", "history") and store.thread(thread.id) is None:
+            store.allocate_thread_number()
+            report.counts["new_threads" if decision.action == "thread-new" else "history"] += 1
+        elif decision.action == "history":
+            report.counts["history"] += 1
+        self._record_in(mail, raw, thread.id, sender=mail.from_addr, subject=mail.subject, text=mail.text[:20000],
+                        defects=list(mail.defects))
+        thread = self.outbox.queue(thread, decision.outgoing, now, report)
+        store.save_thread(thread)
+        log.info("%s %s -> %s (%s)", decision.action, mail.message_id, thread.id, decision.reason)
+        report.actions.append(_action_line(raw, mail, decision, thread, self.settings))
+        return decision.action
+
+    def _candidates(self, mail: InboundMail, known: dict[str, Any] | None, now: datetime) -> Candidates:
+        """The threads the store knows for ``mail`` (by reference, by tag) and the counters the rules need."""
+        store = self.store
+        by_ref = None
+        answers_ours = False
+        for ref in mail.thread_refs:
+            rec = store.message(ref)
+            named = msgids.thread_of_message_id(self.secret, ref)  # one of ours, even if not recorded
+            answers_ours = answers_ours or named is not None or (rec is not None and rec.get("direction") == "out")
+            tid = rec.get("thread_id") if rec else named
+            if by_ref is None and tid and (t := store.thread(tid)) is not None:
+                by_ref = t
+        tagged_id = msgids.tagged_thread(mail.subject)
+        own = (known is not None and known.get("direction") == "out") or (
+            msgids.thread_of_message_id(self.secret, mail.message_id) is not None)
+        return Candidates(
+            by_reference=by_ref,
+            by_tag=store.thread(tagged_id) if tagged_id else None,
+            next_number=store.peek_thread_number(),
+            recent_acks=store.count_sent_to(mail.from_addr, "ack", now - timedelta(hours=1)) if mail.from_addr else 0,
+            own_message=own,
+            answers_ours=answers_ours,
+            now=now,
+        )
+
+    def _bounced(self, mail: InboundMail) -> tuple[Thread, dict[str, Any]] | None:
+        """The thread and our outgoing record a delivery report is about, if it names mail of ours."""
+        if not mail.reported_ids or not automatic_reason(mail):
+            return None
+        for mid in mail.reported_ids:
+            rec = self.store.message(mid)
+            if rec and rec.get("direction") == "out" and rec.get("thread_id"):
+                thread = self.store.thread(rec["thread_id"])
+                if thread is not None:
+                    return thread, rec
+        return None
+
+    # -- quarantine ----------------------------------------------------------------------------------------
+    def _quarantine(self, raw: RawMail, kind: str, reason: str, now: datetime, report: CycleReport,
+                    source: MailSource | None, mail: InboundMail | None = None) -> str:
+        with self.store.transaction():
+            self._record_quarantine(raw, kind, reason, now, report, mail)
+        if source is not None:
+            self._quarantine_on_server(raw, reason, report, source)
+        return "quarantined"
+
+    def _record_quarantine(self, raw: RawMail, kind: str, reason: str, now: datetime, report: CycleReport,
+                           mail: InboundMail | None = None) -> None:
+        report.counts["quarantined"] += 1
+        first = reason.splitlines()[0] if reason else kind
+        report.problems.append(f"quarantined {raw.source_key}: {first}")
+        self._advance_cursor(raw)
+        self.store.quarantine(raw.source_key, {
+            "kind": kind,  # "bad-input": their mail; "bug": ours, with a traceback
+            "reason": reason[:20000],
+            "at": now.isoformat(),
+            "received_at": raw.received_at.isoformat(),
+            "message_id": mail.message_id if mail else None,
+            "from": mail.from_addr if mail else None,
+            "subject": mail.subject if mail else None,
+            "size": len(raw.data),
+        })
+
+    @staticmethod
+    def _quarantine_on_server(raw: RawMail, reason: str, report: CycleReport, source: MailSource) -> None:
+        first = reason.splitlines()[0] if reason else "quarantined"
+        try:
+            source.quarantine(raw, first)
+        except Exception as e:
+            report.problems.append(f"could not move {raw.source_key} to quarantine on the server: {e}")

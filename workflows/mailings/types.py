@@ -1,0 +1,86 @@
+"""The scheduled mailings' settings as values: calls, trainings, renewals, the program's details.
+
+config/mailings.py reads them from the [mailings], [calls], [trainings], [renewals] and [program]
+tables; the rules in this package only read these frozen values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from ..calendar import PROGRAM_TZ
+from ..model import FROZEN
+
+
+
+@dataclass(**FROZEN)
+class CallDate:
+    id: str  # stable across moves: the calendar UID is made from it
+    start: datetime  # aware
+    dial_in: str = ""
+
+
+@dataclass(**FROZEN)
+class CallsConfig:
+    title: str = "State of Open Atrium"
+    rrule: str = ""  # RFC 5545 RRULE, expanded from `first`
+    first: datetime | None = None  # DTSTART of the rule, aware
+    dates: tuple[CallDate, ...] = ()  # explicit calls; an id equal to a rule occurrence's moves it
+    cancelled: frozenset[str] = frozenset()  # ids of rule occurrences that will not happen
+    duration: timedelta = timedelta(minutes=60)
+    dial_in: str = ""
+    agenda: str = ""
+    invite_days_before: int = 14
+    reminder_days_before: int = 1
+
+
+@dataclass(**FROZEN)
+class TrainingDate:
+    id: str
+    start: datetime
+    title: str = "Open Atrium partner training"
+    place: str = ""
+
+
+@dataclass(**FROZEN)
+class TrainingsConfig:
+    dates: tuple[TrainingDate, ...] = ()
+    announce_days_before: int = 30
+    seats_per_term: int = 2  # "each partnership includes training for two people"
+    refresher_after_days: int = 365  # trained longer ago than this: offered a refresher
+    duration: timedelta = timedelta(hours=3)
+
+
+@dataclass(**FROZEN)
+class RenewalsConfig:
+    offsets: tuple[int, ...] = (60, 30, 7, 0, -14)  # days before the term ends; negative: after (lapse)
+    send_at: time = time(10, 0)  # local time of day the notice is due
+    pay_url: str = ""
+
+
+@dataclass(**FROZEN)
+class ProgramConfig:
+    name: str = "Open Atrium Partners Program"
+    profile_url: str = "https://openatrium.com/partners/{id}"  # {id}: the partner id
+    badge_image: str = "https://openatrium.com/partners/badge.png"
+    training_url: str = ""
+
+
+@dataclass(**FROZEN)
+class MailingsConfig:
+    timezone: str = PROGRAM_TZ
+    enabled: frozenset[str] = frozenset({"calls", "renewals", "trainings", "welcome"})
+    calls: CallsConfig = CallsConfig()
+    trainings: TrainingsConfig = TrainingsConfig()
+    renewals: RenewalsConfig = RenewalsConfig()
+    program: ProgramConfig = ProgramConfig()
+
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def local_day(d: date, at: time, tz: ZoneInfo) -> datetime:
+    """``d`` at local time ``at`` in ``tz`` (aware)."""
+    return datetime.combine(d, at, tzinfo=tz)

@@ -39,7 +39,7 @@ from typing import Iterable
 
 import authres
 
-from workflows.staffproof import AuthResult, AuthResultsReading
+from workflows.proofs import AuthResult, AuthResultsReading
 
 _INTERNAL_PROTOCOLS = frozenset({"lmtp", "lmtps", "lmtpa", "lmtpsa", "local"})
 _MAX_HEADERS = 500  # a hostile mail may carry thousands; ours are all near the top

@@ -31,7 +31,7 @@ import dns.rdatatype
 import dns.resolver
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from workflows.staffproof import DkimSignature
+from workflows.proofs import DkimSignature
 
 log = logging.getLogger(__name__)
 

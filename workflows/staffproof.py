@@ -10,78 +10,18 @@ these does, tried in this order:
 | DKIM | partnerdesk verifies a signature itself, signing domain aligned to the From domain, covering From, Subject and the thread headers | ``DKIM d=devseed.example`` |
 
 The adapters (mailbox/authresults.py, mailbox/dkim_check.py) read the raw mail and
-hand over the value types below; this module only judges them. Pure.
+hand over the value types of workflows/proofs.py; this module only judges them. Pure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import FROZEN
+from .proofs import AuthResult, AuthResultsReading, DkimSignature, StaffProof, TrustSettings
 from .replykeys import KeyCheck
 
-
-@dataclass(**FROZEN)
-class TrustSettings:
-    """The ``[trust]`` table: which proofs beyond reply keys (always on) are switched on."""
-
-    # Put keys in Reply-To plus-addresses too (the Message-ID always carries them). Off for a
-    # support mailbox that refuses plus-addresses: replies would bounce.
-    plus_addresses: bool = True
-    recipient_delimiter: str = "+"
-    authserv_ids: frozenset[str] = frozenset()  # receiving servers whose Authentication-Results count
-    # Host names (or parent domains) of our own servers in Received lines, when they differ from
-    # the authserv-ids; see mailbox/authresults.py.
-    trusted_relays: frozenset[str] = frozenset()
-    verify_dkim: bool = False
-
-
-@dataclass(**FROZEN)
-class AuthResult:
-    """One method's result from an Authentication-Results header our own server added."""
-
-    authserv_id: str
-    method: str  # "dmarc", "dkim", "auth", "spf", ...
-    result: str  # "pass", "fail", "none", ...
-    properties: tuple[tuple[str, str], ...] = ()  # ("header.d", "devseed.example"), ("smtp.auth", "young")
-
-    def prop(self, name: str) -> str:
-        return next((v for k, v in self.properties if k == name), "")
-
-
-@dataclass(**FROZEN)
-class AuthResultsReading:
-    """What mailbox/authresults.py found: the results it trusts, and what it set aside and why."""
-
-    results: tuple[AuthResult, ...] = ()
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(**FROZEN)
-class DkimSignature:
-    """One DKIM-Signature as partnerdesk verified it (mailbox/dkim_check.py)."""
-
-    domain: str  # d=, lower-cased
-    selector: str = ""
-    valid: bool = False  # the signature verifies, covers every header that matters, signs the whole body
-    reason: str = ""  # why not, when not valid
-    temporary: bool = False  # DNS failed for now: the same mail may verify later
-
-
-@dataclass(**FROZEN)
-class StaffProof:
-    """The verdict on one mail from a staff address."""
-
-    proven: bool
-    address: str
-    method: str = ""  # "reply-key" | "authentication-results" | "dkim"; "" when not proven
-    how: str = ""  # for the timeline and `threads show`: "reply key (To)", "DKIM d=devseed.example"
-    reasons: tuple[str, ...] = ()  # when not proven: what each proof said
-    temporary: bool = False  # not proven only because DNS failed for now (DKIM)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"proven": self.proven, "address": self.address, "method": self.method, "how": self.how,
-                "reasons": list(self.reasons), "temporary": self.temporary}
+__all__ = ["AuthResult", "AuthResultsReading", "DkimSignature", "StaffProof", "TrustSettings", "aligned",
+           "domain_of", "from_authresults", "from_dkim", "judge"]
 
 
 def domain_of(address: str) -> str:
@@ -161,7 +101,6 @@ def from_dkim(signatures: tuple[DkimSignature, ...], from_addr: str) -> Finding:
             temporary = temporary or (sig.temporary and aligned(sig.domain, from_domain))
             problems.append(f"DKIM d={sig.domain or '?'}: {sig.reason or 'does not verify'}")
     return Finding(False, "; ".join(problems), temporary)
-
 
 
 def judge(*, from_addr: str, staff: frozenset[str], key: KeyCheck | None = None,

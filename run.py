@@ -107,7 +107,8 @@ class Wiring:
 
         s = self.settings
         return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name),
-                      secret=store.secret(s.secret), support_address=s.support_address)
+                      secret=store.secret(s.secret), support_address=s.support_address, staff=s.staff | s.team,
+                      plus_addresses=s.trust.plus_addresses, delimiter=s.trust.recipient_delimiter)
 
     def mailings(self, store: Any | None = None, outbox: Any | None = None) -> Any:
         """The mailings runner, on a read-only store unless one is given."""
@@ -166,7 +167,7 @@ class Wiring:
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff)
+                               secret=outbox.secret, history_cutoff=cutoff, proofs=self._proofs())
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
@@ -175,6 +176,13 @@ class Wiring:
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
                     promise=promise, mailings=mailings)
+
+    def _proofs(self) -> Any:
+        """Staff proof beyond reply keys, as [trust] asks: our server's Authentication-Results, DKIM."""
+        from mailbox.proofreader import ProofReader
+
+        reader = ProofReader(self.settings.trust)
+        return reader if reader.active else None
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, Any]) -> tuple[Any, Any]:
         s = self.settings

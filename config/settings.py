@@ -22,12 +22,14 @@ from workflows.escalation import DEFAULT_STAGES, LadderConfig, Stage
 from workflows.intake import IntakeSettings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN
+from workflows.proofs import TrustSettings
 
 from .mailings import KEYS as MAILING_KEYS, read_mailings
 from .promise import check_people, read_digest, read_lifecycle, read_stages
 from .reader import Reader
 from .servers import ImapSettings, SmtpSettings, read_server
 from .sla import read_sla
+from .trust import read_trust
 
 DEFAULT_STORE = "partnerdesk-data/partnerdesk.json"
 BUILT_IN = {"support": {"address": "support@openatrium.example", "staff": ["staff@openatrium.example"]}}
@@ -38,7 +40,7 @@ _TABLES = {
     "intake": ("acks_per_hour", "history_before"),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest",
+_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest", "trust",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -61,6 +63,7 @@ class Settings:
     lifecycle: LifecycleConfig = LifecycleConfig()
     digest: DigestConfig = DigestConfig()
     mailings: MailingsConfig = MailingsConfig()
+    trust: TrustSettings = TrustSettings()
 
     @property
     def team(self) -> frozenset[str]:
@@ -70,7 +73,8 @@ class Settings:
     def intake(self) -> IntakeSettings:
         return IntakeSettings(support_address=self.support_address, support_name=self.support_name,
                               staff=self.staff, team=self.team, calendar=self.calendar,
-                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days)
+                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days,
+                              recipient_delimiter=self.trust.recipient_delimiter)
 
     def ladder_config(self) -> LadderConfig:
         return LadderConfig(support_address=self.support_address, support_name=self.support_name,
@@ -160,4 +164,5 @@ def load(data: dict[str, Any], source: str) -> Settings:
         lifecycle=read_lifecycle(r),
         digest=read_digest(r),
         mailings=read_mailings(r),
+        trust=read_trust(r, address),
     )

@@ -25,11 +25,12 @@ from workflows.autoreply import automatic_reason
 from workflows.calendar import format_due
 from workflows.errors import BadInput
 from workflows.intake import Candidates, IntakeSettings, bounce, decide
-from workflows.model import Decision, InboundMail, Thread
+from workflows.model import Decision, InboundMail, Sender, Thread
 from workflows.senders import Roster, classify
 
 from .outbox import PARTNER_FACING, Outbox
-from .ports import MailSource, RawMail, Store
+from .ports import MailSource, ProofReader, RawMail, Store
+from .proof import StaffProofs
 from .report import CycleReport
 
 log = logging.getLogger("partnerdesk.intake")
@@ -58,7 +59,7 @@ def _action_line(raw: RawMail, mail: InboundMail, decision: Decision, thread: Th
 
 class IntakeService:
     def __init__(self, *, store: Store, settings: IntakeSettings, parse: Callable[..., InboundMail], outbox: Outbox,
-                 secret: bytes, history_cutoff: datetime | None = None) -> None:
+                 secret: bytes, history_cutoff: datetime | None = None, proofs: ProofReader | None = None) -> None:
         self.store = store
         self.settings = settings
         self.parse = parse
@@ -66,6 +67,8 @@ class IntakeService:
         self.secret = secret
         self.history_cutoff = history_cutoff
         self.interceptors: list[Interceptor] = []
+        # Staff proof: reply keys always; ``proofs`` reads Authentication-Results and DKIM when configured.
+        self.staff_proofs = StaffProofs(store=store, secret=secret, settings=settings, reader=proofs)
 
     # -- one message -----------------------------------------------------------------------------------
     def take_in(self, raw: RawMail, now: datetime, report: CycleReport, source: MailSource | None = None) -> str:
@@ -192,7 +195,7 @@ class IntakeService:
 
         roster = roster or Roster.build(store.partners())
         sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
-        candidates = self._candidates(mail, known, now)
+        candidates = self._candidates(mail, known, now, raw.data, sender)
         history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
         decision = decide(mail, sender, candidates, roster, self.settings, history=history)
 
@@ -212,12 +215,15 @@ class IntakeService:
         self._record_in(mail, raw, thread.id, sender=mail.from_addr, subject=mail.subject, text=mail.text[:20000],
                         defects=list(mail.defects))
         thread = self.outbox.queue(thread, decision.outgoing, now, report)
+        if self.staff_proofs.record(mail, decision, now):
+            report.counts["unverified"] += 1
         store.save_thread(thread)
         log.info("%s %s -> %s (%s)", decision.action, mail.message_id, thread.id, decision.reason)
         report.actions.append(_action_line(raw, mail, decision, thread, self.settings))
         return decision.action
 
-    def _candidates(self, mail: InboundMail, known: dict[str, Any] | None, now: datetime) -> Candidates:
+    def _candidates(self, mail: InboundMail, known: dict[str, Any] | None, now: datetime, raw: bytes,
+                    sender: Sender) -> Candidates:
         """The threads the store knows for ``mail`` (by reference, by tag) and the counters the rules need."""
         store = self.store
         by_ref = None
@@ -230,11 +236,13 @@ class IntakeService:
             if by_ref is None and tid and (t := store.thread(tid)) is not None:
                 by_ref = t
         tagged_id = msgids.tagged_thread(mail.subject)
+        by_tag = store.thread(tagged_id) if tagged_id else None
         own = (known is not None and known.get("direction") == "out") or (
             msgids.thread_of_message_id(self.secret, mail.message_id) is not None)
         return Candidates(
+            **self.staff_proofs.facts(mail, raw, sender, by_ref or by_tag, now),
             by_reference=by_ref,
-            by_tag=store.thread(tagged_id) if tagged_id else None,
+            by_tag=by_tag,
             next_number=store.peek_thread_number(),
             recent_acks=store.count_sent_to(mail.from_addr, "ack", now - timedelta(hours=1)) if mail.from_addr else 0,
             own_message=own,

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from workflows.model import FROZEN, OutgoingMail, Partner, Thread
 from workflows.outbox import OutboxEntry, Status
+from workflows.proofs import AuthResultsReading, DkimSignature
 
 
 @dataclass(**FROZEN)
@@ -59,6 +60,13 @@ class Composer(Protocol):
     def render(self, out: OutgoingMail, *, message_id: str, date: datetime) -> bytes: ...
 
 
+class ProofReader(Protocol):
+    def read(self, raw: bytes) -> tuple[AuthResultsReading | None, tuple[DkimSignature, ...] | None]:
+        """What the raw mail proves about its sender beyond a reply key: the Authentication-Results our own
+        server added, and DKIM signatures verified here; each None when that proof is switched off."""
+        ...
+
+
 class Store(Protocol):
     """Everything the services keep. Writes happen inside ``transaction()``: one atomic write each."""
 
@@ -92,6 +100,11 @@ class Store(Protocol):
     def set_cursor(self, folder: str, uidvalidity: int, last_uid: int) -> None: ...
     def quarantine(self, source_key: str, record: dict[str, Any]) -> None: ...
     def quarantined(self) -> list[dict[str, Any]]: ...
+
+    # staff-looking mail held until its writer confirms it (workflows/unverified.py)
+    def hold(self, message_id: str, record: dict[str, Any]) -> None: ...
+    def held(self, message_id: str) -> dict[str, Any] | None: ...
+    def release_held(self, message_id: str, *, at: datetime, by: str) -> None: ...
 
     # the outbox
     def outbox_add(self, entry: OutboxEntry) -> bool: ...

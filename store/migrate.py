@@ -6,6 +6,9 @@ opened for writing by a newer version (read-only opens read the old layout as it
 | 1      | 0.1.0      | threads keep assignee, previous, closed_at and the ladder in ``extra``;   |
 |        |            | outbox rows hold only the fields that were ever set                       |
 | 2      | 0.2.0      | typed thread fields (Thread.to_dict); every outbox row in OutboxEntry form |
+
+Additions that need no step (absent means empty): a thread's
+``refused_keys`` and an event's ``proof`` (staff proof), the ``held`` table.
 """
 
 from __future__ import annotations

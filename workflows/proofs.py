@@ -24,6 +24,10 @@ class TrustSettings:
     # the authserv-ids; see mailbox/authresults.py.
     trusted_relays: frozenset[str] = frozenset()
     verify_dkim: bool = False
+    # Where partnerdesk asks for DKIM keys: "address:port" (IPv6 without brackets before the last ":");
+    # empty: the system's resolver.
+    dns_servers: tuple[str, ...] = ()
+    dns_timeout: float = 5.0  # seconds per lookup; a timeout leaves the mail unverified, never blocks it
 
 
 @dataclass(**FROZEN)

@@ -72,6 +72,7 @@ class World:
     thread: int = 12
     other_thread: int = 7
     authserv_id: str = "mx.mailservers.test"
+    ack: str = ""  # the real acknowledgement's Message-ID, when the corpus runs against a real desk
     staff_dkim: DkimKey = field(default_factory=lambda: DkimKey("staff.example.test"))
     evil_dkim: DkimKey = field(default_factory=lambda: DkimKey("evil.example.test"))
 
@@ -85,6 +86,8 @@ class World:
 
     @property
     def ack_id(self) -> str:
+        if self.ack:
+            return self.ack
         return msgids.make_message_id(self.secret, thread_number=self.thread, kind="ack", key=f"ack:OA-{self.thread}",
                                       domain=self.support.partition("@")[2])
 
@@ -108,7 +111,8 @@ class World:
 
 
 def message(w: World, *, sender: str, text: str, to: str | None = None, in_reply_to: str | None = None,
-            extra: tuple[tuple[str, str], ...] = (), subject: str = "Re: [OA-12] Login broken") -> bytes:
+            extra: tuple[tuple[str, str], ...] = (), subject: str | None = None) -> bytes:
+    subject = subject or f"Re: [OA-{w.thread}] Login broken"
     msg = EmailMessage(policy=email.policy.SMTP)
     for name, value in extra:  # on top, as a forger writes them
         msg[name] = value
@@ -162,7 +166,7 @@ def forgeries(w: World) -> list[Scenario]:
                  w.evil_dkim.sign(message(w, sender=young, text="#close", **tag_and_ack)), "smtp"),
         Scenario("a genuine signed staff mail re-filed with an unsigned In-Reply-To on top",
                  b"In-Reply-To: " + w.ack_id.encode() + b"\r\n"
-                 + w.staff_dkim.sign(message(w, sender=young, text="#close", subject="[OA-12] status")), "smtp"),
+                 + w.staff_dkim.sign(message(w, sender=young, text="#close", subject=f"[OA-{w.thread}] status")), "smtp"),
         Scenario("a genuine signed staff mail with a line added to its body",
                  w.staff_dkim.sign(message(w, sender=young, text="Fixed.", **tag_and_ack))
                  .replace(b"Fixed.", b"Fixed. Log in at http://evil.example.test/ to check."), "smtp"),

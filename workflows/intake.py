@@ -18,7 +18,7 @@ from typing import Any
 from . import lifecycle, msgids, replykeys, unverified
 from .lifecycle import Event
 from .autoclose import reopen_expired
-from .autoreply import automatic_reason
+from .autoreply import automatic_reason, out_of_office_subject
 from .calendar import BusinessCalendar, format_due
 from .commands import apply_command, parse_command
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
@@ -130,7 +130,9 @@ def _route(mail: InboundMail, sender: Sender, thread: Thread | None, why: str, c
     if thread is None:
         return _new_thread(mail, sender, candidates, roster, settings, history=history, why=why)
     if sender.kind == "staff":
-        auto = automatic_reason(mail, person_known=True)
+        # An answer to an unverified-mail notice must be a person's: it sends the held mail on.
+        auto = automatic_reason(mail, person_known=True) or (
+            out_of_office_subject(mail) if candidates.answers_notice else None)
         if auto:
             # A staff member's out-of-office answering our notification is not their answer:
             # relaying it would tell the partner nonsense and stop the clock.

@@ -121,6 +121,14 @@ def test_a_genuine_reply_is_relayed_and_says_how_it_was_proven(desk):
     [relay] = desk.mails("relay")
     assert relay["To"] == PARTNER and "Fixed, try again." in relay.get_body(("plain",)).get_content()
     assert "support+" not in relay.as_string()
+
+
+def test_a_key_quoted_in_the_answer_never_reaches_the_partner(desk):
+    [note] = desk.mails("notify", YOUNG)
+    key_address = email.utils.parseaddr(str(note["Reply-To"]))[1]
+    desk.take(reply(note, YOUNG, f"Fixed. (Write to {key_address} if not.)"), T0 + timedelta(minutes=5))
+    [relay] = desk.mails("relay")
+    assert key_address not in relay.as_string() and f"Write to {SUPPORT} if not" in relay.as_string()
     [answer] = [e for e in desk.thread().events if e.kind == "answer"]
     assert answer.proof == "reply key (To)"
     assert desk.thread().state == "waiting_on_partner"

@@ -366,7 +366,7 @@ def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, hist
         in_reply_to=thread.partner_messages[-1] if thread.partner_messages else None,
         references=thread.partner_messages[-20:],
         automatic=False,  # a person wrote it; the partner may answer it
-        body_text=body.strip() + "\n",
+        body_text=replykeys.redact(body.strip(), s.support_address, delimiter=s.recipient_delimiter) + "\n",
         attachments=mail.attachments,
         context={"staff_name": staff_name, "thread_id": thread.id, "support_name": s.support_name},
     )

@@ -231,6 +231,16 @@ def check(mail: InboundMail, *, secret: bytes, thread_number: int | None, staff:
     return KeyCheck(proven=False, reason="; ".join(dict.fromkeys(problems)))
 
 
+def redact(text: str, support_address: str, *, delimiter: str = "+") -> str:
+    """``text`` with every ``support+KEY@domain`` written as the plain support address: what a staff
+    member's words carry on to a partner (a quoted "..., Support <support+KEY@...> wrote:") never
+    hands over a key."""
+    local, _, domain = support_address.strip().lower().rpartition("@")
+    pattern = re.compile(rf"{re.escape(local)}{re.escape(delimiter)}[0-9a-z]{{1,{MAX_KEY_LEN}}}@{re.escape(domain)}",
+                         re.IGNORECASE)
+    return pattern.sub(support_address, text)
+
+
 def exposed_keys(mail: InboundMail, *, staff: frozenset[str], support_address: str,
                  delimiter: str = "+") -> tuple[str, ...]:
     """Nonces of the keys this mail shows to someone outside staff: a Cc'd partner, or a sender who is

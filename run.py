@@ -20,7 +20,18 @@ from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # types only: nothing of the program is imported before main() runs
+    from config.settings import Settings
+    from service.cycle import Desk
+    from service.mailings import MailingRunner
+    from service.outbox import Outbox
+    from mailbox.oauth2 import TokenSource
+    from mailbox.oauth2_flows import LoginDesk
+    from service.logins import LoginWatch
+    from service.ports import MailSender, MailSource
+    from store.tinystore import Store
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # our mailbox/ must win over the standard library's, however we are started
@@ -29,6 +40,7 @@ if str(ROOT) not in sys.path:  # our mailbox/ must win over the standard library
 log = logging.getLogger("partnerdesk")
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_RUNNING, EXIT_TEMPFAIL = 1, 2, 3, 75  # 75: EX_TEMPFAIL, "run again later"
+EXIT_LOGIN = 77  # EX_NOPERM: an OAuth2 login lapsed or is missing; a person must run `auth login`
 
 
 class Clock:
@@ -42,6 +54,11 @@ class Clock:
         if self.fixed is None:
             return datetime.now(timezone.utc)
         return self.fixed + timedelta(seconds=time.monotonic() - self.started)
+
+    @staticmethod
+    def wall() -> datetime:
+        """Real time, whatever --now says: what OAuth2 token lifetimes are measured in."""
+        return datetime.now(timezone.utc)
 
 
 def parse_now(value: str) -> datetime:
@@ -59,12 +76,12 @@ def parse_now(value: str) -> datetime:
 class ReadOnlySource:
     """A mail source that reads but never marks done or moves anything (for `once --dry-run`)."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: MailSource) -> None:
         self.source = source
         if hasattr(source, "readonly"):
             source.readonly = True  # IMAP EXAMINE: not even \Recent changes
 
-    def fetch_new(self, store: Any) -> Any:
+    def fetch_new(self, store: Store) -> Any:
         return self.source.fetch_new(store)
 
     def mark_done(self, raw: Any) -> None:
@@ -80,18 +97,21 @@ class Wiring:
     Everything built is closed when the verb returns (``stack``).
     """
 
-    def __init__(self, settings: Any, clock: Clock, stack: ExitStack, *, verbose: bool = False) -> None:
+    def __init__(self, settings: Settings, clock: Clock, stack: ExitStack, *, verbose: bool = False) -> None:
         self.settings = settings
         self.clock = clock
         self.stack = stack
         self.verbose = verbose
         self.root = ROOT
-        self._stores: dict[bool, Any] = {}
+        self._stores: dict[bool, Store] = {}
+        self._tokens: TokenSource | None = None
 
-    def with_settings(self, settings: Any) -> Wiring:
-        return Wiring(settings, self.clock, self.stack, verbose=self.verbose)
+    def with_settings(self, settings: Settings) -> Wiring:
+        other = Wiring(settings, self.clock, self.stack, verbose=self.verbose)
+        other._tokens = self._tokens  # one token source per process, whatever the store
+        return other
 
-    def store(self, *, write: bool = False) -> Any:
+    def store(self, *, write: bool = False) -> Store:
         """The store, opened once per verb: read-only unless the verb writes."""
         if write not in self._stores:
             from store.tinystore import Store
@@ -101,16 +121,15 @@ class Wiring:
             self._stores[write] = store
         return self._stores[write]
 
-    def outbox(self, store: Any) -> Any:
+    def outbox(self, store: Store) -> Outbox:
         from mailbox.compose import Composer
         from service.outbox import Outbox
 
         s = self.settings
         return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name),
-                      secret=store.secret(s.secret), support_address=s.support_address, staff=s.staff | s.team,
-                      plus_addresses=s.trust.plus_addresses, delimiter=s.trust.recipient_delimiter)
+                      secret=store.secret(s.secret), support_address=s.support_address, staff=s.staff | s.team, trust=s.trust)
 
-    def mailings(self, store: Any | None = None, outbox: Any | None = None) -> Any:
+    def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner:
         """The mailings runner, on a read-only store unless one is given."""
         from mailbox.ical import parse_replies
         from service.mailings import MailingRunner, RunnerSettings
@@ -123,7 +142,44 @@ class Wiring:
                              settings=RunnerSettings(support_address=s.support_address, support_name=s.support_name,
                                                      staff=s.staff, config=s.mailings))
 
-    def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Any:
+    def tokens(self) -> TokenSource | None:
+        """The OAuth2 token source ([oauth2]), built once; None when every login is by password."""
+        o = self.settings.oauth2
+        if self._tokens is None and o is not None:
+            from mailbox.oauth2 import TokenSource, read_client_secret
+
+            self._tokens = TokenSource(o, client_secret=lambda: read_client_secret(o), clock=Clock.wall)
+        return self._tokens
+
+    def logins(self) -> LoginDesk:
+        """What `auth login` and `auth status` work on: the token file and the servers to check it with."""
+        from mailbox.oauth2_flows import LoginDesk
+        from workflows.errors import ConfigError
+
+        s, tokens = self.settings, self.tokens()
+        if tokens is None:
+            raise ConfigError(f"{s.source}: [imap] auth: no server logs in by OAuth2; set auth = \"oauth2\" in "
+                              f"[imap] and/or [smtp] and add [oauth2] (see the README, OAuth2 logins)")
+        return LoginDesk(tokens, imap=s.imap if s.imap and s.imap.oauth2 else None,
+                         smtp=s.smtp if s.smtp and s.smtp.oauth2 else None)
+
+    def _login_watch(self) -> LoginWatch | None:
+        """The cycle's eye on the OAuth2 login (service/logins.py); None for password logins. `once` and
+        `run` stop before the store is opened when nobody has logged in yet (or the token file is damaged)."""
+        from config.servers import CLIENT_CREDENTIALS
+        from service.logins import LoginWatch
+
+        o, tokens = self.settings.oauth2, self.tokens()
+        if o is None or tokens is None:
+            return None
+        app_only = o.flow == CLIENT_CREDENTIALS
+        _ = tokens.client_secret  # a missing client secret stops here, before the store is opened
+        if not app_only and tokens.state() is None:
+            raise tokens.login_required(f"nobody has logged in yet (there is no token file {o.token_file})")
+        return LoginWatch(tokens, provider=o.provider, account=o.account, command=o.login_command,
+                          limits=() if app_only else o.limits, clock=Clock.wall, needs_file=not app_only)
+
+    def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Desk:
         """Everything a cycle needs, on the store this process alone may act on (the daemon lock)."""
         from config.servers import password
 
@@ -131,6 +187,7 @@ class Wiring:
         # Passwords are looked up here, not at load: `threads list` needs no mail password, but the
         # intake must fail on a missing one before it opens the store or connects anywhere.
         passwords = {srv.table: password(srv, s.source) for srv in (s.imap, s.smtp) if srv is not None}
+        login = self._login_watch()
         s.require_staff()
         if dry_run_dir is not None:  # a copy of the store: nothing real changes
             tmp = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="partnerdesk-dry-run-")))
@@ -138,11 +195,14 @@ class Wiring:
             if Path(s.store_path).exists():
                 shutil.copyfile(s.store_path, copy)
             spool_root = spool_root or Path(s.store_path).parent / "spool"
-            return self.with_settings(replace(s, store_path=str(copy)))._desk(spool_root, dry_run_dir, passwords)
-        return self._desk(spool_root, None, passwords)
+            copied = self.with_settings(replace(s, store_path=str(copy)))
+            return copied._desk(spool_root, dry_run_dir, passwords, login)
+        return self._desk(spool_root, None, passwords, login)
 
-    def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, Any]) -> Any:
+    def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, str | None],
+              login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
+        from mailbox.proofreader import reader_for
         from service.cycle import Desk
         from service.intake import IntakeService
         from service.promise import PromiseTicks
@@ -167,7 +227,7 @@ class Wiring:
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff, proofs=self._proofs())
+                               secret=outbox.secret, history_cutoff=cutoff, proofs=reader_for(s.trust))
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
@@ -175,24 +235,23 @@ class Wiring:
         intake.interceptors.append(mailings.intercept)
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings)
+                    promise=promise, mailings=mailings, login=login)
 
-    def _proofs(self) -> Any:
-        """Staff proof beyond reply keys, as [trust] asks: our server's Authentication-Results, DKIM."""
-        from mailbox.proofreader import ProofReader
-
-        reader = ProofReader(self.settings.trust)
-        return reader if reader.active else None
-
-    def _mail(self, spool_root: Path | None, passwords: dict[str, Any]) -> tuple[Any, Any]:
+    def _mail(self, spool_root: Path | None, passwords: dict[str, str | None]) -> tuple[MailSource, MailSender]:
         s = self.settings
         if s.imap is not None:
             from mailbox.imap import ImapSource
+            from mailbox.oauth2_sasl import imap_authenticator, smtp_authenticator
             from mailbox.smtp import SmtpSender
 
-            source = ImapSource(s.imap, passwords["imap"])
+            assert s.smtp is not None  # the config allows both or neither
+            mech = s.oauth2.mechanism if s.oauth2 else "auto"
+            tokens = self.tokens()
+            source = ImapSource(s.imap, passwords["imap"],
+                                authenticator=imap_authenticator(tokens, mech) if tokens and s.imap.oauth2 else None)
             self.stack.callback(source.close)
-            return source, SmtpSender(s.smtp, passwords["smtp"])
+            return source, SmtpSender(s.smtp, passwords["smtp"], authenticator=smtp_authenticator(
+                tokens, mech) if tokens and s.smtp.oauth2 else None)
         from mailbox.spool import SpoolSender, SpoolSource
 
         root = spool_root or Path(s.store_path).parent / "spool"
@@ -209,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("imapclient", "aiosmtplib", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from config.settings import load_file
-    from workflows.errors import AlreadyRunning, ConfigError, PartnerdeskError, Transient
+    from workflows.errors import AlreadyRunning, ConfigError, LoginRequired, PartnerdeskError, Transient
 
     settings = None
     try:
@@ -226,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     except AlreadyRunning as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_RUNNING
+    except LoginRequired as e:
+        print(f"login required: {e}", file=sys.stderr)
+        return EXIT_LOGIN
     except Transient as e:
         print(f"temporary failure: {e}; nothing was lost, run again later", file=sys.stderr)
         return EXIT_TEMPFAIL

@@ -25,9 +25,10 @@ from workflows.model import FROZEN
 from workflows.proofs import TrustSettings
 
 from .mailings import KEYS as MAILING_KEYS, read_mailings
+from .oauth2 import read_oauth2
 from .promise import check_people, read_digest, read_lifecycle, read_stages
 from .reader import Reader
-from .servers import ImapSettings, SmtpSettings, read_server
+from .servers import ImapSettings, OAuth2Settings, SmtpSettings, read_server
 from .sla import read_sla
 from .trust import read_trust
 
@@ -40,7 +41,7 @@ _TABLES = {
     "intake": ("acks_per_hour", "history_before"),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest", "trust",
+_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "trust",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -55,6 +56,7 @@ class Settings:
     secret: str | None = None
     imap: ImapSettings | None = None
     smtp: SmtpSettings | None = None
+    oauth2: OAuth2Settings | None = None  # when [imap] or [smtp] has auth = "oauth2"
     store_path: str = DEFAULT_STORE
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3
@@ -156,6 +158,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
         secret=r.get(support, "[support]", "secret", str, None),
         imap=imap,  # type: ignore[arg-type]
         smtp=smtp,  # type: ignore[arg-type]
+        oauth2=read_oauth2(r, imap, smtp),  # type: ignore[arg-type]
         store_path=r.get(store, "[store]", "path", str, DEFAULT_STORE),
         calendar=read_sla(r),
         acks_per_hour=acks,

@@ -22,7 +22,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from config.servers import ImapSettings
 from service.ports import RawMail
-from workflows.errors import ConfigError, Transient
+from workflows.errors import ConfigError, PartnerdeskError, Transient
 
 log = logging.getLogger("partnerdesk.imap")
 BATCH = 200  # messages per body FETCH: big enough to be fast
@@ -48,9 +48,12 @@ def tls_context(settings: Any) -> ssl.SSLContext:
 
 
 class ImapSource:
-    def __init__(self, settings: ImapSettings, password: str | None) -> None:
+    def __init__(self, settings: ImapSettings, password: str | None,
+                 authenticator: Callable[[IMAPClient], Any] | None = None) -> None:
         self.s = settings
         self.password = password
+        # Logs a fresh connection in instead of LOGIN with the password (OAuth2: mailbox/oauth2_sasl.py).
+        self.authenticator = authenticator
         self.client: IMAPClient | None = None
         self.uidvalidity: int | None = None
         # Once login and SELECT have worked, a later refusal is the server restarting (its
@@ -59,6 +62,7 @@ class ImapSource:
         self.selected_once = False
         self._warned_no_uidplus = False
         self.readonly = False  # True: EXAMINE instead of SELECT (dry runs change nothing on the server)
+        self.keeps_keyword = False  # the folder's PERMANENTFLAGS allow our done keyword
         for key in ("done_folder", "quarantine_folder"):
             other = getattr(settings, key)
             if other and _same_name(other, settings.folder):
@@ -68,14 +72,26 @@ class ImapSource:
     # -- connection -----------------------------------------------------------------
     def connect(self) -> None:
         s = self.s
+        prepare = getattr(self.authenticator, "prepare", None)
+        if prepare is not None:
+            prepare()  # OAuth2: a lapsed login (LoginRequired) is known before connecting anywhere
         try:
             client = IMAPClient(s.host, port=s.port, ssl=s.security == "tls",
                                 ssl_context=tls_context(s) if s.security != "none" else None, timeout=s.timeout)
             if s.security == "starttls":
                 client.starttls(tls_context(s))
             client.normalise_times = False  # keep INTERNALDATE's own offset: aware datetimes
-            if s.username:
+            if self.authenticator is not None:
+                self.authenticator(client)
+            elif s.username:
                 client.login(s.username, self.password or "")
+        except PartnerdeskError:
+            # The authenticator's own verdict (LoginRequired, a token endpoint outage): already in words.
+            try:
+                client.shutdown()
+            except OSError:
+                pass
+            raise
         except LoginError as e:
             # imapclient turns every failure during LOGIN into LoginError, a dropped connection
             # (BYE while the server shuts down) included; RFC 5530 [UNAVAILABLE] says "try later".
@@ -83,6 +99,9 @@ class ImapSource:
             if dropped or self.logged_in_once:
                 raise Transient(f"IMAP login as {s.username!r} on {s.host}:{s.port} failed ({e}); it worked "
                                 f"before, so the server is probably restarting: retrying") from e
+            if self.authenticator is not None:  # its message says what to check
+                raise ConfigError(f"IMAP login as {s.username!r} on {s.host}:{s.port} by OAuth2 was refused: {e}") \
+                    from e
             raise ConfigError(f"IMAP login as {s.username!r} on {s.host}:{s.port} was refused ({e}); "
                               f"check [imap] username and password") from e
         except ssl.SSLCertVerificationError as e:
@@ -90,7 +109,7 @@ class ImapSource:
                               f"server, set [imap] ca_file, or (only if you must) verify_tls = false") from e
         except (OSError, IMAPClientError) as e:
             raise Transient(f"cannot reach IMAP server {s.host}:{s.port}: {e}") from e
-        if s.username:
+        if s.username or self.authenticator is not None:
             self.logged_in_once = True
         self.client = client
         self._select()
@@ -112,6 +131,8 @@ class ImapSource:
             raise ConfigError(f"IMAP folder {s.folder!r} cannot be opened ({e}); check [imap] folder") from e
         self.selected_once = True
         self.uidvalidity = int(info[b"UIDVALIDITY"])
+        permanent = info.get(b"PERMANENTFLAGS") or ()
+        self.keeps_keyword = b"\\*" in permanent or self.s.done_keyword.encode() in permanent
 
     def close(self) -> None:
         if self.client is not None:
@@ -158,7 +179,7 @@ class ImapSource:
                 log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; duplicates are recognised by "
                             "Message-ID and content", self.s.folder, cur["uidvalidity"], self.uidvalidity)
             # "N:*" always matches the highest UID even when it is below N; filter.
-            uids = sorted(u for u in c.search(["UID", f"{last + 1}:*"]) if u > last)
+            uids = self._not_marked(c, last) + sorted(u for u in c.search(["UID", f"{last + 1}:*"]) if u > last)
             for batch in self._batches(c, uids):
                 data = c.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
                 for uid in batch:
@@ -179,6 +200,19 @@ class ImapSource:
         except (OSError, socket.timeout, IMAPClientError) as e:
             self.close()
             raise Transient(f"IMAP connection to {self.s.host}:{self.s.port} failed while reading: {e}") from e
+
+    def _not_marked(self, c: IMAPClient, last: int) -> list[int]:
+        """Mail at or below the cursor that was taken in but never marked done (the process died between
+        the store write and the marking): fetched again, the intake knows it (a duplicate) and marks it."""
+        if last == 0 or self.readonly:
+            return []
+        if self.s.done_folder:  # taken-in mail is moved away: whatever is still here was not
+            criteria = ["UID", f"1:{last}", "UNDELETED"]
+        elif self.keeps_keyword:
+            criteria = ["UID", f"1:{last}", "UNDELETED", "UNKEYWORD", self.s.done_keyword]
+        else:  # a server that cannot keep our keyword would hand us every message again, every time
+            return []
+        return sorted(u for u in c.search(criteria) if u <= last)
 
     @staticmethod
     def _batches(c: IMAPClient, uids: list[int]) -> Iterator[list[int]]:

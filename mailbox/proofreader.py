@@ -41,3 +41,9 @@ class ProofReader:
             if t.authserv_ids else None
         signatures = dkim_check.verify(raw, dnsfunc=self.dnsfunc, timeout=t.dns_timeout) if t.verify_dkim else None
         return reading, signatures
+
+
+def reader_for(trust: TrustSettings) -> ProofReader | None:
+    """The reader [trust] asks for; None when only reply keys count (nothing to read)."""
+    reader = ProofReader(trust)
+    return reader if reader.active else None

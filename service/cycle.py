@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from workflows.errors import Transient
+from workflows.errors import LoginRequired, Transient
 
 from .intake import BATCH, IntakeService
+from .logins import LoginWatch
 from .mailings import MailingRunner
 from .outbox import Outbox
 from .ports import MailSender, MailSource, RawMail, Store
@@ -33,6 +34,7 @@ class Desk:
     promise: PromiseTicks | None = None
     mailings: MailingRunner | None = None
     extra_ticks: list[Tick] = field(default_factory=list)
+    login: LoginWatch | None = None  # an OAuth2 login to watch (service/logins.py)
 
     @property
     def ticks(self) -> list[Tick]:
@@ -47,24 +49,33 @@ def cycle(desk: Desk) -> CycleReport:
     An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
     auto-close and mailings still fire and the outbox is still drained; then the Transient is
     re-raised, with the report attached as ``.report``, so the daemon backs off and `once` exits 75.
+    A lapsed OAuth2 login (LoginRequired from the source, or the login watch seeing it refused) is
+    handled the same way: the rest of the cycle runs, the outbox holds what cannot be sent, and the
+    LoginRequired comes last, so the daemon says it and goes on, and `once` exits 77.
     """
     report = CycleReport()
     desk.outbox.drain(desk.sender, desk.now(), report)
     batch: list[RawMail] = []
-    intake_failed: Transient | None = None
+    intake_failed: Transient | LoginRequired | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
             batch.append(raw)
             if len(batch) >= BATCH:
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
                 batch = []
-    except Transient as e:  # reported by whoever catches it below
+    except (Transient, LoginRequired) as e:  # reported by whoever catches it below
         intake_failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
     for tick in desk.ticks:
         tick(desk.now(), report)
     desk.outbox.drain(desk.sender, desk.now(), report)
-    if intake_failed is not None:
-        intake_failed.report = report  # type: ignore[attr-defined]
-        raise intake_failed
+    failed = intake_failed
+    lapsed = desk.login.check(report) if desk.login is not None else None
+    if lapsed is not None and not isinstance(failed, LoginRequired):
+        if failed is not None:  # an outage as well: said, but a person must act on the login
+            report.problems.append(str(failed))
+        failed = lapsed
+    if failed is not None:
+        failed.report = report  # type: ignore[attr-defined]
+        raise failed
     return report

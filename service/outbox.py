@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 from workflows import outbox as rules
 from workflows import replykeys
 from workflows.model import OutgoingMail, Thread, ThreadEvent
 from workflows.outbox import OutboxEntry, Status
+from workflows.proofs import TrustSettings
 
 from .ports import Composer, MailSender, SendResult, Store
 from .report import CycleReport
@@ -38,14 +39,13 @@ CancelCheck = Callable[[OutboxEntry], "str | None"]
 
 class Outbox:
     def __init__(self, *, store: Store, composer: Composer, secret: bytes, support_address: str,
-                 staff: frozenset[str] = frozenset(), plus_addresses: bool = True, delimiter: str = "+") -> None:
+                 staff: frozenset[str] = frozenset(), trust: TrustSettings = TrustSettings()) -> None:
         self.store = store
         self.composer = composer
         self.secret = secret
         self.support_address = support_address
         self.staff = staff  # everyone recognised as staff: only they get reply keys
-        self.plus_addresses = plus_addresses
-        self.delimiter = delimiter
+        self.trust = trust  # plus-addresses or not, and their delimiter
         self.domain = support_address.rpartition("@")[2]
         self.cancel_checks: list[CancelCheck] = []
 
@@ -78,7 +78,8 @@ class Outbox:
         return tuple(replace(out, key=c.outbox_key, to=(c.recipient,), reply_to=c.reply_to, reply_key=c.token)
                      for c in replykeys.copies(key=out.key, recipients=out.to, staff=self.staff, secret=self.secret,
                                                thread_number=thread_number, support_address=self.support_address,
-                                               plus_addresses=self.plus_addresses, delimiter=self.delimiter))
+                                               plus_addresses=self.trust.plus_addresses,
+                                               delimiter=self.trust.recipient_delimiter))
 
     def add_copies(self, out: OutgoingMail, now: datetime, *, thread_number: int = 0, thread_id: str | None = None,
                    record: bool = True, mail_from: str | None = None) -> list[str]:
@@ -90,6 +91,13 @@ class Outbox:
             if self.add(copy, mid, raw, now, thread_id=thread_id, mail_from=mail_from, record=record, **fields):
                 mids.append(mid)
         return mids
+
+    @overload
+    def queue(self, thread: Thread, outgoing: tuple[OutgoingMail, ...], now: datetime,
+              report: CycleReport) -> Thread: ...
+    @overload
+    def queue(self, thread: None, outgoing: tuple[OutgoingMail, ...], now: datetime,
+              report: CycleReport) -> None: ...
 
     def queue(self, thread: Thread | None, outgoing: tuple[OutgoingMail, ...], now: datetime,
               report: CycleReport) -> Thread | None:
@@ -174,6 +182,9 @@ class Outbox:
             report.counts["sent"] += 1
             if r.detail.endswith(".eml"):
                 report.written.append(r.detail)
+        elif after.held_since is not None:
+            if entry.held_since is None:  # newly held; the held line says how many wait in all
+                report.counts["held"] += 1
         elif after.status is Status.PENDING:
             report.counts["send_retry"] += 1
         else:
@@ -182,11 +193,10 @@ class Outbox:
 
     @staticmethod
     def _report_stuck(pending: list[OutboxEntry], now: datetime, report: CycleReport) -> None:
-        if any(rules.STUCK_MARK in p for p in report.problems):
-            return  # drain runs twice a cycle; say it once
-        problem = rules.stuck_problem(pending, now)
-        if problem:
-            report.problems.append(problem)
+        for mark, problem in ((rules.STUCK_MARK, rules.stuck_problem(pending, now)),
+                              (rules.HELD_MARK, rules.held_problem(pending))):
+            if problem and not any(mark in p for p in report.problems):  # drain runs twice a cycle; say it once
+                report.problems.append(problem)
 
 
 def put_back(store: Store, keys: list[str] | None, now: datetime) -> list[str]:

@@ -39,6 +39,28 @@ class SendResult:
     retry_rcpts: tuple[str, ...] = ()
 
 
+@dataclass(**FROZEN)
+class LoginState:
+    """What an OAuth2 login's token file says, without a secret: for `auth status` and the cycle's warnings."""
+
+    provider: str
+    account: str
+    scopes: tuple[str, ...]
+    token_file: str
+    logged_in_at: datetime  # when a person last logged in (kept across refreshes)
+    refreshed_at: datetime | None = None  # the last refresh of the access token
+    access_expires_at: datetime | None = None
+    refresh_token_expires_at: datetime | None = None  # only when the provider said so
+    refused: str = ""  # why the provider refused the login for good (it needs `auth login`), "" while it works
+    refused_at: datetime | None = None
+
+
+class Login(Protocol):
+    """An OAuth2 login (mailbox/oauth2.py): read only, nothing is refreshed by looking."""
+
+    def state(self) -> LoginState | None: ...  # None: nobody has logged in yet
+
+
 class MailSource(Protocol):
     def fetch_new(self, store: Store) -> Iterable[RawMail]: ...
     def mark_done(self, raw: RawMail) -> None: ...
@@ -102,9 +124,9 @@ class Store(Protocol):
     def quarantined(self) -> list[dict[str, Any]]: ...
 
     # staff-looking mail held until its writer confirms it (workflows/unverified.py)
-    def hold(self, message_id: str, record: dict[str, Any]) -> None: ...
-    def held(self, message_id: str) -> dict[str, Any] | None: ...
-    def release_held(self, message_id: str, *, at: datetime, by: str) -> None: ...
+    def hold_unverified(self, message_id: str, record: dict[str, Any]) -> None: ...
+    def unverified_mail(self, message_id: str) -> dict[str, Any] | None: ...
+    def release_unverified(self, message_id: str, *, at: datetime, by: str) -> None: ...
 
     # the outbox
     def outbox_add(self, entry: OutboxEntry) -> bool: ...

@@ -70,7 +70,7 @@ class StaffProofs:
             if rec is None or rec.get("direction") != "out" or rec.get("kind") != unverified.NOTICE_KIND:
                 continue
             held_id = rec.get("about") or ""
-            held = self.store.held(held_id) if held_id else None
+            held = self.store.unverified_mail(held_id) if held_id else None
             if held is None or held.get("released_at"):
                 return True, None
             return True, unverified.held_mail(held_id, held)
@@ -85,9 +85,9 @@ class StaffProofs:
         held = decision.action != "history" and any(e.kind == "unverified" and e.message_id == mail.message_id
                                                     for e in thread.events)
         if held:
-            self.store.hold(mail.message_id, unverified.held_record(mail, thread.id, now))
+            self.store.hold_unverified(mail.message_id, unverified.held_record(mail, thread.id, now))
         if decision.released:
-            self.store.release_held(decision.released, at=now, by=mail.message_id)
+            self.store.release_unverified(decision.released, at=now, by=mail.message_id)
         for out in decision.outgoing:
             if out.kind == unverified.NOTICE_KIND:
                 for kind in unverified.rate_kinds(thread.id):

@@ -8,7 +8,7 @@ opened for writing by a newer version (read-only opens read the old layout as it
 | 2      | 0.2.0      | typed thread fields (Thread.to_dict); every outbox row in OutboxEntry form |
 
 Additions that need no step (absent means empty): a thread's
-``refused_keys`` and an event's ``proof`` (staff proof), the ``held`` table.
+``refused_keys`` and an event's ``proof`` (staff proof), the ``unverified`` table.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ this package touches a table.
 | unsubscribed     | "list:address"             | List-Unsubscribe requests honoured                     |
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
 | contact_failures | address                    | permanent delivery failures of mailings to a contact   |
-| held             | Message-ID                 | unproven staff-looking mail, until its writer confirms it |
+| unverified       | Message-ID                 | unproven staff-looking mail, held until its writer confirms it |
 
 Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
 ``.daemon.lock`` (one daemon per store).
@@ -263,17 +263,17 @@ class Store:
         return self._get("quarantine", source_key)
 
     # -- held mail (unproven, from a staff address) ------------------------------------------------------------
-    def hold(self, message_id: str, record: dict[str, Any]) -> None:
-        if self._get("held", message_id) is None:  # held once; a repeat must not undo a release
-            self._put("held", message_id, record)
+    def hold_unverified(self, message_id: str, record: dict[str, Any]) -> None:
+        if self._get("unverified", message_id) is None:  # held once; a repeat must not undo a release
+            self._put("unverified", message_id, record)
 
-    def held(self, message_id: str) -> dict[str, Any] | None:
-        return self._get("held", message_id)
+    def unverified_mail(self, message_id: str) -> dict[str, Any] | None:
+        return self._get("unverified", message_id)
 
-    def release_held(self, message_id: str, *, at: datetime, by: str) -> None:
-        rec = self._get("held", message_id)
+    def release_unverified(self, message_id: str, *, at: datetime, by: str) -> None:
+        rec = self._get("unverified", message_id)
         if rec is not None:
-            self._put("held", message_id, {**rec, "released_at": at.isoformat(), "released_by": by})
+            self._put("unverified", message_id, {**rec, "released_at": at.isoformat(), "released_by": by})
 
     # -- the outbox ------------------------------------------------------------------------------------------------
     def outbox_add(self, entry: OutboxEntry) -> bool:

@@ -237,7 +237,7 @@ def test_an_out_of_office_answering_the_notice_changes_nothing(desk):
     assert desk.take(worse, T0 + timedelta(minutes=40)) == "unverified"
     nothing_moved(desk, before)
     assert len(desk.mails(unverified.NOTICE_KIND)) == 1
-    assert desk.store.held(parse(ooo, received_at=T0).message_id) is None
+    assert desk.store.unverified_mail(parse(ooo, received_at=T0).message_id) is None
 
 
 def test_a_key_shown_to_the_partner_is_refused_from_then_on(desk):

@@ -6,7 +6,7 @@ Either way it is never relayed, runs no command, is not the answer, and moves ne
 state nor its response clock nor its escalation ladder. Instead:
 
 - the thread's timeline keeps it as ``unverified``, with what each proof said;
-- the service holds its text and attachments (the store's ``held`` table);
+- the service holds its text and attachments (the store's ``unverified`` table);
 - that staff address, the one in From (never a Reply-To the writer chose), gets a notice with the
   text, why it was not taken, and a reply key: at most once per thread per hour, and at most
   NOTICES_PER_HOUR per address over all threads (a forger cannot make us flood anyone);

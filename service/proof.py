@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
-from workflows import replykeys, unverified
+from workflows import msgids, replykeys, unverified
 from workflows.intake import IntakeSettings
 from workflows.model import Decision, InboundMail, Sender, Thread
 from workflows.staffproof import StaffProof, judge
@@ -25,8 +25,12 @@ log = logging.getLogger("partnerdesk.proof")
 
 class StaffProofs:
     def __init__(self, *, store: Store, secret: bytes, settings: IntakeSettings,
-                 reader: ProofReader | None = None) -> None:
+                 reader: ProofReader | None = None,
+                 live_thread: Callable[[str], Thread | None] | None = None) -> None:
         self.store = store
+        # The thread an id stands for now (itself, or the thread it was merged into): keys minted for a
+        # thread merged into another still prove their holder there.
+        self.live_thread = live_thread or store.thread
         self.secret = secret
         self.settings = settings
         self.reader = reader
@@ -50,10 +54,18 @@ class StaffProofs:
 
     def judge(self, mail: InboundMail, raw: bytes, thread: Thread | None) -> StaffProof:
         s = self.settings
+        merged: dict[int, Thread] = {}
+        for found in replykeys.found_keys(mail, s.support_address, delimiter=s.recipient_delimiter):
+            k = replykeys.parse(found.token)
+            if thread is None or k is None or k.thread_number in (0, thread.number) or k.thread_number in merged:
+                continue
+            old = self.store.thread(msgids.thread_id(k.thread_number))
+            if old is not None and old.merged_into and (live := self.live_thread(old.id)) and live.id == thread.id:
+                merged[k.thread_number] = old
+        refused = frozenset(thread.refused_keys if thread else ()).union(*(t.refused_keys for t in merged.values()))
         key = replykeys.check(mail, secret=self.secret, thread_number=thread.number if thread else None,
-                              staff=s.recognised_staff, support_address=s.support_address,
-                              refused=frozenset(thread.refused_keys) if thread else frozenset(),
-                              delimiter=s.recipient_delimiter)
+                              staff=s.recognised_staff, support_address=s.support_address, refused=refused,
+                              delimiter=s.recipient_delimiter, merged=frozenset(merged))
         authresults = dkim = None
         if not key.proven and self.reader is not None:
             authresults, dkim = self.reader.read(raw)

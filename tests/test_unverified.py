@@ -265,3 +265,17 @@ def test_staff_mail_outside_any_thread_unproven_opens_a_marked_thread(tmp_path):
     assert d.take(reply(notice, YOUNG, "yes"), T0 + timedelta(minutes=1)) == "confirmed"
     assert d.store.thread("OA-1").events[-1].proof == "reply key (To)"
     d.store.close()
+
+
+def test_forged_staff_mail_naming_two_threads_merges_nothing(desk):
+    desk.take(mail(f"Antonio <{PARTNER}>", "And the search is slow.", subject="Search slow"), T0 + timedelta(minutes=1))
+    ack1, ack2 = (str(m["Message-ID"]) for m in desk.mails("ack"))
+    forged = mail(YOUNG, "Same problem, merging.", headers=(("References", f"{ack2} {ack1}"),))
+    forged = forged.replace(b"Subject:", f"In-Reply-To: {ack1}\r\nSubject:".encode(), 1)
+    assert desk.take(forged, T0 + timedelta(minutes=5)) == "unverified"
+    assert desk.store.thread("OA-2").merged_into == "" and desk.store.thread("OA-2").state == "new"
+    # The same from Young's own reply to a notification (its key) is hers to merge.
+    [note] = desk.mails("notify", YOUNG)[:1]
+    genuine = reply(note, YOUNG, "Same problem.", headers=(("References", f"{ack2} {ack1}"),))
+    desk.take(genuine, T0 + timedelta(minutes=6))
+    assert desk.store.thread("OA-2").merged_into == "OA-1"

@@ -201,11 +201,13 @@ class KeyCheck:
 
 
 def check(mail: InboundMail, *, secret: bytes, thread_number: int | None, staff: frozenset[str],
-          support_address: str, refused: frozenset[str] = frozenset(), delimiter: str = "+") -> KeyCheck:
+          support_address: str, refused: frozenset[str] = frozenset(), delimiter: str = "+",
+          merged: frozenset[int] = frozenset()) -> KeyCheck:
     """Does ``mail`` bring back a key minted for its From address and thread ``thread_number``?
 
     ``thread_number`` None: the mail joins no thread; only keys of mail about no single thread (0)
     count. ``refused``: nonces no longer accepted for this thread (keys exposed to outsiders).
+    ``merged``: numbers of threads merged into this one, whose keys count here too.
     """
     address = mail.from_addr
     keys = found_keys(mail, support_address, delimiter=delimiter)
@@ -219,7 +221,7 @@ def check(mail: InboundMail, *, secret: bytes, thread_number: int | None, staff:
         key = parse(found.token)
         if key is None or not is_valid(secret, found.token, address=address):
             problems.append(f"a reply key in {found.where} that is not {address}'s")
-        elif key.thread_number != want:
+        elif key.thread_number != want and key.thread_number not in merged:
             named = f"OA-{key.thread_number}" if key.thread_number else "no single thread"
             problems.append(f"{address}'s reply key in {found.where} is for {named}, not "
                             + (f"OA-{want}" if want else "a new thread"))

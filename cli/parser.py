@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from . import auth, daemon, demo, mailings, once, outbox, partners, threads
+from . import auth, daemon, demo, mailings, once, outbox, partners, threads, trainings
 
 NOUNS = (demo.add_parser, daemon.add_parser, once.add_parser, threads.add_states_parser, partners.add_parser,
-         mailings.add_parser, threads.add_parser, outbox.add_parser, auth.add_parser)
+         mailings.add_parser, trainings.add_parser, threads.add_parser, outbox.add_parser, auth.add_parser)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -224,7 +224,6 @@ class Wiring:
         source, sender = self._mail(spool_root, passwords)
         if dry_run_dir is not None:
             from mailbox.spool import SpoolSender
-
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
@@ -233,7 +232,7 @@ class Wiring:
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
         # RSVPs, unsubscribes, training replies: claimed before threading; stale mail is called off at send time.
-        intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake.settings)]
+        intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake)]
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
                     promise=promise, mailings=mailings, login=login)

@@ -27,6 +27,7 @@ from workflows.calendar import format_due
 from workflows.errors import BadInput
 from workflows.intake import Candidates, IntakeSettings, bounce, choose, decide
 from workflows.model import Decision, InboundMail, Sender, Thread
+from workflows.proofs import StaffProof
 from workflows.senders import Roster, classify
 
 from .outbox import PARTNER_FACING, Outbox
@@ -72,6 +73,12 @@ class IntakeService:
         # Staff proof: reply keys always; ``proofs`` reads Authentication-Results and DKIM when configured.
         self.staff_proofs = StaffProofs(store=store, secret=secret, settings=settings, reader=proofs,
                                         live_thread=self.live_thread)
+
+    def prove(self, mail: InboundMail) -> StaffProof:
+        """Staff proof for mail an interceptor takes (a training command): no thread, so keys of our mail
+        about no single thread count (scheduled mail to staff), and what the ProofReader finds."""
+        mid, raw = getattr(self, "_raw_now", ("", b""))
+        return self.staff_proofs.judge(mail, raw if mid == mail.message_id else b"", None)
 
     # -- one message -----------------------------------------------------------------------------------
     def take_in(self, raw: RawMail, now: datetime, report: CycleReport, source: MailSource | None = None) -> str:
@@ -179,6 +186,7 @@ class IntakeService:
             report.actions.append(f"{raw.source_key}: duplicate of {mail.message_id}, already taken in")
             return "duplicate"
 
+        self._raw_now = (mail.message_id, raw.data)  # for ``prove``, asked by interceptors
         for intercept in self.interceptors:
             action = intercept(mail, now)
             if action:

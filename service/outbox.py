@@ -29,7 +29,8 @@ PARTNER_FACING = frozenset({"ack", "relay", "close", "command-partner"})
 # Mail to staff goes out one copy per recipient, each with a reply key of its own (workflows/replykeys.py):
 # pressing Reply on any of them proves the writer.
 STAFF_FACING = frozenset({"notify", "bounce-notice", "escalation", "digest", "command", "command-error",
-                          "unverified-notice", "mailing-failure"})
+                          "unverified-notice", "mailing-failure", "training-approval", "training-attendance",
+                          "training-command"})
 _COUNTS = {"ack": "acks", "notify": "notifications", "relay": "relayed"}
 
 # A check run on each queued mail just before it is sent: a reason cancels it (an escalation for a
@@ -51,7 +52,11 @@ class Outbox:
 
     # -- into the outbox -------------------------------------------------------------------------------
     def render(self, out: OutgoingMail, *, thread_number: int, now: datetime) -> tuple[str, bytes]:
-        """Our Message-ID for ``out`` (deterministic in its key) and the rendered bytes."""
+        """Our Message-ID for ``out`` (deterministic in its key) and the rendered bytes. Mail to one staff
+        member that has no reply key yet (a scheduled mail to staff, one per recipient) gets one here."""
+        if out.kind in STAFF_FACING and not out.reply_key and len(out.to) == 1 and out.to[0].strip():
+            [keyed] = self.copies(out, thread_number)
+            out = replace(keyed, key=out.key)  # its own outbox key already names its one recipient
         mid = rules.message_id(self.secret, self.domain, out, thread_number)
         return mid, self.composer.render(out, message_id=mid, date=now)
 

@@ -110,7 +110,8 @@ class Wiring:
         s = self.settings
         return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name,
                                                                program_name=s.mailings.program.name),
-                      secret=store.secret(s.secret), support_address=s.support_address)
+                      secret=store.secret(s.secret), support_address=s.support_address, staff=s.staff | s.team,
+                      trust=s.trust)
 
     def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner:
         """The mailings runner, on a read-only store unless one is given."""
@@ -186,6 +187,7 @@ class Wiring:
               login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
         from service.automatic import AutomaticMail
+        from mailbox.proofreader import reader_for
         from service.cycle import Desk
         from service.intake import IntakeService, history_cutoff
         from service.promise import PromiseTicks
@@ -200,17 +202,17 @@ class Wiring:
         if dry_run_dir is not None:
             from mailbox.readonly import ReadOnlySource
             from mailbox.spool import SpoolSender
-
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
         automatic = AutomaticMail(store=store, outbox=outbox, settings=s.intake(), loop=s.loop, delivery=s.delivery)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff, automatic=automatic)
+                               secret=outbox.secret, history_cutoff=cutoff, automatic=automatic,
+                               proofs=reader_for(s.trust))
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
         # RSVPs, unsubscribes, training replies: claimed before threading; stale mail is called off at send time.
-        intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake.settings)]
+        intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake)]
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
                     promise=promise, mailings=mailings, login=login, extra_ticks=[automatic.tick])

@@ -99,6 +99,8 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     for e in t.events:
         detail = " ".join(e.detail.split())
         print(f"  {format_due(e.at, cal, with_year=True):<40} {e.kind:<14} {e.by:<30} {detail[:100]}")
+        if e.proof:  # how a staff member's message was proven theirs (workflows/staffproof.py)
+            print(f"  {'':<40} {'':<14} proven by {e.proof}")
     return 0
 
 

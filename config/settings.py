@@ -24,6 +24,7 @@ from workflows.escalation import DEFAULT_STAGES, LadderConfig, Stage
 from workflows.intake import IntakeSettings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN
+from workflows.proofs import TrustSettings
 
 from .automatic import INTAKE_KEYS as LOOP_KEYS, read_delivery, read_loop
 from .mailings import KEYS as MAILING_KEYS, read_mailings
@@ -32,6 +33,7 @@ from .promise import check_people, read_digest, read_lifecycle, read_stages
 from .reader import Reader
 from .servers import ImapSettings, OAuth2Settings, SmtpSettings, read_server
 from .sla import read_sla
+from .trust import read_trust
 
 DEFAULT_STORE = "partnerdesk-data/partnerdesk.json"
 BUILT_IN = {"support": {"address": "support@openatrium.example", "staff": ["staff@openatrium.example"]}}
@@ -43,7 +45,7 @@ _TABLES = {
     "report": ("dir",),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "delivery",
+_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "delivery", "trust",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -70,6 +72,7 @@ class Settings:
     report_dir: str | None = None  # [report] dir: the status report is refreshed there every cycle
     loop: LoopPolicy = LoopPolicy()  # [intake] acks_per_hour, answers_per_hour_all, answers_resume_at
     delivery: DeliveryPolicy = DeliveryPolicy()  # [delivery]
+    trust: TrustSettings = TrustSettings()
 
     @property
     def team(self) -> frozenset[str]:
@@ -79,7 +82,8 @@ class Settings:
     def intake(self) -> IntakeSettings:
         return IntakeSettings(support_address=self.support_address, support_name=self.support_name,
                               staff=self.staff, team=self.team, calendar=self.calendar,
-                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days)
+                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days,
+                              recipient_delimiter=self.trust.recipient_delimiter)
 
     def ladder_config(self) -> LadderConfig:
         return LadderConfig(support_address=self.support_address, support_name=self.support_name,
@@ -180,4 +184,5 @@ def load(data: dict[str, Any], source: str) -> Settings:
         report_dir=report_dir,
         loop=read_loop(r, acks),
         delivery=read_delivery(r),
+        trust=read_trust(r, address),
     )

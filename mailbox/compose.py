@@ -81,7 +81,9 @@ class Composer:
         msg["Date"] = email.utils.format_datetime(date)
         msg["Message-ID"] = message_id
         if out.reply_to_support:
-            msg["Reply-To"] = Address(display_name=self.support_name, username=local, domain=domain)
+            # A copy for one staff member replies to support+KEY@ (its reply key), anything else to support@.
+            r_local, _, r_domain = (out.reply_to or self.support_address).partition("@")
+            msg["Reply-To"] = Address(display_name=self.support_name, username=r_local, domain=r_domain)
         if out.in_reply_to:
             msg["In-Reply-To"] = out.in_reply_to
         refs = list(dict.fromkeys(out.references))

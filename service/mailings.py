@@ -278,8 +278,7 @@ class MailingRunner:
                          "partner_id": e.partner_id or "", "subject": e.subject,
                          "detail": detail, "support_name": self.s.support_name,
                          "failures": max(counts, default=1)})
-            mid, raw = self.outbox.render(out, thread_number=0, now=now)
-            self.outbox.add(out, mid, raw, now, mail_from="", record=False)
+            self.outbox.add_copies(out, now, mail_from="", record=False)  # one per staff member, each keyed
         if self.store.outbox_entry(e.key) is not None:
             self.store.outbox_save(e.reported(now))
 

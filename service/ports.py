@@ -17,6 +17,7 @@ from workflows.filing import AutomaticRecord
 from workflows.loopbreaker import Breaker
 from workflows.model import FROZEN, OutgoingMail, Partner, Thread
 from workflows.outbox import OutboxEntry, Status
+from workflows.proofs import AuthResultsReading, DkimSignature
 from workflows.trainings.model import Registration
 
 
@@ -88,6 +89,13 @@ class Composer(Protocol):
     def render(self, out: OutgoingMail, *, message_id: str, date: datetime) -> bytes: ...
 
 
+class ProofReader(Protocol):
+    def read(self, raw: bytes) -> tuple[AuthResultsReading | None, tuple[DkimSignature, ...] | None]:
+        """What the raw mail proves about its sender beyond a reply key: the Authentication-Results our own
+        server added, and DKIM signatures verified here; each None when that proof is switched off."""
+        ...
+
+
 class Store(Protocol):
     """Everything the services keep. Writes happen inside ``transaction()``: one atomic write each."""
 
@@ -123,6 +131,11 @@ class Store(Protocol):
     def set_cursor(self, folder: str, uidvalidity: int, last_uid: int) -> None: ...
     def quarantine(self, source_key: str, record: dict[str, Any]) -> None: ...
     def quarantined(self) -> list[dict[str, Any]]: ...
+
+    # staff-looking mail held until its writer confirms it (workflows/unverified.py)
+    def hold_unverified(self, message_id: str, record: dict[str, Any]) -> None: ...
+    def unverified_mail(self, message_id: str) -> dict[str, Any] | None: ...
+    def release_unverified(self, message_id: str, *, at: datetime, by: str) -> None: ...
 
     # the outbox
     def outbox_add(self, entry: OutboxEntry) -> bool: ...

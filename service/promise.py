@@ -105,7 +105,8 @@ class PromiseTicks:
     # -- the send-time check -------------------------------------------------------------
     def cancel_reason(self, entry: OutboxEntry) -> str | None:
         if entry.kind == "escalation" and entry.key.startswith("esc:"):
-            _, tid, rest = entry.key.split(":", 2)
+            # "esc:OA-1:<clock>:<stage>#<recipient>": one copy per staff member (service/outbox.py)
+            _, tid, rest = entry.key.partition("#")[0].split(":", 2)
             clock, _, stage = rest.rpartition(":")
             thread = self.store.thread(tid)
             if thread is None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 # Counted only when they happened, in this order, after the six counts every summary shows.
 _OPTIONAL = ("sent", "send_failed", "duplicates", "history", "skipped", "automatic", "escalations", "auto_closed",
-             "digests", "bounces", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed", "send_retry", "held",
-             "cancelled")
+             "digests", "bounces", "unverified", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed",
+             "send_retry", "held", "cancelled")
 
 
 @dataclass

@@ -9,6 +9,9 @@ opened for writing by a newer version (read-only opens read the old layout as it
 | 3      | 0.3.0      | ``delivery`` (DeliveryState per address) replaces ``contact_failures``;   |
 |        |            | ``automatic`` holds automatic mail; threads older versions opened for     |
 |        |            | automatic mail are set aside (closed, and listed as automatic mail)        |
+
+Additions that need no step (absent means empty): a thread's
+``refused_keys`` and an event's ``proof`` (staff proof), the ``unverified`` table.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ this package touches a table.
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
 | delivery         | address                    | DeliveryState: bouncing since, failures, last reason   |
 | automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work  |
+| unverified       | Message-ID                 | unproven staff-looking mail, held until its writer confirms it |
 | registrations    | "training id|address"      | training registrations (workflows/trainings/model.py)  |
 
 Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
@@ -292,6 +293,19 @@ class Store:
 
     def quarantine_record(self, source_key: str) -> dict[str, Any] | None:
         return self._get("quarantine", source_key)
+
+    # -- held mail (unproven, from a staff address) ------------------------------------------------------------
+    def hold_unverified(self, message_id: str, record: dict[str, Any]) -> None:
+        if self._get("unverified", message_id) is None:  # held once; a repeat must not undo a release
+            self._put("unverified", message_id, record)
+
+    def unverified_mail(self, message_id: str) -> dict[str, Any] | None:
+        return self._get("unverified", message_id)
+
+    def release_unverified(self, message_id: str, *, at: datetime, by: str) -> None:
+        rec = self._get("unverified", message_id)
+        if rec is not None:
+            self._put("unverified", message_id, {**rec, "released_at": at.isoformat(), "released_by": by})
 
     # -- the outbox ------------------------------------------------------------------------------------------------
     def outbox_add(self, entry: OutboxEntry) -> bool:

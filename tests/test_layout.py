@@ -134,8 +134,9 @@ MAY_IMPORT = {
 }
 # What the mail adapters may take from the rooms beside them: value types, errors, the ports, the server
 # settings; never a rule.
+# workflows.proofs: the staff-proof readings (Authentication-Results, DKIM signatures) the adapters hand over.
 MAILBOX_MAY_USE = {"workflows.model", "workflows.errors", "workflows.outbox", "workflows.mailings.due",
-                   "service.ports", "config.servers", "store.atomic"}
+                   "workflows.proofs", "service.ports", "config.servers", "store.atomic"}
 
 
 def _source_files():

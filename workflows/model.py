@@ -68,6 +68,9 @@ class InboundMail:
     from_name: str = ""
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
+    # Envelope recipients as receiving servers recorded them (Delivered-To, X-Original-To): where a
+    # reply key still is when the sender Bcc'd the support address.
+    envelope_to: tuple[str, ...] = ()
     subject: str = ""
     date_header: datetime | None = None
     in_reply_to: tuple[str, ...] = ()
@@ -193,15 +196,19 @@ class ThreadEvent:
     message_id: str = ""
     by: str = ""  # address
     detail: str = ""
+    # How a staff member's message was proven to be theirs (workflows/staffproof.py):
+    # "reply key (To)", "Authentication-Results from mx.example (dmarc=pass)", "DKIM d=example.com".
+    proof: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "at": self.at.isoformat(),
             "kind": self.kind,
             "message_id": self.message_id,
             "by": self.by,
             "detail": self.detail,
         }
+        return d | ({"proof": self.proof} if self.proof else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ThreadEvent:
@@ -211,6 +218,7 @@ class ThreadEvent:
             message_id=d.get("message_id", ""),
             by=d.get("by", ""),
             detail=d.get("detail", ""),
+            proof=d.get("proof", ""),
         )
 
 
@@ -270,6 +278,9 @@ class Thread:
     messages: tuple[str, ...] = ()  # Message-IDs, oldest first, ours included
     partner_messages: tuple[str, ...] = ()  # only the partner side, for relay threading
     events: tuple[ThreadEvent, ...] = ()
+    # Nonces of reply keys shown to someone outside staff (a Cc'd partner): refused in this thread from
+    # then on (workflows/replykeys.py). Absent from older stores: none refused.
+    refused_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, State):  # Thread(state="closed") from a test or an old record
@@ -319,7 +330,7 @@ class Thread:
             "messages": list(self.messages),
             "partner_messages": list(self.partner_messages),
             "events": [e.to_dict() for e in self.events],
-        }
+        } | ({"refused_keys": list(self.refused_keys)} if self.refused_keys else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Thread:
@@ -352,6 +363,7 @@ class Thread:
             messages=tuple(d.get("messages", ())),
             partner_messages=tuple(d.get("partner_messages", ())),
             events=tuple(ThreadEvent.from_dict(e) for e in d.get("events", ())),
+            refused_keys=tuple(d.get("refused_keys", ())),
         )
 
 
@@ -382,6 +394,11 @@ class OutgoingMail:
     # composer turns into a text/calendar part with mailbox/ical.py. None for ordinary mail.
     calendar: Any = None
     attachments: tuple[Attachment, ...] = ()  # carried over from a staff answer to its relay
+    # Mail to staff goes out one copy per recipient (service/outbox.py), each with its own reply key:
+    # in Reply-To (``support+KEY@...``; "" means the plain support address) and in the Message-ID.
+    reply_to: str = ""
+    reply_key: str = ""
+    about: str = ""  # the inbound Message-ID this mail is about (an unverified-mail notice: the held mail)
 
 
 @dataclass(**FROZEN)
@@ -395,3 +412,4 @@ class Decision:
     reason: str = ""  # for the log / summary: why this action
     also: tuple[Thread, ...] = ()  # other threads the decision changed (merged into ``thread``)
     counters: dict[str, int] = field(default_factory=dict)
+    released: str = ""  # the held (unverified) Message-ID this decision sends on, confirmed by its writer

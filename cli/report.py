@@ -37,8 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build(store: Store, settings: Settings, now: datetime) -> Report:
+    bounced = frozenset(mid for r in store.automatic_mail() if r.kind == "bounce" and r.failures for mid in r.about)
     return figures(threads=store.threads(), partners=store.partners(), ledger=store.ledger_all(),
-                   entries=store.outbox(), failures=store.contact_failures(), now=now, cal=settings.calendar,
+                   entries=store.outbox(), delivery=store.delivery_states(), bounced=bounced, now=now,
+                   cal=settings.calendar,
                    seats_per_term=settings.mailings.trainings.seats_per_term)
 
 

@@ -14,8 +14,9 @@ Definitions (the README's "Status report" section says the same):
 - A thread belongs to the **month** (program time zone) and the **partner** of its request.
 - **Escalations fired**: the ladder's stage events in the threads' timelines (one per escalation mail).
 - **Mailings**: the ledger (queued or skipped) joined with the outbox (sent, pending, failed,
-  cancelled); **bounced**: a queued mailing whose outbox entry failed for good or whose delivery report
-  came back (the ``contact_failures`` records name the entry).
+  cancelled); **bounced**: a queued mailing whose outbox entry failed for good or that a bounce report
+  names (``bounced``: the Message-IDs of ours that automatic mail of kind bounce is about).
+- **Bouncing contacts**: the delivery states (workflows/delivery.py) that say so today.
 - **Lapsed**: ``lapsed(partner, today)``, the one rule the report asks (today: the renewal date has passed
   and no payment moved it; a grace period can be added there alone).
 """
@@ -30,6 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import lifecycle
 from .calendar import BusinessCalendar, format_due, format_duration
+from .delivery import DeliveryState
 from .escalation import current_stage
 from .mailings.trainings import seats_unused
 from .model import FROZEN, Partner, Thread
@@ -197,9 +199,8 @@ def thread_rows(threads: Iterable[Thread], now: datetime, cal: BusinessCalendar,
 
 
 def mailing_rows(ledger: Iterable[Mapping[str, Any]], entries: Iterable[OutboxEntry],
-                 failures: Mapping[str, Mapping[str, Any]]) -> list[MailingRow]:
+                 bounced: frozenset[str] = frozenset()) -> list[MailingRow]:
     by_key = {e.key: e for e in entries}
-    bounced_keys = {k for f in failures.values() for k in f.get("keys", ())}
     counts: dict[str, Counter[str]] = {}
     for rec in ledger:
         c = counts.setdefault(rec.get("mailing", "?"), Counter())
@@ -210,15 +211,22 @@ def mailing_rows(ledger: Iterable[Mapping[str, Any]], entries: Iterable[OutboxEn
         e = by_key.get(key)
         status = e.status if e is not None else Status.SENT  # pruned from the outbox: it went out
         c[str(status)] += 1
-        if key in bounced_keys or status is Status.FAILED:
+        if status is Status.FAILED or (e is not None and e.message_id in bounced):
             c["bounced"] += 1
     return [MailingRow(mailing=m, sent=c["sent"], pending=c["pending"], failed=c["failed"],
                        cancelled=c["cancelled"], skipped=c["skipped"], bounced=c["bounced"])
             for m, c in sorted(counts.items())]
 
 
+def _bouncing(d: DeliveryState, partner_of: Mapping[str, str]) -> Bouncing:
+    last = d.last_failure_at or d.bouncing_since
+    return Bouncing(address=d.address, partner_id=partner_of.get(d.address.lower(), "-"), failures=d.failures,
+                    last_at=last.isoformat()[:10] if last else "", detail=d.last_reason)
+
+
 def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[Mapping[str, Any]],
-            entries: Iterable[OutboxEntry], failures: Mapping[str, Mapping[str, Any]], now: datetime,
+            entries: Iterable[OutboxEntry], delivery: Mapping[str, DeliveryState], now: datetime,
+            bounced: frozenset[str] = frozenset(),
             cal: BusinessCalendar, seats_per_term: int = 2,
             is_lapsed: Callable[[Partner, date], bool] = lapsed) -> Report:
     today = now.astimezone(cal.tz()).date()
@@ -242,10 +250,9 @@ def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[
                 fired[stage] += 1
                 fired_months.setdefault(_month(e.at, cal), Counter())[stage] += 1
 
-    bouncing = tuple(sorted((Bouncing(address=a, partner_id=str(f.get("partner_id") or "-"),
-                                      failures=int(f.get("count", len(f.get("keys", ())))),
-                                      last_at=str(f.get("last_at", ""))[:10], detail=str(f.get("last_detail", "")))
-                             for a, f in failures.items()), key=lambda b: (-b.failures, b.address)))
+    partner_of = {c.email.lower(): p.id for p in partners for c in p.contacts}
+    bouncing = tuple(sorted((_bouncing(d, partner_of) for d in delivery.values() if d.bouncing),
+                            key=lambda b: (-b.failures, b.address)))
     bounce_by_partner = Counter(b.partner_id for b in bouncing)
     prows = []
     for p in sorted(partners, key=lambda p: p.name.lower()):
@@ -272,7 +279,7 @@ def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[
         overall=_response("all", [o for _, o in counted]),
         escalations=dict(sorted(fired.items())),
         escalations_by_month={m: dict(c) for m, c in sorted(fired_months.items())},
-        mailings=tuple(mailing_rows(ledger, entries, failures)),
+        mailings=tuple(mailing_rows(ledger, entries, bounced)),
         partners=tuple(prows),
         bouncing=bouncing,
         roster=roster,

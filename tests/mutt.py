@@ -177,11 +177,19 @@ set wait_key=no
             self.keys("j")
         self.press("r", until="wrote:", still="r:Reply")  # the editor holds the quoted message
         self.keys("g", "g", "O")
+        self.wait_for("-- INSERT --")  # keys typed before vim is in insert mode would be commands
         for i, line in enumerate(text.splitlines()):
             if i:
                 self.keys("Enter")
             self.type(line)
+        self.wait_for(text.splitlines()[-1][:40])
         self.keys("Escape")
+        # On a loaded machine Escape and ':' close together read as one Meta key: wait for normal mode.
+        deadline = time.monotonic() + 15
+        while "-- INSERT --" in self.screen():
+            if time.monotonic() > deadline:
+                raise MuttError(f"vim stayed in insert mode; the screen:\n{self.screen()}")
+            time.sleep(0.1)
         self.type(":wq")
         self.keys("Enter")
         compose = self.wait_for("y:Send")

@@ -12,6 +12,7 @@ place concrete classes are chosen. Nothing happens at import time.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -28,7 +29,10 @@ if str(ROOT) not in sys.path:  # our mailbox/ must win over the standard library
 
 log = logging.getLogger("partnerdesk")
 
-EXIT_ERROR, EXIT_CONFIG, EXIT_RUNNING, EXIT_TEMPFAIL = 1, 2, 3, 75  # 75: EX_TEMPFAIL, "run again later"
+# The exit codes (README "Exit codes"): 2 is "fix what you gave me" (config, arguments, input files);
+# 75 is EX_TEMPFAIL, "run again later"; 141 = 128 + SIGPIPE, as for any tool whose reader went away.
+EXIT_ERROR, EXIT_BAD_INPUT, EXIT_RUNNING, EXIT_TEMPFAIL, EXIT_PIPE = 1, 2, 3, 75, 141
+EXIT_CONFIG = EXIT_BAD_INPUT
 
 
 class Clock:
@@ -45,14 +49,14 @@ class Clock:
 
 
 def parse_now(value: str) -> datetime:
-    from workflows.errors import ConfigError
+    from workflows.errors import BadInput
 
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"--now {value!r} is not an ISO-8601 date-time like 2026-11-30T10:00:00-05:00") from None
+        raise BadInput(f"--now {value!r} is not an ISO-8601 date-time like 2026-11-30T10:00:00-05:00") from None
     if dt.tzinfo is None:
-        raise ConfigError(f"--now {value!r} needs a UTC offset (e.g. -05:00 or Z): the rules run on US Eastern time")
+        raise BadInput(f"--now {value!r} needs a UTC offset (e.g. -05:00 or Z): the rules run on US Eastern time")
     return dt.astimezone(timezone.utc)
 
 
@@ -200,8 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     # imapclient logs the whole protocol, message bodies included, at DEBUG: never ours to print.
     for noisy in ("imapclient", "aiosmtplib", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here at the latest, not in the interpreter's shutdown
+        return code
+    except BrokenPipeError:
+        # `... | head`: the reader has what it wanted. No traceback, and nothing more to print.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+
+
+def _run(args: Any) -> int:
     from config.settings import load_file
-    from workflows.errors import AlreadyRunning, ConfigError, PartnerdeskError, Transient
+    from workflows.errors import AlreadyRunning, BadInput, ConfigError, PartnerdeskError, Transient
 
     settings = None
     try:
@@ -209,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_file(args.config)
         with ExitStack() as stack:
             return args.run(args, Wiring(settings, clock, stack, verbose=args.verbose))
+    except BadInput as e:  # an argument or an input file: the message names it
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except ConfigError as e:
         message = str(e)
         if settings is not None and not message.startswith(settings.source):

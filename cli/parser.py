@@ -15,8 +15,9 @@ def parser() -> argparse.ArgumentParser:
                                                            "Partners Program.")
     p.add_argument("--config", help="TOML config file (default: built-in demo settings, local spool)")
     p.add_argument("--now", help="the time the rules see, ISO-8601 with offset (default: the wall clock)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="verb", required=True)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say more: debug logging, and for `once` one line per message taken in")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for add in NOUNS:
         add(sub)
     return p

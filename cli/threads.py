@@ -9,23 +9,23 @@ from typing import Any
 
 from workflows import escalation, sla
 from workflows.calendar import format_due
+from workflows.errors import BadInput
 from workflows.escalation import LadderConfig
 from workflows.lifecycle import table_text
 from workflows.model import Thread
 
-from .common import error
 from .context import Context
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    tp = sub.add_parser("threads", help="support threads")
-    tsub = tp.add_subparsers(dest="threads_verb", required=True)
-    tl = tsub.add_parser("list")
-    tl.add_argument("--json", action="store_true")
+    tp = sub.add_parser("threads", help="support threads: list them, show one")
+    tsub = tp.add_subparsers(dest="threads_verb", required=True, metavar="VERB")
+    tl = tsub.add_parser("list", help="every thread: state, due time (ET, ! when overdue), waited, ladder stage")
+    tl.add_argument("--json", action="store_true", help="print JSON (README: threads list --json) instead of a table")
     tl.set_defaults(run=list_threads)
-    ts = tsub.add_parser("show")
-    ts.add_argument("id")
-    ts.add_argument("--json", action="store_true")
+    ts = tsub.add_parser("show", help="one thread: clock, assignee, stages fired and next, the full timeline")
+    ts.add_argument("id", help="the thread id, e.g. OA-12")
+    ts.add_argument("--json", action="store_true", help="print JSON instead of text")
     ts.set_defaults(run=show)
 
 
@@ -57,8 +57,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     cal = ctx.settings.calendar
     t = ctx.store().thread(args.id)
     if t is None:
-        error(f"no thread {args.id}")
-        return 1
+        raise BadInput(f"no thread {args.id}; see `threads list`")
     info = promise_info(t, ctx.clock.now(), ctx, ctx.settings.ladder_config())
     if args.json:
         print(json.dumps(thread_json(t) | {"promise": info}, indent=2))

@@ -27,7 +27,7 @@ KEYS = {
     "calls.dates": ("id", "start", "dial_in"),
     "trainings": ("dates", "announce_days_before", "seats_per_term", "refresher_after_days", "duration_minutes"),
     "trainings.dates": ("id", "start", "title", "place"),
-    "renewals": ("offsets", "send_at", "pay_url"),
+    "renewals": ("offsets", "send_at", "pay_url", "grace_days"),
     "program": ("name", "profile_url", "badge_image", "training_url"),
 }
 
@@ -155,7 +155,8 @@ def _renewals(r: Reader) -> RenewalsConfig:
     if not isinstance(send_at, time):
         raise r.fail("[renewals] send_at", f"{send_at!r} is not a time like \"10:00\"")
     return RenewalsConfig(offsets=tuple(sorted(offsets, reverse=True)), send_at=send_at,
-                          pay_url=r.text(rn, "[renewals]", "pay_url", ""))
+                          pay_url=r.text(rn, "[renewals]", "pay_url", ""),
+                          grace_days=r.whole(rn, "[renewals]", "grace_days", 30, 0, 3650))
 
 
 def _program(r: Reader) -> ProgramConfig:

@@ -70,7 +70,8 @@ class Settings:
     def intake(self) -> IntakeSettings:
         return IntakeSettings(support_address=self.support_address, support_name=self.support_name,
                               staff=self.staff, team=self.team, calendar=self.calendar,
-                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days)
+                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days,
+                              lapse_grace_days=self.mailings.renewals.grace_days)
 
     def ladder_config(self) -> LadderConfig:
         return LadderConfig(support_address=self.support_address, support_name=self.support_name,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from workflows import msgids
@@ -109,7 +109,7 @@ class IntakeService:
         bad: list[tuple[RawMail, str]] = []
         try:
             with self.store.transaction():
-                roster = Roster.build(self.store.partners())  # once per batch, not once per message
+                roster = Roster.build(self.store.partners(), self._today(now))  # once per batch, not per message
                 for raw in raws:
                     batch.counts["fetched"] += 1
                     try:
@@ -133,6 +133,9 @@ class IntakeService:
         for raw in raws:
             if raw.source_key not in bad_keys:
                 self._mark_done(raw, report, source)
+
+    def _today(self, now: datetime) -> date:
+        return now.astimezone(self.settings.calendar.tz()).date()
 
     @staticmethod
     def _mark_done(raw: RawMail, report: CycleReport, source: MailSource) -> None:
@@ -190,7 +193,7 @@ class IntakeService:
             store.save_thread(self.outbox.queue(decision.thread, decision.outgoing, now, report))
             return "bounce"
 
-        roster = roster or Roster.build(store.partners())
+        roster = roster or Roster.build(store.partners(), self._today(now))
         sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
         candidates = self._candidates(mail, known, now)
         history = self.history_cutoff is not None and mail.received_at < self.history_cutoff

@@ -84,6 +84,7 @@ class MailingRunner:
         """Queue what is due, record what is skipped; report permanent failures. Returns (queued, skipped)."""
         self.report_failures(now, report)
         send, skip = self.plan(now, only)
+        skip = [d for d in skip if not d.held]  # decided again next tick (a lapsed partner may renew)
         if skip:
             with self.store.transaction():
                 for d in skip:
@@ -236,6 +237,10 @@ class MailingRunner:
             self._record_failure(entry, detail, now)
             return True
         return False
+
+    def known_calls(self, now: datetime) -> set[str]:
+        """Ids of every call the config or the ledger knows (lower-cased), for naming one on the CLI."""
+        return set(self._call_uids(now).values()) | {r["call_id"] for r in self.store.rsvps()}
 
     def rsvps(self, call_id: str | None = None) -> list[dict[str, Any]]:
         rows = self.store.rsvps()

@@ -9,6 +9,8 @@ this package touches a table.
 | meta             | name                       | secret, history cut-off, thread counter, digest day, schema |
 | partners         | partner id                 | the roster (Partner.to_dict)                           |
 | payments         | "partner id|recorded at"   | renewals recorded by `partners renew`                  |
+| roster_changes   | "at|partner id|what"       | contacts removed, partners (de/re)activated: who, when |
+| first_seen       | source key + content hash  | when a spool file was first seen, on the rules' clock  |
 | threads          | thread id ("OA-12")        | Thread.to_dict                                         |
 | messages         | Message-ID                 | which thread a message belongs to, and its side        |
 | raw              | sha256 of the raw bytes    | Message-ID of mail already taken in                    |
@@ -210,6 +212,14 @@ class Store:
             "old_term_end": old_term_end.isoformat() if old_term_end else None,
             "paid_until": paid_until.isoformat(), "plan": plan, "amount": amount})
 
+    def record_roster_change(self, at: datetime, record: dict[str, Any]) -> None:
+        what = record.get("contact", {}).get("email", "") if isinstance(record.get("contact"), dict) else ""
+        self._put("roster_changes", f"{at.isoformat()}|{record.get('partner_id', '')}|{record['change']}|{what}",
+                  {"at": at.isoformat(), **record})
+
+    def roster_changes(self) -> list[dict[str, Any]]:
+        return sorted((dict(d) for d in self._all("roster_changes")), key=lambda r: r["at"])
+
     def payments(self) -> list[dict[str, Any]]:
         return sorted((dict(d) for d in self._all("payments")), key=lambda r: r["recorded_at"])
 
@@ -242,6 +252,15 @@ class Store:
 
     def record_raw(self, sha256: str, message_id: str, source: str) -> None:
         self._put("raw", sha256, {"message_id": message_id, "source": source})
+
+    def first_seen(self, key: str, at: datetime) -> datetime:
+        """Call inside a transaction: the first call for ``key`` records ``at``; later ones return it."""
+        d = self._get("first_seen", key)
+        if d is not None:
+            return datetime.fromisoformat(d["at"])
+        if not self.readonly:
+            self._put("first_seen", key, {"at": at.isoformat()})
+        return at
 
     # -- IMAP cursors ---------------------------------------------------------------------------------------------
     def cursor(self, folder: str) -> dict[str, Any] | None:

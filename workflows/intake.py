@@ -18,6 +18,7 @@ from .autoreply import automatic_reason
 from .calendar import BusinessCalendar, format_due
 from .commands import apply_command, parse_command
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
+from .roster import lapse_note
 from .senders import Roster
 
 
@@ -33,6 +34,7 @@ class IntakeSettings:
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3  # per address, whatever happens: a loop can never get past this
     reopen_days: int = 30  # a partner mail to a thread closed longer ago starts a new thread (issue 3)
+    lapse_grace_days: int = 30  # [renewals] grace_days: a lapsed partner's requests are flagged to staff
 
     @property
     def recognised_staff(self) -> frozenset[str]:
@@ -163,6 +165,11 @@ def _to_staff(thread: Thread, s: IntakeSettings, *, kind: str, template: str, ke
                         from_name=s.support_name, auto_kind="auto-generated", context=context, **headers)
 
 
+def _lapse(roster: Roster, partner_id: str | None, mail: InboundMail, s: IntakeSettings) -> str:
+    p = roster.partners.get(partner_id or "")
+    return lapse_note(p, mail.received_at.astimezone(s.calendar.tz()).date(), s.lapse_grace_days) if p else ""
+
+
 def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s: IntakeSettings, *,
             first: bool) -> OutgoingMail:
     due = format_due(thread.due_at, s.calendar) if thread.due_at else "no promise (no seat)"
@@ -187,6 +194,7 @@ def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s
             "support_address": s.support_address,
             "automatic": automatic_reason(mail) or "",
             "previous": thread.previous,  # a closed thread this one continues
+            "lapsed": _lapse(roster, thread.partner_id, mail, s),  # still supported, but staff should know
         },
     )
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from ..model import Partner
 from .types import MailingsConfig, TrainingDate
-from .due import Due, format_when, primary_contacts
+from .due import Due, format_when, lapse_reason, primary_contacts
 
 LOOKBACK = timedelta(days=45)
 
@@ -60,8 +60,9 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
         refresh_cutoff = tr.start.astimezone(tz).date() - timedelta(days=cfg.refresher_after_days)
         when = format_when(tr.start, tz)
         for p in partners:
-            if not p.active:
+            if not p.active_on(today):
                 continue
+            lapsed = lapse_reason(p, today, mc)
             unused = seats_unused(p, today, cfg.seats_per_term)
             # A refresher goes to whoever trained long enough ago (it mentions unused seats too), so
             # a one-person shop gets one mail, the refresher, not an announcement of its own place.
@@ -71,7 +72,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                 announce_to = [c for c in p.contacts if c.trained_on is None]
                 announce_to += [c for c in primary_contacts(p) if c not in announce_to and c not in refresh_to]
             for c in announce_to:
-                _offer(send, skip, ledger, tr, now, unsubscribed, Due(
+                _offer(send, skip, ledger, tr, now, unsubscribed, lapsed, Due(
                     mailing="training-announcement", occurrence=tr.id, recipient=c.email, partner_id=p.id,
                     due_at=announce_at, template="training_announcement", list_name="trainings",
                     why=f"{p.name} has {unused} of {cfg.seats_per_term} training seats unused this term; "
@@ -79,7 +80,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                     subject=f"{tr.title}: {when}",
                     context=_context(mc, tr, when, p, c.name, today, unused=unused, trained=c.trained_on is not None)))
             for c in refresh_to:
-                _offer(send, skip, ledger, tr, now, unsubscribed, Due(
+                _offer(send, skip, ledger, tr, now, unsubscribed, lapsed, Due(
                     mailing="training-refresher", occurrence=tr.id, recipient=c.email, partner_id=p.id,
                     due_at=announce_at, template="training_refresher", list_name="trainings",
                     why=f"trained on {c.trained_on.isoformat()}; refresher on {when}",
@@ -97,13 +98,15 @@ def _context(mc: MailingsConfig, tr: TrainingDate, when: str, p: Partner, name: 
 
 
 def _offer(send: list[Due], skip: list[Due], ledger: Mapping[str, Any], tr: TrainingDate, now: datetime,
-           unsubscribed: frozenset[str], d: Due) -> None:
+           unsubscribed: frozenset[str], lapsed: str, d: Due) -> None:
     if d.key in ledger:
         return
     if tr.start <= now:
         skip.append(d.skipped("the training has already started"))
     elif f"trainings:{d.recipient}" in unsubscribed:
         skip.append(d.skipped("the recipient unsubscribed from training announcements"))
+    elif lapsed:
+        skip.append(d.skipped(lapsed, held=True))
     else:
         send.append(d)
 

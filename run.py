@@ -177,8 +177,21 @@ class Wiring:
         # RSVPs and unsubscribe requests are claimed before threading; stale mail is called off at send time.
         intake.interceptors.append(mailings.intercept)
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
+        health = None if dry_run_dir is not None else self.health(store, outbox)
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings)
+                    promise=promise, mailings=mailings, health=health)
+
+    def heartbeat(self) -> Any:
+        from store.heartbeat import HeartbeatFile
+
+        return HeartbeatFile(self.settings.heartbeat_file, self.settings.metrics_path)
+
+    def health(self, store: Any, outbox: Any) -> Any:
+        from service.health import HealthMonitor
+
+        s = self.settings
+        return HealthMonitor(store=store, outbox=outbox, file=self.heartbeat(), config=s.health,
+                             staff=s.staff, support_name=s.support_name, support_address=s.support_address)
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, Any]) -> tuple[Any, Any]:
         s = self.settings
@@ -192,7 +205,7 @@ class Wiring:
         from mailbox.spool import SpoolSender, SpoolSource
 
         root = spool_root or Path(s.store_path).parent / "spool"
-        return SpoolSource(root), SpoolSender(root)
+        return SpoolSource(root, clock=self.clock.now), SpoolSender(root)
 
 
 def main(argv: list[str] | None = None) -> int:

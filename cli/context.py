@@ -10,7 +10,7 @@ from config.settings import Settings
 from service.cycle import Desk
 from service.mailings import MailingRunner
 from service.outbox import Outbox
-from service.ports import Store
+from service.ports import HealthFile, Store
 
 
 class Clock(Protocol):
@@ -28,3 +28,4 @@ class Context(Protocol):
     def outbox(self, store: Store) -> Outbox: ...
     def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner: ...
     def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Desk: ...
+    def heartbeat(self) -> HealthFile: ...

@@ -19,10 +19,12 @@ from workflows.calendar import BusinessCalendar
 from workflows.digest import DigestConfig
 from workflows.errors import ConfigError
 from workflows.escalation import DEFAULT_STAGES, LadderConfig, Stage
+from workflows.health import HealthConfig
 from workflows.intake import IntakeSettings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN
 
+from .health import read_health
 from .mailings import KEYS as MAILING_KEYS, read_mailings
 from .promise import check_people, read_digest, read_lifecycle, read_stages
 from .reader import Reader
@@ -38,7 +40,7 @@ _TABLES = {
     "intake": ("acks_per_hour", "history_before"),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest",
+_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest", "health",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -61,6 +63,13 @@ class Settings:
     lifecycle: LifecycleConfig = LifecycleConfig()
     digest: DigestConfig = DigestConfig()
     mailings: MailingsConfig = MailingsConfig()
+    health: HealthConfig = HealthConfig()
+    heartbeat_path: str | None = None  # None: next to the store
+    metrics_path: str | None = None  # None: no Prometheus textfile
+
+    @property
+    def heartbeat_file(self) -> str:
+        return self.heartbeat_path or self.store_path + ".heartbeat"
 
     @property
     def team(self) -> frozenset[str]:
@@ -99,9 +108,12 @@ def load_file(path: str | None) -> Settings:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     s = load(data, str(p))
-    if not Path(s.store_path).is_absolute():
-        s = replace(s, store_path=str((p.parent / s.store_path).resolve()))
-    return s
+
+    def beside(path: str | None) -> str | None:  # relative paths are relative to the config file
+        return path if path is None or Path(path).is_absolute() else str((p.parent / path).resolve())
+
+    return replace(s, store_path=beside(s.store_path), heartbeat_path=beside(s.heartbeat_path),
+                   metrics_path=beside(s.metrics_path))
 
 
 def load(data: dict[str, Any], source: str) -> Settings:
@@ -141,6 +153,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
     if acks < 1:
         raise r.fail("[intake] acks_per_hour", "must be at least 1")
 
+    health, heartbeat, metrics = read_health(r)
     ladder = read_stages(r)
     check_people(r, ladder, escalation=escalation, program_lead=program_lead, support_address=address)
     return Settings(
@@ -161,4 +174,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
         lifecycle=read_lifecycle(r),
         digest=read_digest(r),
         mailings=read_mailings(r),
+        health=health,
+        heartbeat_path=heartbeat,
+        metrics_path=metrics,
     )

@@ -12,6 +12,7 @@ from typing import Callable
 
 from workflows.errors import Transient
 
+from .health import HealthMonitor
 from .intake import BATCH, IntakeService
 from .mailings import MailingRunner
 from .outbox import Outbox
@@ -33,6 +34,7 @@ class Desk:
     promise: PromiseTicks | None = None
     mailings: MailingRunner | None = None
     extra_ticks: list[Tick] = field(default_factory=list)
+    health: HealthMonitor | None = None  # the heartbeat and the intake alarm (None: a dry run, tests)
 
     @property
     def ticks(self) -> list[Tick]:
@@ -61,9 +63,17 @@ def cycle(desk: Desk) -> CycleReport:
     except Transient as e:  # reported by whoever catches it below
         intake_failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
-    for tick in desk.ticks:
-        tick(desk.now(), report)
-    desk.outbox.drain(desk.sender, desk.now(), report)
+    ticks_ok = False
+    try:
+        if desk.health is not None:  # may queue the alarm, which the drain below sends
+            desk.health.intake_result(desk.now(), intake_failed, report)
+        for tick in desk.ticks:
+            tick(desk.now(), report)
+        ticks_ok = True
+        desk.outbox.drain(desk.sender, desk.now(), report)
+    finally:  # the heartbeat says what this cycle did, also when something in it failed
+        if desk.health is not None:
+            desk.health.cycle_done(desk.now(), report, ticks_ok=ticks_ok)
     if intake_failed is not None:
         intake_failed.report = report  # type: ignore[attr-defined]
         raise intake_failed

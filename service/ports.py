@@ -55,6 +55,16 @@ class MailSender(Protocol):
         ...
 
 
+class HealthFile(Protocol):
+    """Where the daemon says how it is (the heartbeat, JSON) and, optionally, Prometheus metrics."""
+
+    metrics_wanted: bool
+
+    def read(self) -> dict[str, Any] | None: ...
+    def write(self, state: dict[str, Any]) -> None: ...
+    def write_metrics(self, text: str) -> None: ...
+
+
 class Composer(Protocol):
     def render(self, out: OutgoingMail, *, message_id: str, date: datetime) -> bytes: ...
 
@@ -63,6 +73,9 @@ class Store(Protocol):
     """Everything the services keep. Writes happen inside ``transaction()``: one atomic write each."""
 
     def transaction(self) -> contextlib.AbstractContextManager[None]: ...
+    def daemon_pid(self) -> int | None:
+        """The pid of the daemon (or `once`) working on this store right now, None if there is none."""
+        ...
 
     # program state
     def secret(self, configured: str | None = None) -> bytes: ...

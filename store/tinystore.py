@@ -142,6 +142,24 @@ class Store:
         f.flush()
         self._daemon_lock = f
 
+    def daemon_pid(self) -> int | None:
+        """Who holds the daemon lock now (a running `run` or `once`), without taking it; None if nobody."""
+        lock_path = self.path.with_name(self.path.name + ".daemon.lock")
+        if self._daemon_lock is not None:
+            return os.getpid()
+        try:
+            f = open(lock_path)
+        except FileNotFoundError:
+            return None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = f.read().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
     def release_daemon_lock(self) -> None:
         if self._daemon_lock is not None:
             fcntl.flock(self._daemon_lock, fcntl.LOCK_UN)

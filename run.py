@@ -71,6 +71,10 @@ class ReadOnlySource:
     def fetch_new(self, store: Any) -> Any:
         return self.source.fetch_new(store)
 
+    @property
+    def expected(self) -> int | None:
+        return getattr(self.source, "expected", None)
+
     def mark_done(self, raw: Any) -> None:
         pass
 

@@ -12,6 +12,9 @@ from workflows.errors import Transient
 
 from .common import plural, warn
 from .context import Context
+from .progress import progress
+
+PROGRESS_FROM = 200  # messages in one cycle: a first start on a full mailbox (history import), say
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +31,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return dry_run(args, ctx)
     desk = ctx.desk()
     try:
-        report = cycle(desk)
+        with progress(None, "taking in mail", threshold=PROGRESS_FROM, unit="msg") as bar:
+            desk.progress = bar
+            report = cycle(desk)
     except Transient as e:  # the intake failed; the rest of the cycle ran: say what it did
         done = getattr(e, "report", None)
         if done is not None:  # on stderr: this is not a successful cycle's summary

@@ -5,6 +5,7 @@ systemd or cron, nothing is drawn and the output stays exactly the same."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from typing import Any, Iterator
 
@@ -20,15 +21,28 @@ class Silent:
 
 
 class Bar:
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
+    """Drawn once the amount of work is known and worth a bar (``threshold`` items or more)."""
 
-    def update(self, n: int = 1) -> None:
-        self.bar.update(n)
+    def __init__(self, what: str, unit: str, threshold: int) -> None:
+        self.what, self.unit, self.threshold = what, unit, threshold
+        self.bar: Any = None
 
     def set_total(self, total: int | None) -> None:
-        self.bar.total = total
-        self.bar.refresh()
+        if self.bar is not None or (total is not None and total < self.threshold):
+            return
+        from tqdm import tqdm
+
+        # The terminal's width (80 when it reports none, as a bare pty does).
+        self.bar = tqdm(total=total, desc=self.what, unit=self.unit, file=sys.stderr, leave=False,
+                        ncols=shutil.get_terminal_size().columns)
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def watched() -> bool:
@@ -37,12 +51,16 @@ def watched() -> bool:
 
 @contextlib.contextmanager
 def progress(total: int | None, what: str, *, threshold: int = 0, unit: str = "row") -> Iterator[Bar | Silent]:
-    """``with progress(n, "importing rows") as bar: ... bar.update()``; silent below ``threshold`` items
-    (a bar that flashes for a tenth of a second helps nobody) and when nobody watches."""
-    if not watched() or (total is not None and total < threshold):
+    """``with progress(n, "importing rows") as bar: ... bar.update()``. ``total`` None: the work tells
+    the bar its size later (``set_total``). Silent below ``threshold`` items (a bar that flashes for a
+    tenth of a second helps nobody) and when nobody watches."""
+    if not watched():
         yield Silent()
         return
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc=what, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
-        yield Bar(bar)
+    bar = Bar(what, unit, threshold)
+    if total is not None:
+        bar.set_total(total)
+    try:
+        yield bar
+    finally:
+        bar.close()

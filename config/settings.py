@@ -94,6 +94,19 @@ class Settings:
                               f"of every request, and only their replies reach partners")
 
 
+def known_keys() -> dict[str, tuple[str, ...]]:
+    """Every table the config file may have and its keys ("calls.dates": the array of tables), for the
+    example config's test: partnerdesk.example.toml must show each of them."""
+    from .health import KEYS as HEALTH_KEYS
+    from .promise import KEYS as PROMISE_KEYS
+    from .servers import IMAP_KEYS, SMTP_KEYS
+    from .sla import KEYS as SLA_KEYS
+
+    return {**{t: tuple(k) for t, k in _TABLES.items()}, "imap": tuple(sorted(IMAP_KEYS)),
+            "smtp": tuple(sorted(SMTP_KEYS)), "sla": SLA_KEYS, "health": HEALTH_KEYS, **PROMISE_KEYS,
+            **MAILING_KEYS}
+
+
 def load_file(path: str | None) -> Settings:
     """The settings of a TOML file; a relative [store] path is relative to the file, not to the cwd."""
     if path is None:

@@ -26,12 +26,14 @@ from workflows.outbox import OutboxEntry
 class SpoolSource:
     def __init__(self, root: Path, clock: Callable[[], datetime] | None = None) -> None:
         self.inbox = Path(root) / "inbox"
+        self.expected: int | None = None
         self.clock = clock or (lambda: datetime.now(timezone.utc))  # run.py passes the rules' clock
         for d in (self.inbox, self.inbox / "done", self.inbox / "quarantine"):
             d.mkdir(parents=True, exist_ok=True)
 
     def fetch_new(self, store: Store | None = None) -> Iterator[RawMail]:
         files = [(path, path.read_bytes()) for path in sorted(self.inbox.glob("*.eml"))]
+        self.expected = len(files)  # for a progress bar
         if not files:
             return
         now = self.clock()

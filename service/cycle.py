@@ -16,7 +16,7 @@ from .health import HealthMonitor
 from .intake import BATCH, IntakeService
 from .mailings import MailingRunner
 from .outbox import Outbox
-from .ports import MailSender, MailSource, RawMail, Store
+from .ports import MailSender, MailSource, Progress, RawMail, Store
 from .promise import PromiseTicks
 from .report import CycleReport
 
@@ -35,6 +35,7 @@ class Desk:
     mailings: MailingRunner | None = None
     extra_ticks: list[Tick] = field(default_factory=list)
     health: HealthMonitor | None = None  # the heartbeat and the intake alarm (None: a dry run, tests)
+    progress: Progress | None = None  # a progress bar for a long intake (first start), when someone watches
 
     @property
     def ticks(self) -> list[Tick]:
@@ -56,13 +57,19 @@ def cycle(desk: Desk) -> CycleReport:
     intake_failed: Transient | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
+            if not batch and desk.progress is not None:  # the source knows by now how much is coming
+                desk.progress.set_total(getattr(desk.source, "expected", None))
             batch.append(raw)
             if len(batch) >= BATCH:
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
+                if desk.progress is not None:
+                    desk.progress.update(len(batch))
                 batch = []
     except Transient as e:  # reported by whoever catches it below
         intake_failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
+    if desk.progress is not None and batch:
+        desk.progress.update(len(batch))
     ticks_ok = False
     try:
         if desk.health is not None:  # may queue the alarm, which the drain below sends

@@ -55,6 +55,13 @@ class MailSender(Protocol):
         ...
 
 
+class Progress(Protocol):
+    """Someone watching long work (the CLI's progress bar); told the size once known, then each step."""
+
+    def set_total(self, total: int | None) -> None: ...
+    def update(self, n: int = 1) -> None: ...
+
+
 class HealthFile(Protocol):
     """Where the daemon says how it is (the heartbeat, JSON) and, optionally, Prometheus metrics."""
 

@@ -153,7 +153,8 @@ def list_partners(args: argparse.Namespace, ctx: Context) -> int:
     today = ctx.clock.now().astimezone(ctx.settings.calendar.tz()).date()
     grace = ctx.settings.mailings.renewals.grace_days
     if args.json:
-        print(json.dumps([p.to_dict() | {"in_program": p.active_on(today),
+        # "active": in the program today (a deactivation planned for a later day has not begun yet).
+        print(json.dumps([p.to_dict() | {"active": p.active_on(today),
                                          "lapsed_since": (s.isoformat() if (s := lapsed_since(p, today, grace))
                                                           else None)} for p in partners], indent=2))
         return 0

@@ -210,7 +210,7 @@ def test_cli_sync_prints_first_and_applies_only_with_yes(cli):
     assert r.returncode == 0 and "1 contact removed; 2 partners deactivated" in r.stdout
     after = roster(cli)
     assert [c["email"] for c in after["nuvole"]["contacts"]] == ["antonio@nuvole.example"]
-    assert after["cookshop"]["in_program"] is False and after["cookshop"]["contacts"]  # kept, not deleted
+    assert after["cookshop"]["active"] is False and after["cookshop"]["contacts"]  # kept, not deleted
 
 
 def test_cli_sync_refuses_a_sheet_with_rejected_rows(cli):

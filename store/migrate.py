@@ -6,6 +6,8 @@ opened for writing by a newer version (read-only opens read the old layout as it
 | 1      | 0.1.0      | threads keep assignee, previous, closed_at and the ladder in ``extra``;   |
 |        |            | outbox rows hold only the fields that were ever set                       |
 | 2      | 0.2.0      | typed thread fields (Thread.to_dict); every outbox row in OutboxEntry form |
+|        | (additive) | tables roster_changes and first_seen, Partner.deactivated_on: absent means |
+|        |            | empty / none, so a schema-2 store without them needs no step           |
 """
 
 from __future__ import annotations

@@ -21,7 +21,15 @@ from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # types only: nothing of the program is imported before main() runs
+    from config.settings import Settings
+    from service.cycle import Desk
+    from service.mailings import MailingRunner
+    from service.outbox import Outbox
+    from service.ports import MailSender, MailSource
+    from store.tinystore import Store
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # our mailbox/ must win over the standard library's, however we are started
@@ -63,12 +71,12 @@ def parse_now(value: str) -> datetime:
 class ReadOnlySource:
     """A mail source that reads but never marks done or moves anything (for `once --dry-run`)."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: MailSource) -> None:
         self.source = source
         if hasattr(source, "readonly"):
             source.readonly = True  # IMAP EXAMINE: not even \Recent changes
 
-    def fetch_new(self, store: Any) -> Any:
+    def fetch_new(self, store: Store) -> Any:
         return self.source.fetch_new(store)
 
     @property
@@ -88,18 +96,18 @@ class Wiring:
     Everything built is closed when the verb returns (``stack``).
     """
 
-    def __init__(self, settings: Any, clock: Clock, stack: ExitStack, *, verbose: bool = False) -> None:
+    def __init__(self, settings: Settings, clock: Clock, stack: ExitStack, *, verbose: bool = False) -> None:
         self.settings = settings
         self.clock = clock
         self.stack = stack
         self.verbose = verbose
         self.root = ROOT
-        self._stores: dict[bool, Any] = {}
+        self._stores: dict[bool, Store] = {}
 
-    def with_settings(self, settings: Any) -> Wiring:
+    def with_settings(self, settings: Settings) -> Wiring:
         return Wiring(settings, self.clock, self.stack, verbose=self.verbose)
 
-    def store(self, *, write: bool = False) -> Any:
+    def store(self, *, write: bool = False) -> Store:
         """The store, opened once per verb: read-only unless the verb writes."""
         if write not in self._stores:
             from store.tinystore import Store
@@ -109,7 +117,7 @@ class Wiring:
             self._stores[write] = store
         return self._stores[write]
 
-    def outbox(self, store: Any) -> Any:
+    def outbox(self, store: Store) -> Outbox:
         from mailbox.compose import Composer
         from service.outbox import Outbox
 
@@ -117,7 +125,7 @@ class Wiring:
         return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name),
                       secret=store.secret(s.secret), support_address=s.support_address)
 
-    def mailings(self, store: Any | None = None, outbox: Any | None = None) -> Any:
+    def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner:
         """The mailings runner, on a read-only store unless one is given."""
         from mailbox.ical import parse_replies
         from service.mailings import MailingRunner, RunnerSettings
@@ -130,7 +138,7 @@ class Wiring:
                              settings=RunnerSettings(support_address=s.support_address, support_name=s.support_name,
                                                      staff=s.staff, config=s.mailings))
 
-    def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Any:
+    def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Desk:
         """Everything a cycle needs, on the store this process alone may act on (the daemon lock)."""
         from config.servers import password
 
@@ -148,7 +156,7 @@ class Wiring:
             return self.with_settings(replace(s, store_path=str(copy)))._desk(spool_root, dry_run_dir, passwords)
         return self._desk(spool_root, None, passwords)
 
-    def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, Any]) -> Any:
+    def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, str | None]) -> Desk:
         from mailbox.parse import parse
         from service.cycle import Desk
         from service.intake import IntakeService
@@ -197,12 +205,13 @@ class Wiring:
         return HealthMonitor(store=store, outbox=outbox, file=self.heartbeat(), config=s.health,
                              staff=s.staff, support_name=s.support_name, support_address=s.support_address)
 
-    def _mail(self, spool_root: Path | None, passwords: dict[str, Any]) -> tuple[Any, Any]:
+    def _mail(self, spool_root: Path | None, passwords: dict[str, str | None]) -> tuple[MailSource, MailSender]:
         s = self.settings
         if s.imap is not None:
             from mailbox.imap import ImapSource
             from mailbox.smtp import SmtpSender
 
+            assert s.smtp is not None  # the config allows both or neither
             source = ImapSource(s.imap, passwords["imap"])
             self.stack.callback(source.close)
             return source, SmtpSender(s.smtp, passwords["smtp"])

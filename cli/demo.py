@@ -47,7 +47,8 @@ def _staff_reply(note: Path, ctx: Context) -> bytes:
     reply["In-Reply-To"] = msg["Message-ID"]
     reply["References"] = f"{msg.get('References', '')} {msg['Message-ID']}".strip()
     reply["Date"] = email.utils.format_datetime(ctx.clock.now())
-    body = msg.get_body(preferencelist=("plain",)).get_content()
+    part = msg.get_body(preferencelist=("plain",))
+    body = part.get_content() if part is not None else ""
     quoted = "\n".join("> " + line for line in body.splitlines())
     reply.set_content("Hi! Run `drush features-revert-all` and clear the cache; that fixes it.\n\n"
                       f"On {msg['Date']}, Open Atrium Support wrote:\n{quoted}\n")

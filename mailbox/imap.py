@@ -60,6 +60,7 @@ class ImapSource:
         self.selected_once = False
         self._warned_no_uidplus = False
         self.readonly = False  # True: EXAMINE instead of SELECT (dry runs change nothing on the server)
+        self.keeps_keyword = False  # the folder's PERMANENTFLAGS allow our done keyword
         for key in ("done_folder", "quarantine_folder"):
             other = getattr(settings, key)
             if other and _same_name(other, settings.folder):
@@ -113,6 +114,8 @@ class ImapSource:
             raise ConfigError(f"IMAP folder {s.folder!r} cannot be opened ({e}); check [imap] folder") from e
         self.selected_once = True
         self.uidvalidity = int(info[b"UIDVALIDITY"])
+        permanent = info.get(b"PERMANENTFLAGS") or ()
+        self.keeps_keyword = b"\\*" in permanent or self.s.done_keyword.encode() in permanent
 
     def close(self) -> None:
         if self.client is not None:
@@ -159,7 +162,7 @@ class ImapSource:
                 log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; duplicates are recognised by "
                             "Message-ID and content", self.s.folder, cur["uidvalidity"], self.uidvalidity)
             # "N:*" always matches the highest UID even when it is below N; filter.
-            uids = sorted(u for u in c.search(["UID", f"{last + 1}:*"]) if u > last)
+            uids = self._not_marked(c, last) + sorted(u for u in c.search(["UID", f"{last + 1}:*"]) if u > last)
             self.expected = len(uids)
             for batch in self._batches(c, uids):
                 data = c.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
@@ -181,6 +184,19 @@ class ImapSource:
         except (OSError, socket.timeout, IMAPClientError) as e:
             self.close()
             raise Transient(f"IMAP connection to {self.s.host}:{self.s.port} failed while reading: {e}") from e
+
+    def _not_marked(self, c: IMAPClient, last: int) -> list[int]:
+        """Mail at or below the cursor that was taken in but never marked done (the process died between
+        the store write and the marking): fetched again, the intake knows it (a duplicate) and marks it."""
+        if last == 0 or self.readonly:
+            return []
+        if self.s.done_folder:  # taken-in mail is moved away: whatever is still here was not
+            criteria = ["UID", f"1:{last}", "UNDELETED"]
+        elif self.keeps_keyword:
+            criteria = ["UID", f"1:{last}", "UNDELETED", "UNKEYWORD", self.s.done_keyword]
+        else:  # a server that cannot keep our keyword would hand us every message again, every time
+            return []
+        return sorted(u for u in c.search(criteria) if u <= last)
 
     @staticmethod
     def _batches(c: IMAPClient, uids: list[int]) -> Iterator[list[int]]:

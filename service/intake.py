@@ -79,15 +79,17 @@ class IntakeService:
             log.exception("bug while parsing %s", raw.source_key)
             return self._quarantine(raw, "bug", f"{type(e).__name__} while parsing: {e}\n{traceback.format_exc()}",
                                     now, report, source)
+        done = CycleReport()  # counted only if the decision is recorded: a rolled-back one took nothing in
         try:
             with self.store.transaction():
-                action = self._decide_and_record(mail, raw, now, report)
+                action = self._decide_and_record(mail, raw, now, done)
         except BadInput as e:
             return self._quarantine(raw, "bad-input", str(e), now, report, source, mail=mail)
         except Exception as e:  # our bug: keep the message, say where, go on with the rest
             log.exception("bug while taking in %s (%s)", raw.source_key, mail.message_id)
             return self._quarantine(raw, "bug", f"{type(e).__name__}: {e}\n{traceback.format_exc()}", now, report,
                                     source, mail=mail)
+        report.merge(done)
         if source is not None:
             self._mark_done(raw, report, source)
         return action

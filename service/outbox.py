@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 from workflows import outbox as rules
 from workflows.model import OutgoingMail, Thread, ThreadEvent
@@ -59,6 +59,13 @@ class Outbox:
             self.store.record_message(message_id, direction="out", thread_id=thread_id, at=now.isoformat(),
                                       kind=out.kind, **message_fields)
         return added
+
+    @overload
+    def queue(self, thread: Thread, outgoing: tuple[OutgoingMail, ...], now: datetime,
+              report: CycleReport) -> Thread: ...
+    @overload
+    def queue(self, thread: None, outgoing: tuple[OutgoingMail, ...], now: datetime,
+              report: CycleReport) -> None: ...
 
     def queue(self, thread: Thread | None, outgoing: tuple[OutgoingMail, ...], now: datetime,
               report: CycleReport) -> Thread | None:

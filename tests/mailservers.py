@@ -276,6 +276,12 @@ auth_mechanisms = plain login
 # Defaults that slow tests: 2 s per failed login, 10 connections per user and IP.
 auth_failure_delay = 0
 mail_max_userip_connections = 100
+# Each imap process shows its user and current command ("dovecot/imap [a@x 127.0.0.1 IDLE]"),
+# so a test can see what a client is doing (imap_commands()).
+verbose_proctitle = yes
+# Dovecot says "* OK Still here" to an IDLE client every 2 minutes (at a time aligned across
+# connections, so anywhere in that window): a wake-up no test has asked for. Rarer here.
+imap_idle_notify_interval = 10 mins
 mail_location = maildir:~/Maildir
 namespace inbox {{
   inbox = yes
@@ -414,6 +420,28 @@ service anvil {{
         """Names of the user's folders, sorted ("/" separates levels)."""
         with self.imap(address) as client:
             return sorted(name for _flags, _sep, name in client.list_folders())
+
+    def imap_commands(self, address: str) -> list[str]:
+        """What each IMAP session of ``address`` is doing right now: "" between commands, else the
+        command ("IDLE", "UID FETCH"...). Read from the titles of Dovecot's imap processes
+        (verbose_proctitle); a session that logged out has no process left."""
+        prefix = f"dovecot/imap [{address.lower()} "
+        pgid = self._dovecot.pid if self._dovecot is not None else None
+        out = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                title = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                stat = Path("/proc", entry, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            if fields[0] == "Z" or int(fields[2]) != pgid or not title.startswith(prefix):
+                continue
+            ip_and_command = title[len(prefix):].rstrip("]").split(" ", 1)
+            out.append(ip_and_command[1] if len(ip_and_command) > 1 else "")
+        return out
 
     def wait_for(self, address: str, count: int, folder: str = "INBOX",
                  timeout: float = 5) -> list[bytes]:

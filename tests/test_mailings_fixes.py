@@ -258,9 +258,15 @@ def test_a_reply_with_a_broken_sequence_is_read_with_sequence_zero():
 
 
 @pytest.mark.parametrize("text", ["", "hello", "BEGIN:VCALENDAR\x00\r\n", None, b"\xff\xfe",
-                                  REPLY.format(extra="DTSTART;TZID=Nowhere/Zone:2027XX\r\n")])
+                                  REPLY.replace("METHOD:REPLY", "METHOD:REQUEST").format(extra="")])
 def test_unreadable_calendar_text_is_not_an_rsvp_and_never_raises(text):
-    assert isinstance(parse_replies(text), list)
+    assert parse_replies(text) == []
+
+
+def test_a_reply_with_a_broken_start_time_is_still_an_rsvp():
+    # An RSVP needs the UID and the attendee's answer; a DTSTART nobody can read changes nothing.
+    [r] = parse_replies(REPLY.format(extra="DTSTART;TZID=Nowhere/Zone:2027XX\r\n"))
+    assert (r.uid, r.attendee, r.partstat, r.sequence) == ("call-x@openatrium.example", "a@b.c", "ACCEPTED", 0)
 
 
 def test_an_rsvp_with_a_broken_sequence_reaches_the_rsvps_not_the_quarantine(wired):

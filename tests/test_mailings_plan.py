@@ -199,6 +199,54 @@ def test_seats_are_counted_in_the_current_term():
     assert trainings.seats_unused(old, date(2027, 1, 1)) == 2  # trained in an earlier term
 
 
+def renewing_on(day: date, trained: date | None = None) -> Partner:
+    return replace(ACME, renews_on=day, contacts=(contact("acme", "boss@acme.example", ["primary"], trained),))
+
+
+def days(first: date, last: date):
+    while first <= last:
+        yield first
+        first += timedelta(days=1)
+
+
+def test_consecutive_terms_tile_the_calendar_across_leap_years():
+    # A partner renewing every year on the same date: each term starts the day after the one before it
+    # ended, and ends on its renewal date; checked for every end date of 2026-2033 (two leap years).
+    for end in days(date(2026, 1, 1), date(2033, 12, 31)):
+        if (end.month, end.day) == (2, 29):
+            continue  # no same date a year later: see the Feb-29 tests below
+        first, last = trainings.term(renewing_on(end), end)
+        after = renewals.next_term_end(end)
+        assert (last, after.replace(year=end.year)) == (end, end), end  # same date, one year on
+        assert trainings.term(renewing_on(after), after) == (end + timedelta(days=1), after), end
+        assert (last - first).days + 1 in (365, 366), end
+
+
+def test_a_term_ending_on_feb_29_starts_the_day_after_the_term_before_it():
+    first, last = trainings.term(renewing_on(date(2028, 2, 29)), date(2027, 6, 1))
+    assert (first, last) == (date(2027, 3, 1), date(2028, 2, 29))
+    assert trainings.term(renewing_on(date(2027, 2, 28)), date(2027, 1, 1))[1] == first - timedelta(days=1)
+    # The first day of the term counts: a training on March 1 uses one of its seats.
+    assert trainings.seats_used(renewing_on(date(2028, 2, 29), trained=date(2027, 3, 1)), date(2027, 6, 1)) == 1
+    assert trainings.seats_used(renewing_on(date(2028, 2, 29), trained=date(2027, 2, 28)), date(2027, 6, 1)) == 0
+    assert trainings.term(renewing_on(date(2032, 2, 29)), date(2031, 6, 1)) == (date(2031, 3, 1), date(2032, 2, 29))
+
+
+def test_a_feb_29_renewal_is_next_due_on_feb_28_with_no_day_left_out():
+    # The rule: a Feb 29 has no anniversary in a common year; it is taken as the last day of February.
+    assert renewals.next_term_end(date(2028, 2, 29)) == date(2029, 2, 28)
+    assert renewals.next_term_end(date(2032, 2, 29)) == date(2033, 2, 28)
+    # The year paid for in the notice: "for one year, until Wednesday, February 28, 2029".
+    c = cfg(mailings={"enabled": ["renewals"]})
+    d = preview("renewal", replace(renewing_on(date(2028, 2, 29)), contacts=ACME.contacts), c, at(2028, 1, 1))
+    assert d.context["next_term_end"] == "Wednesday, February 28, 2029"
+    # The next term (computed from its end, like every term ending on Feb 28 after a leap day) leaves no
+    # day of the calendar outside a term: it starts no later than the day after the Feb-29 term ended.
+    nxt = renewals.next_term_end(date(2028, 2, 29))
+    first, last = trainings.term(renewing_on(nxt), date(2028, 6, 1))
+    assert last == nxt and date(2028, 2, 29) <= first <= date(2028, 3, 1)
+
+
 def test_announcement_to_partners_with_unused_seats_refresher_to_long_trained():
     c = cfg(mailings={"enabled": ["trainings"]}, trainings={"refresher_after_days": 200})
     now = at(2027, 1, 11, 10)

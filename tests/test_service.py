@@ -129,6 +129,48 @@ def test_uidvalidity_change_rescans_without_duplicates(store):
     assert store.cursor("INBOX") == {"uidvalidity": 2, "last_uid": 13}
 
 
+def test_mail_received_before_the_history_cutoff_is_recorded_and_never_answered(store):
+    cutoff = NOW - timedelta(hours=2)  # the first start
+    svc, src, report = service(store, history_cutoff=cutoff), FakeSource(), CycleReport()
+    old = raw_mail(1, frm="old@elsewhere.example")
+    old = RawMail(source_key=old.source_key, data=old.data, received_at=cutoff - timedelta(seconds=1),
+                  folder="INBOX", uidvalidity=1, uid=1)
+    new = raw_mail(2, frm="new@elsewhere.example")
+    new = RawMail(source_key=new.source_key, data=new.data, received_at=cutoff,  # the very second: new mail
+                  folder="INBOX", uidvalidity=1, uid=2)
+    svc.take_in_many([old, new], NOW, report, src)
+    by_requester = {t.requester: t for t in store.threads()}
+    assert by_requester["old@elsewhere.example"].state == "closed"  # kept, as history
+    assert by_requester["old@elsewhere.example"].due_at is None
+    assert by_requester["new@elsewhere.example"].state == "new"
+    assert sorted((e.kind, tuple(e.rcpt_to)) for e in store.outbox()) == [
+        ("ack", ("new@elsewhere.example",)), ("notify", ("s@x.example",))]  # nothing about the old mail
+    assert (report.counts["history"], report.counts["new_threads"], report.counts["acks"]) == (1, 1, 1)
+    assert src.done == ["imap:INBOX:1:1", "imap:INBOX:1:2"]  # history is taken in, not left behind
+
+
+def test_the_history_cutoff_is_the_first_start_in_whole_seconds_and_is_kept(tmp_path):
+    from contextlib import ExitStack
+
+    import run
+    from config.settings import load_file
+
+    cfg = tmp_path / "pd.toml"
+    cfg.write_text(f'[support]\naddress = "{SUPPORT}"\nstaff = ["s@x.example"]\n'
+                   f'[imap]\nhost = "127.0.0.1"\nport = 9\nsecurity = "none"\nusername = "u"\npassword = "pw"\n'
+                   f'[smtp]\nhost = "127.0.0.1"\nport = 9\nsecurity = "none"\n[store]\npath = "store.json"\n')
+    settings = load_file(str(cfg))
+    for started in (NOW, NOW + timedelta(days=3)):  # the first start, then a restart days later
+        with ExitStack() as stack:  # building connects nowhere
+            desk = run.Wiring(settings, run.Clock(started), stack).desk()
+            assert desk.intake.history_cutoff == NOW  # the clock had run on by a few microseconds
+    # A configured cut-off wins and is not stored.
+    cfg.write_text(cfg.read_text() + '[intake]\nhistory_before = "2026-11-01T00:00:00-05:00"\n')
+    with ExitStack() as stack:
+        desk = run.Wiring(load_file(str(cfg)), run.Clock(NOW), stack).desk()
+        assert desk.intake.history_cutoff == datetime(2026, 11, 1, 5, tzinfo=timezone.utc)
+
+
 def test_bad_input_and_bugs_are_quarantined_and_the_rest_goes_on(store):
     class Fragile(Composer):
         def render(self, out, *, message_id, date):
@@ -153,6 +195,9 @@ def test_bad_input_and_bugs_are_quarantined_and_the_rest_goes_on(store):
     assert [t.subject for t in store.threads()] == ["Question 3"]
     assert store.cursor("INBOX")["last_uid"] == 3
     assert report.counts["quarantined"] == 2
+    # The summary counts what was recorded: the rolled-back decision made no thread and queued no ack.
+    assert (report.counts["new_threads"], report.counts["acks"], report.counts["notifications"]) == (1, 1, 1)
+    assert len(report.actions) == 1 and report.actions[0].startswith("imap:INBOX:1:3: ")
 
 
 def test_transient_failures_back_off_and_permanent_ones_are_reported(store):

@@ -124,6 +124,50 @@ def test_one_transaction_is_one_file_write(store, path, monkeypatch):
     assert len(calls) == 1  # a transaction that only read leaves the file alone
 
 
+def record_fsyncs_and_renames(monkeypatch) -> list[tuple]:
+    """Every os.fsync (with what the synced file or folder is, and the file's bytes at that moment)
+    and every os.replace, in order."""
+    events: list[tuple] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", target, Path(target).read_bytes() if os.path.isfile(target) else None))
+        return real_fsync(fd)
+
+    def replace(src, dst, *a, **kw):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    return events
+
+
+def test_a_write_fsyncs_the_temp_file_then_renames_it_then_fsyncs_the_folder(store, path, monkeypatch):
+    with store.transaction():
+        store.set_meta("x", 0)
+    events = record_fsyncs_and_renames(monkeypatch)
+    with store.transaction():
+        store.set_meta("x", 1)
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"], events
+    (_, synced, content), (_, renamed, target), (_, folder, _) = events
+    assert synced == renamed != os.path.realpath(path)  # the temporary file, before it replaces the store
+    assert target == os.path.realpath(path) and folder == os.path.realpath(path.parent)
+    assert content == path.read_bytes() and json.loads(content)["meta"]["x"] == {"value": 1}  # all of it, flushed
+
+
+def test_a_journaled_send_result_is_fsynced_before_it_counts(store, path, monkeypatch):
+    with store.transaction():
+        store.outbox_add(entry("k1"))
+    events = record_fsyncs_and_renames(monkeypatch)
+    store.journal_progress(replace(store.outbox_entry("k1"), status=Status.SENT))
+    [(kind, synced, content)] = events
+    assert kind == "fsync" and synced == os.path.realpath(f"{path}.journal")
+    line = json.loads(content.splitlines()[-1])
+    assert line["key"] == "k1" and line["fields"]["status"] == "sent"
+
+
 def test_nested_transaction_failure_rolls_back_the_outer_one(store, path):
     with pytest.raises(ValueError):
         with store.transaction():
@@ -218,34 +262,33 @@ def test_outbox_save_of_unknown_key(store):
 
 
 # -- the daemon lock ----------------------------------------------------------------------------------------------
-def try_lock_in_subprocess(path: Path) -> subprocess.CompletedProcess:
+# (The exit code 3 that run.py makes of AlreadyRunning is pinned in tests/test_exit_codes.py.)
+def try_lock_in_subprocess(path: Path) -> str:
+    """"acquired", or the AlreadyRunning message another process got."""
     code = textwrap.dedent(f"""
-        import sys
         from store.tinystore import Store
         from workflows.errors import AlreadyRunning
         s = Store({str(path)!r})
         try:
             s.acquire_daemon_lock()
         except AlreadyRunning as e:
-            print(e)
-            sys.exit(3)
-        s.release_daemon_lock()
-        print("acquired")
+            print("refused:", e)
+        else:
+            s.release_daemon_lock()
+            print("acquired")
     """)
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
 
 
 def test_daemon_lock_excludes_a_second_process(path):
     with open_store(path) as s:
         s.acquire_daemon_lock()
-        r = try_lock_in_subprocess(path)
-        assert r.returncode == 3, r.stderr
-        assert f"pid {os.getpid()}" in r.stdout
-        assert str(path) in r.stdout
+        refused = try_lock_in_subprocess(path)
+        assert refused.startswith("refused:") and f"pid {os.getpid()}" in refused and str(path) in refused
         s.release_daemon_lock()
-        r = try_lock_in_subprocess(path)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == "acquired"
+        assert try_lock_in_subprocess(path) == "acquired"
 
 
 def test_daemon_lock_excludes_a_second_store_in_this_process(path):
@@ -262,7 +305,7 @@ def test_close_releases_the_daemon_lock(path):
     s = Store(path)
     s.acquire_daemon_lock()
     s.close()
-    assert try_lock_in_subprocess(path).returncode == 0
+    assert try_lock_in_subprocess(path) == "acquired"
 
 
 def test_daemon_lock_does_not_block_transactions_from_others(path):

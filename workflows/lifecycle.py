@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:  # the calendar is only passed through; importing it here would be a cycle for nothing
-    from .calendar import BusinessCalendar
-    from .model import Thread
+from .calendar import BusinessCalendar
 
 
 class State(StrEnum):
@@ -108,7 +106,19 @@ def next_state(state: str, event: str) -> State:
     return transition(state, event)[0]
 
 
-def apply(thread: Thread, event: str, at: datetime, calendar: BusinessCalendar) -> Thread:
+class HasLifecycle(Protocol):
+    """What a transition reads and writes (model.Thread); a Protocol, so this table needs no model import."""
+
+    @property
+    def state(self) -> State: ...
+    @property
+    def promised(self) -> bool: ...
+
+
+T = TypeVar("T", bound=HasLifecycle)
+
+
+def apply(thread: T, event: str, at: datetime, calendar: BusinessCalendar) -> T:
     """``thread`` after ``event`` at ``at``: its state, its response clock and when it was closed.
 
     A started clock is due one business day (``calendar``'s response time) after ``at``; only a
@@ -126,7 +136,7 @@ def apply(thread: Thread, event: str, at: datetime, calendar: BusinessCalendar) 
         changes["closed_at"] = at
     elif state is not State.CLOSED:
         changes["closed_at"] = None
-    return replace(thread, **changes)  # type: ignore[arg-type]
+    return replace(thread, **changes)  # type: ignore[type-var]
 
 
 def table_text() -> str:

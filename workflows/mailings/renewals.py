@@ -41,8 +41,8 @@ def describe(offset: int) -> str:
 def next_term_end(term_end: date) -> date:
     try:
         return term_end.replace(year=term_end.year + 1)
-    except ValueError:  # February 29
-        return term_end + timedelta(days=365)
+    except ValueError:  # February 29: a common year has none; the term ends on the last day of February
+        return term_end.replace(year=term_end.year + 1, day=28)
 
 
 def notice(partner: Partner, contact_email: str, contact_name: str, term_end: date, offset: int,

@@ -31,10 +31,10 @@ def term(partner: Partner, at: date) -> tuple[date, date]:
     if end is None:
         return at - timedelta(days=364), at
     try:
-        start = end.replace(year=end.year - 1)
-    except ValueError:
-        start = end - timedelta(days=365)
-    return start + timedelta(days=1), end
+        before = end.replace(year=end.year - 1)  # where the term before ended
+    except ValueError:  # February 29: a common year has none; the term before ended on February 28
+        before = end.replace(year=end.year - 1, day=28)
+    return before + timedelta(days=1), end
 
 
 def seats_used(partner: Partner, at: date) -> int:

@@ -98,8 +98,8 @@ def import_sheet(args: argparse.Namespace, ctx: Context) -> int:
     plan = done.plan
     rejected += plan.rejected
     contacts = sum(len(p.contacts) for p in sheet.partners)
-    print(f"read {plural(len(sheet.partners), 'partner')}, {plural(contacts, 'contact')} from "
-          f"{plural(sheet.rows, 'row')}; rejected {len(rejected)}")
+    print(f"{'imported' if apply else 'read'} {plural(len(sheet.partners), 'partner')}, "
+          f"{plural(contacts, 'contact')} from {plural(sheet.rows, 'row')}; rejected {len(rejected)}")
     for line in plan.changes:
         print(f"  {line}")
     for note in done.notes:

@@ -84,7 +84,7 @@ def test_an_import_that_rejected_rows_says_so_in_its_exit_code(cli):
     assert p.returncode == 2
     rejected = [line for line in p.stderr.splitlines() if line.startswith("bad.csv:")]
     assert len(rejected) == 6 and "error: 6 of 9 rows rejected" in p.stderr  # every rejected row is listed
-    assert "read 3 partners" in p.stdout
+    assert "imported 3 partners" in p.stdout
 
 
 def test_every_verb_and_flag_has_help():

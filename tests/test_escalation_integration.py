@@ -202,7 +202,7 @@ def test_digest_and_dry_run(desk):
     store = desk.dir / "store" / "partnerdesk.json"
     before = store.read_bytes()
     out = desk.run("once", "--dry-run", now=iso(1, 16)).stdout
-    assert "would send 1 mail(s)" in out and "OA-1-escalation.eml" in out
+    assert "would send 1 mail;" in out and "OA-1-escalation.eml" in out
     assert store.read_bytes() == before
     assert kinds(desk, desk.staff[0]) == ["notify", "digest"]
     [eml] = list((desk.dir / "partnerdesk-dry-run").glob("*/outbox/*.eml"))

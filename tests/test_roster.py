@@ -224,7 +224,7 @@ def test_cli_import_prints_counts_and_rejections(cli, tmp_path):
     r = cli("partners", "import", str(sheet))
     assert r.returncode == 2, r.stderr  # rows were rejected: the exit code says so
     lines = r.stdout.splitlines()
-    assert lines[0] == "read 2 partners, 4 contacts from 6 rows; rejected 2"
+    assert lines[0] == "imported 2 partners, 4 contacts from 6 rows; rejected 2"
     assert lines[-1] == "welcome mail for nuvole, cookshop goes out at the next cycle"
     errors = r.stderr.splitlines()
     assert errors[0] == f"{sheet}:6: plan 'gold' must be one of standard, solo"
@@ -256,7 +256,7 @@ def test_cli_reimport_keeps_training_and_contacts(cli, tmp_path):
     assert cli("partners", "import", str(first)).returncode == 0
     r = cli("partners", "import", str(second))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("read 1 partner, 1 contact from 1 row; rejected 0\n"
+    assert r.stdout.startswith("imported 1 partner, 1 contact from 1 row; rejected 0\n"
                                "  ~ nuvole: contact antonio@nuvole.example: name Antonio De Marco -> Antonio, "
                                "roles primary;technical -> primary\n")
     data = {p["id"]: p for p in json.loads(cli("partners", "list", "--json").stdout)}

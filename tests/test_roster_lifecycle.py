@@ -289,3 +289,15 @@ def test_cli_lapsed_partner_is_skipped_by_mailings_plan_with_the_reason_and_flag
     plan = cli("mailings", "plan", "--from", "2027-06-01", "--to", "2027-07-31", now=now).stdout
     assert any("antonio@nuvole.example" in line and "call-invite" in line and "SKIP" not in line
                for line in plan.splitlines())
+
+
+def test_a_deactivated_partners_people_write_as_strangers_from_its_day_on():
+    from workflows.senders import Roster, classify
+
+    trained = replace(P, contacts=(replace(P.contacts[0], trained_on=date(2026, 6, 1)),),
+                      deactivated_on=date(2027, 3, 1))
+    before = classify("ann@acme.example", Roster.build([trained], date(2027, 2, 28)), frozenset())
+    after = classify("ann@acme.example", Roster.build([trained], date(2027, 3, 1)), frozenset())
+    colleague = classify("bob@acme.example", Roster.build([trained], date(2027, 3, 1)), frozenset())
+    assert (before.kind, before.seat) == ("partner", True)
+    assert (after.kind, after.seat, colleague.kind) == ("unknown", False, "unknown")

@@ -12,7 +12,6 @@ place concrete classes are chosen. Nothing happens at import time.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -28,6 +27,9 @@ if TYPE_CHECKING:  # types only: nothing of the program is imported before main(
     from service.cycle import Desk
     from service.mailings import MailingRunner
     from service.outbox import Outbox
+    from mailbox.oauth2 import TokenSource
+    from mailbox.oauth2_flows import LoginDesk
+    from service.logins import LoginWatch
     from service.ports import MailSender, MailSource
     from store.tinystore import Store
 
@@ -37,10 +39,9 @@ if str(ROOT) not in sys.path:  # our mailbox/ must win over the standard library
 
 log = logging.getLogger("partnerdesk")
 
-# The exit codes (README "Exit codes"): 2 is "fix what you gave me" (config, arguments, input files);
-# 75 is EX_TEMPFAIL, "run again later"; 141 = 128 + SIGPIPE, as for any tool whose reader went away.
-EXIT_ERROR, EXIT_BAD_INPUT, EXIT_RUNNING, EXIT_TEMPFAIL, EXIT_PIPE = 1, 2, 3, 75, 141
-EXIT_CONFIG = EXIT_BAD_INPUT
+# The exit codes live in cli/exits.py (README "Exit codes"); named here too for scripts and tests.
+from cli.exits import (EXIT_BAD_INPUT, EXIT_CONFIG, EXIT_ERROR, EXIT_LOGIN, EXIT_PIPE,  # noqa: E402, F401  (re-exported)
+                       EXIT_RUNNING, EXIT_TEMPFAIL)
 
 
 class Clock:
@@ -55,6 +56,11 @@ class Clock:
             return datetime.now(timezone.utc)
         return self.fixed + timedelta(seconds=time.monotonic() - self.started)
 
+    @staticmethod
+    def wall() -> datetime:
+        """Real time, whatever --now says: what OAuth2 token lifetimes are measured in."""
+        return datetime.now(timezone.utc)
+
 
 def parse_now(value: str) -> datetime:
     from workflows.errors import BadInput
@@ -66,28 +72,6 @@ def parse_now(value: str) -> datetime:
     if dt.tzinfo is None:
         raise BadInput(f"--now {value!r} needs a UTC offset (e.g. -05:00 or Z): the rules run on US Eastern time")
     return dt.astimezone(timezone.utc)
-
-
-class ReadOnlySource:
-    """A mail source that reads but never marks done or moves anything (for `once --dry-run`)."""
-
-    def __init__(self, source: MailSource) -> None:
-        self.source = source
-        if hasattr(source, "readonly"):
-            source.readonly = True  # IMAP EXAMINE: not even \Recent changes
-
-    def fetch_new(self, store: Store) -> Any:
-        return self.source.fetch_new(store)
-
-    @property
-    def expected(self) -> int | None:
-        return getattr(self.source, "expected", None)
-
-    def mark_done(self, raw: Any) -> None:
-        pass
-
-    def quarantine(self, raw: Any, reason: str) -> None:
-        pass
 
 
 class Wiring:
@@ -103,9 +87,12 @@ class Wiring:
         self.verbose = verbose
         self.root = ROOT
         self._stores: dict[bool, Store] = {}
+        self._tokens: TokenSource | None = None
 
     def with_settings(self, settings: Settings) -> Wiring:
-        return Wiring(settings, self.clock, self.stack, verbose=self.verbose)
+        other = Wiring(settings, self.clock, self.stack, verbose=self.verbose)
+        other._tokens = self._tokens  # one token source per process, whatever the store
+        return other
 
     def store(self, *, write: bool = False) -> Store:
         """The store, opened once per verb: read-only unless the verb writes."""
@@ -138,6 +125,43 @@ class Wiring:
                              settings=RunnerSettings(support_address=s.support_address, support_name=s.support_name,
                                                      staff=s.staff, config=s.mailings))
 
+    def tokens(self) -> TokenSource | None:
+        """The OAuth2 token source ([oauth2]), built once; None when every login is by password."""
+        o = self.settings.oauth2
+        if self._tokens is None and o is not None:
+            from mailbox.oauth2 import TokenSource, read_client_secret
+
+            self._tokens = TokenSource(o, client_secret=lambda: read_client_secret(o), clock=Clock.wall)
+        return self._tokens
+
+    def logins(self) -> LoginDesk:
+        """What `auth login` and `auth status` work on: the token file and the servers to check it with."""
+        from mailbox.oauth2_flows import LoginDesk
+        from workflows.errors import ConfigError
+
+        s, tokens = self.settings, self.tokens()
+        if tokens is None:
+            raise ConfigError(f"{s.source}: [imap] auth: no server logs in by OAuth2; set auth = \"oauth2\" in "
+                              f"[imap] and/or [smtp] and add [oauth2] (see the README, OAuth2 logins)")
+        return LoginDesk(tokens, imap=s.imap if s.imap and s.imap.oauth2 else None,
+                         smtp=s.smtp if s.smtp and s.smtp.oauth2 else None)
+
+    def _login_watch(self) -> LoginWatch | None:
+        """The cycle's eye on the OAuth2 login (service/logins.py); None for password logins. `once` and
+        `run` stop before the store is opened when nobody has logged in yet (or the token file is damaged)."""
+        from config.servers import CLIENT_CREDENTIALS
+        from service.logins import LoginWatch
+
+        o, tokens = self.settings.oauth2, self.tokens()
+        if o is None or tokens is None:
+            return None
+        app_only = o.flow == CLIENT_CREDENTIALS
+        _ = tokens.client_secret  # a missing client secret stops here, before the store is opened
+        if not app_only and tokens.state() is None:
+            raise tokens.login_required(f"nobody has logged in yet (there is no token file {o.token_file})")
+        return LoginWatch(tokens, provider=o.provider, account=o.account, command=o.login_command,
+                          limits=() if app_only else o.limits, clock=Clock.wall, needs_file=not app_only)
+
     def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Desk:
         """Everything a cycle needs, on the store this process alone may act on (the daemon lock)."""
         from config.servers import password
@@ -146,6 +170,7 @@ class Wiring:
         # Passwords are looked up here, not at load: `threads list` needs no mail password, but the
         # intake must fail on a missing one before it opens the store or connects anywhere.
         passwords = {srv.table: password(srv, s.source) for srv in (s.imap, s.smtp) if srv is not None}
+        login = self._login_watch()
         s.require_staff()
         if dry_run_dir is not None:  # a copy of the store: nothing real changes
             tmp = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="partnerdesk-dry-run-")))
@@ -153,10 +178,12 @@ class Wiring:
             if Path(s.store_path).exists():
                 shutil.copyfile(s.store_path, copy)
             spool_root = spool_root or Path(s.store_path).parent / "spool"
-            return self.with_settings(replace(s, store_path=str(copy)))._desk(spool_root, dry_run_dir, passwords)
-        return self._desk(spool_root, None, passwords)
+            copied = self.with_settings(replace(s, store_path=str(copy)))
+            return copied._desk(spool_root, dry_run_dir, passwords, login)
+        return self._desk(spool_root, None, passwords, login)
 
-    def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, str | None]) -> Desk:
+    def _desk(self, spool_root: Path | None, dry_run_dir: Path | None, passwords: dict[str, str | None],
+              login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
         from service.cycle import Desk
         from service.intake import IntakeService
@@ -177,6 +204,7 @@ class Wiring:
                     store.set_history_cutoff(cutoff)
         source, sender = self._mail(spool_root, passwords)
         if dry_run_dir is not None:
+            from mailbox.readonly import ReadOnlySource
             from mailbox.spool import SpoolSender
 
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
@@ -191,7 +219,7 @@ class Wiring:
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         health = None if dry_run_dir is not None else self.health(store, outbox)
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings, health=health)
+                    promise=promise, mailings=mailings, login=login, health=health)
 
     def heartbeat(self) -> Any:
         from store.heartbeat import HeartbeatFile
@@ -209,12 +237,17 @@ class Wiring:
         s = self.settings
         if s.imap is not None:
             from mailbox.imap import ImapSource
+            from mailbox.oauth2_sasl import imap_authenticator, smtp_authenticator
             from mailbox.smtp import SmtpSender
 
             assert s.smtp is not None  # the config allows both or neither
-            source = ImapSource(s.imap, passwords["imap"])
+            mech = s.oauth2.mechanism if s.oauth2 else "auto"
+            tokens = self.tokens()
+            source = ImapSource(s.imap, passwords["imap"],
+                                authenticator=imap_authenticator(tokens, mech) if tokens and s.imap.oauth2 else None)
             self.stack.callback(source.close)
-            return source, SmtpSender(s.smtp, passwords["smtp"])
+            return source, SmtpSender(s.smtp, passwords["smtp"], authenticator=smtp_authenticator(
+                tokens, mech) if tokens and s.smtp.oauth2 else None)
         from mailbox.spool import SpoolSender, SpoolSource
 
         root = spool_root or Path(s.store_path).parent / "spool"
@@ -230,44 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     # imapclient logs the whole protocol, message bodies included, at DEBUG: never ours to print.
     for noisy in ("imapclient", "aiosmtplib", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        code = _run(args)
-        sys.stdout.flush()  # a closed pipe shows here at the latest, not in the interpreter's shutdown
-        return code
-    except BrokenPipeError:
-        # `... | head`: the reader has what it wanted. No traceback, and nothing more to print.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_PIPE
-
-
-def _run(args: Any) -> int:
+    from cli.exits import run_verb
     from config.settings import load_file
-    from workflows.errors import AlreadyRunning, BadInput, ConfigError, PartnerdeskError, Transient
 
-    settings = None
-    try:
+    settings: list[Settings] = []
+
+    def go() -> int:
         clock = Clock(parse_now(args.now) if args.now else None)
-        settings = load_file(args.config)
+        settings.append(load_file(args.config))
         with ExitStack() as stack:
-            return args.run(args, Wiring(settings, clock, stack, verbose=args.verbose))
-    except BadInput as e:  # an argument or an input file: the message names it
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ConfigError as e:
-        message = str(e)
-        if settings is not None and not message.startswith(settings.source):
-            message = f"{settings.source}: {message}"  # adapters do not know the file; say which one
-        print(f"config error: {message}", file=sys.stderr)
-        return EXIT_CONFIG
-    except AlreadyRunning as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_RUNNING
-    except Transient as e:
-        print(f"temporary failure: {e}; nothing was lost, run again later", file=sys.stderr)
-        return EXIT_TEMPFAIL
-    except PartnerdeskError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+            return args.run(args, Wiring(settings[0], clock, stack, verbose=args.verbose))
+
+    return run_verb(go, lambda: settings[0].source if settings else None)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mailbox.compose import Composer  # noqa: E402
-from run import INTAKE_BATCH  # noqa: E402
 from mailbox.parse import parse  # noqa: E402
+from service.intake import BATCH as INTAKE_BATCH, IntakeService  # noqa: E402
+from service.outbox import Outbox  # noqa: E402
+from service.ports import RawMail  # noqa: E402
+from service.report import CycleReport  # noqa: E402
 from store.tinystore import Store  # noqa: E402
 from workflows.intake import IntakeSettings  # noqa: E402
-from workflows.ports import RawMail  # noqa: E402
-from workflows.service import CycleReport, IntakeService  # noqa: E402
 
 SUPPORT = "support@openatrium.example"
 
@@ -64,8 +65,10 @@ def main() -> None:
     base = baseline(raws)
     with tempfile.TemporaryDirectory() as d:
         store = Store(Path(d) / "store.json")
+        outbox = Outbox(store=store, composer=Composer(support_address=SUPPORT, support_name="S"), secret=b"k",
+                        support_address=SUPPORT)
         svc = IntakeService(store=store, settings=IntakeSettings(support_address=SUPPORT, staff=frozenset({"s@x.example"})),
-                            parse=parse, composer=Composer(support_address=SUPPORT, support_name="S"), secret=b"k")
+                            parse=parse, outbox=outbox, secret=b"k")
         report = CycleReport()
         times = []
         for i in range(0, n, INTAKE_BATCH):  # batches, as run.py's cycle takes them in

@@ -1,5 +1,7 @@
 """`run`: the daemon. It cycles when mail arrives (IMAP IDLE) or a poll falls due, backs off when a
-server is away, and stops cleanly on SIGTERM or Ctrl-C after the step it is in."""
+server is away, and stops cleanly on SIGTERM or Ctrl-C after the step it is in. A lapsed OAuth2
+login does not stop it: every poll it runs the cycle (ticks, mailings; the outbox holds what it cannot
+send), says what a person must run, and picks the login up again as soon as they have."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any, Callable
 import schedule
 
 from service.cycle import cycle
-from workflows.errors import AlreadyRunning, ConfigError, Transient
+from workflows.errors import AlreadyRunning, ConfigError, LoginRequired, Transient
 
 from .context import Context
 
@@ -77,6 +79,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 wake["mail"] = True
             else:
                 _sleep(wait, stop)
+        except LoginRequired as e:
+            # Not an outage: backing off would not help and waiting longer would hide it. A steady
+            # pace, so the ticks keep their time and the warning is in the log of every poll.
+            for p in getattr(getattr(e, "report", None), "problems", ()):
+                log.warning("%s", p)
+            log.error("%s", e)
+            backoff = 1.0
+            wake["mail"] = True
+            _sleep(poll_seconds, stop)
         except Transient as e:
             for p in getattr(getattr(e, "report", None), "problems", ()):
                 log.warning("%s", p)

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from service.cycle import cycle
-from workflows.errors import Transient
+from workflows.errors import LoginRequired, Transient
 
 from .common import plural, warn
 from .context import Context
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         with progress(None, "taking in mail", threshold=PROGRESS_FROM, unit="msg") as bar:
             desk.progress = bar
             report = cycle(desk)
-    except Transient as e:  # the intake failed; the rest of the cycle ran: say what it did
+    except (Transient, LoginRequired) as e:  # the rest of the cycle ran: say what it did
         done = getattr(e, "report", None)
         if done is not None:  # on stderr: this is not a successful cycle's summary
             warn(done)

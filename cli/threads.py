@@ -36,8 +36,8 @@ def add_states_parser(sub: argparse._SubParsersAction) -> None:
 def thread_json(t: Thread) -> dict[str, Any]:
     d = t.to_dict()
     return {k: d[k] for k in ("id", "partner_id", "requester", "requester_name", "subject", "state", "created_at",
-                              "due_at", "first_response_at", "first_responder", "seat", "sender_kind", "messages")} | {
-        "events": d["events"]}
+                              "due_at", "first_response_at", "first_responder", "seat", "sender_kind", "messages",
+                              "merged_into")} | {"events": d["events"]}
 
 
 def promise_info(t: Thread, now: datetime, ctx: Context, ladder: LadderConfig) -> dict[str, Any]:
@@ -53,15 +53,33 @@ def promise_info(t: Thread, now: datetime, ctx: Context, ladder: LadderConfig) -
     return info
 
 
+def _survivor(store: Any, t: Thread) -> tuple[Thread, list[str]]:
+    """The thread ``t`` became (itself unless merged), and the ids passed on the way."""
+    path = [t.id]
+    while t.merged_into and len(path) < 20:
+        nxt = store.thread(t.merged_into)
+        if nxt is None:
+            break
+        t = nxt
+        path.append(t.id)
+    return t, path
+
+
 def show(args: argparse.Namespace, ctx: Context) -> int:
     cal = ctx.settings.calendar
-    t = ctx.store().thread(args.id)
+    store = ctx.store()
+    t = store.thread(args.id)
     if t is None:
         raise BadInput(f"no thread {args.id}; see `threads list`")
+    t, path = _survivor(store, t)
     info = promise_info(t, ctx.clock.now(), ctx, ctx.settings.ladder_config())
     if args.json:
-        print(json.dumps(thread_json(t) | {"promise": info}, indent=2))
+        merged = {"requested": path[0], "merged_path": path} if len(path) > 1 else {}
+        print(json.dumps(thread_json(t) | {"promise": info} | merged, indent=2))
         return 0
+    if len(path) > 1:
+        print(f"{path[0]} was merged into {t.id}" + (f" (by way of {', '.join(path[1:-1])})" if len(path) > 2 else "")
+              + f"; showing {t.id}")
     print(f"{t.id}  {t.subject}")
     print(f"  partner {t.partner_id or '-'}  requester {t.requester}  seat {'yes' if t.seat else 'no'}"
           + (f"  assigned to {info['assignee']}" if info["assignee"] else "")
@@ -88,8 +106,9 @@ def list_threads(args: argparse.Namespace, ctx: Context) -> int:
     for t in threads:
         info = promise_info(t, now, ctx, ladder)
         due = info["due"] + (" !" if info["overdue"] else "")
+        subject = f"(merged into {t.merged_into}) {t.subject}" if t.merged_into else t.subject
         print(f"{t.id:<8} {t.state:<19} {due:<34} {info['waited']:<8} {info['stage']:<13} "
-              f"{(t.partner_id or '-'):<14} {t.requester:<30} {t.subject[:50]}")
+              f"{(t.partner_id or '-'):<14} {t.requester:<30} {subject[:50]}")
     return 0
 
 

@@ -26,9 +26,10 @@ from workflows.model import FROZEN
 
 from .health import read_health
 from .mailings import KEYS as MAILING_KEYS, read_mailings
+from .oauth2 import read_oauth2
 from .promise import check_people, read_digest, read_lifecycle, read_stages
 from .reader import Reader
-from .servers import ImapSettings, SmtpSettings, read_server
+from .servers import ImapSettings, OAuth2Settings, SmtpSettings, read_server
 from .sla import read_sla
 
 DEFAULT_STORE = "partnerdesk-data/partnerdesk.json"
@@ -40,7 +41,7 @@ _TABLES = {
     "intake": ("acks_per_hour", "history_before"),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "sla", "escalation", "lifecycle", "digest", "health",
+_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "health",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -55,6 +56,7 @@ class Settings:
     secret: str | None = None
     imap: ImapSettings | None = None
     smtp: SmtpSettings | None = None
+    oauth2: OAuth2Settings | None = None  # when [imap] or [smtp] has auth = "oauth2"
     store_path: str = DEFAULT_STORE
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3
@@ -98,12 +100,13 @@ def known_keys() -> dict[str, tuple[str, ...]]:
     """Every table the config file may have and its keys ("calls.dates": the array of tables), for the
     example config's test: partnerdesk.example.toml must show each of them."""
     from .health import KEYS as HEALTH_KEYS
+    from .oauth2 import KEYS as OAUTH2_KEYS
     from .promise import KEYS as PROMISE_KEYS
     from .servers import IMAP_KEYS, SMTP_KEYS
     from .sla import KEYS as SLA_KEYS
 
     return {**{t: tuple(k) for t, k in _TABLES.items()}, "imap": tuple(sorted(IMAP_KEYS)),
-            "smtp": tuple(sorted(SMTP_KEYS)), "sla": SLA_KEYS, "health": HEALTH_KEYS, **PROMISE_KEYS,
+            "smtp": tuple(sorted(SMTP_KEYS)), "sla": SLA_KEYS, "health": HEALTH_KEYS, "oauth2": tuple(OAUTH2_KEYS), **PROMISE_KEYS,
             **MAILING_KEYS}
 
 
@@ -179,6 +182,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
         secret=r.get(support, "[support]", "secret", str, None),
         imap=imap,  # type: ignore[arg-type]
         smtp=smtp,  # type: ignore[arg-type]
+        oauth2=read_oauth2(r, imap, smtp),  # type: ignore[arg-type]
         store_path=r.get(store, "[store]", "path", str, DEFAULT_STORE),
         calendar=read_sla(r),
         acks_per_hour=acks,

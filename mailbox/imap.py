@@ -22,7 +22,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from config.servers import ImapSettings
 from service.ports import RawMail
-from workflows.errors import ConfigError, Transient
+from workflows.errors import ConfigError, PartnerdeskError, Transient
 
 log = logging.getLogger("partnerdesk.imap")
 BATCH = 200  # messages per body FETCH: big enough to be fast
@@ -48,9 +48,12 @@ def tls_context(settings: Any) -> ssl.SSLContext:
 
 
 class ImapSource:
-    def __init__(self, settings: ImapSettings, password: str | None) -> None:
+    def __init__(self, settings: ImapSettings, password: str | None,
+                 authenticator: Callable[[IMAPClient], Any] | None = None) -> None:
         self.s = settings
         self.password = password
+        # Logs a fresh connection in instead of LOGIN with the password (OAuth2: mailbox/oauth2_sasl.py).
+        self.authenticator = authenticator
         self.client: IMAPClient | None = None
         self.uidvalidity: int | None = None
         # Once login and SELECT have worked, a later refusal is the server restarting (its
@@ -70,14 +73,26 @@ class ImapSource:
     # -- connection -----------------------------------------------------------------
     def connect(self) -> None:
         s = self.s
+        prepare = getattr(self.authenticator, "prepare", None)
+        if prepare is not None:
+            prepare()  # OAuth2: a lapsed login (LoginRequired) is known before connecting anywhere
         try:
             client = IMAPClient(s.host, port=s.port, ssl=s.security == "tls",
                                 ssl_context=tls_context(s) if s.security != "none" else None, timeout=s.timeout)
             if s.security == "starttls":
                 client.starttls(tls_context(s))
             client.normalise_times = False  # keep INTERNALDATE's own offset: aware datetimes
-            if s.username:
+            if self.authenticator is not None:
+                self.authenticator(client)
+            elif s.username:
                 client.login(s.username, self.password or "")
+        except PartnerdeskError:
+            # The authenticator's own verdict (LoginRequired, a token endpoint outage): already in words.
+            try:
+                client.shutdown()
+            except OSError:
+                pass
+            raise
         except LoginError as e:
             # imapclient turns every failure during LOGIN into LoginError, a dropped connection
             # (BYE while the server shuts down) included; RFC 5530 [UNAVAILABLE] says "try later".
@@ -85,6 +100,9 @@ class ImapSource:
             if dropped or self.logged_in_once:
                 raise Transient(f"IMAP login as {s.username!r} on {s.host}:{s.port} failed ({e}); it worked "
                                 f"before, so the server is probably restarting: retrying") from e
+            if self.authenticator is not None:  # its message says what to check
+                raise ConfigError(f"IMAP login as {s.username!r} on {s.host}:{s.port} by OAuth2 was refused: {e}") \
+                    from e
             raise ConfigError(f"IMAP login as {s.username!r} on {s.host}:{s.port} was refused ({e}); "
                               f"check [imap] username and password") from e
         except ssl.SSLCertVerificationError as e:
@@ -92,7 +110,7 @@ class ImapSource:
                               f"server, set [imap] ca_file, or (only if you must) verify_tls = false") from e
         except (OSError, IMAPClientError) as e:
             raise Transient(f"cannot reach IMAP server {s.host}:{s.port}: {e}") from e
-        if s.username:
+        if s.username or self.authenticator is not None:
             self.logged_in_once = True
         self.client = client
         self._select()

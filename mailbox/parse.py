@@ -29,6 +29,8 @@ from email_reply_parser import EmailReplyParser
 from workflows.errors import BadInput
 from workflows.model import Attachment, InboundMail
 
+from .references import message_ids
+
 MAX_TEXT = 200_000  # characters of body text kept for threads and notifications
 _MSGID_RE = re.compile(r"<[^<>\s]{1,900}>")
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Reply-From", "X-Mail-Autoreply", "X-Loop")
@@ -327,8 +329,9 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         cc=tuple(a for _, a in _addresses(msg, "Cc")),
         subject=decode_header(msg.get("Subject"))[:998],
         date_header=date_header,
-        in_reply_to=_msgids(decode_header(msg.get("In-Reply-To"))),
-        references=_msgids(" ".join(decode_header(v) for v in msg.get_all("References", []))),
+        # Read as clients write them: comments, bare ids, "(message from ... of ...)", cut References.
+        in_reply_to=message_ids(" ".join(decode_header(v) for v in msg.get_all("In-Reply-To", []))),
+        references=message_ids(" ".join(decode_header(v) for v in msg.get_all("References", []))),
         text=text,
         reply_text=strip_quoted(text),
         auto_submitted=decode_header(msg.get("Auto-Submitted")).lower(),

@@ -10,6 +10,8 @@ classified so the outbox knows what to do next:
   connection itself (connect, EHLO, STARTTLS, AUTH: a wrong or rotated password,
   "530 authentication required"): retry later with backoff. The operator fixes the
   password; the mail is still there.
+* ``held``      - not tried: our OAuth2 login lapsed (LoginRequired) before the server saw
+  the mail. It waits for `auth login` without using up its retry window.
 * ``permanent`` - the mail itself was refused: 5xx for every recipient at RCPT, or 5xx
   to DATA. Report, do not retry.
 
@@ -25,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiosmtplib
 
 from config.servers import SmtpSettings
 from service.ports import SendResult
-from workflows.outbox import OutboxEntry
+from workflows.errors import LoginRequired
+from workflows.outbox import HELD, OutboxEntry
 
 from .imap import tls_context
 
@@ -47,19 +50,25 @@ SESSION_CODES = {421, 530, 534, 535, 538}  # closing; authentication required / 
 
 @dataclass(frozen=True)
 class Failure:
-    status: str  # "transient" | "permanent"
+    status: str  # "transient" | "permanent" | "held"
     detail: str
     session: bool = False  # the connection is unusable: stop the batch
     retry_rcpts: tuple[str, ...] = ()  # refused for now, next to others refused for good
 
 
-def classify_error(e: BaseException, *, connecting: bool = False) -> Failure:
-    """What one failed send means. ``connecting``: it happened in connect/EHLO/STARTTLS/AUTH."""
+def classify_error(e: BaseException, *, connecting: bool = False, oauth2: bool = False) -> Failure:
+    """What one failed send means. ``connecting``: it happened in connect/EHLO/STARTTLS/AUTH;
+    ``oauth2``: the login was by an OAuth2 token, not a password."""
     name = type(e).__name__
+    if isinstance(e, LoginRequired):  # our login lapsed; the server never saw the mail
+        return Failure(HELD, f"SMTP login: {e}", session=True)
     if connecting or isinstance(e, SESSION_ERRORS):
         code = getattr(e, "code", None)
         detail = f"{code} {e.message}" if code is not None and hasattr(e, "message") else f"{name}: {e}"
-        if isinstance(e, aiosmtplib.SMTPAuthenticationError) or code in (530, 535):
+        if oauth2 and (isinstance(e, aiosmtplib.SMTPAuthenticationError) or code in (530, 535)):
+            detail += (" (the server refused a freshly refreshed OAuth2 token: check that SMTP AUTH is enabled for "
+                       "the mailbox and that [oauth2] scopes grant sending; the mail stays queued)")
+        elif isinstance(e, aiosmtplib.SMTPAuthenticationError) or code in (530, 535):
             detail += " (check [smtp] username and password; the mail stays queued)"
         return Failure("transient", f"SMTP connection failed: {detail}", session=True)
     if isinstance(e, aiosmtplib.SMTPRecipientsRefused):  # every recipient refused at RCPT
@@ -85,9 +94,13 @@ def classify_error(e: BaseException, *, connecting: bool = False) -> Failure:
 
 
 class SmtpSender:
-    def __init__(self, settings: SmtpSettings, password: str | None) -> None:
+    def __init__(self, settings: SmtpSettings, password: str | None,
+                 authenticator: Callable[[aiosmtplib.SMTP], Awaitable[Any]] | None = None) -> None:
         self.s = settings
         self.password = password
+        # Logs each new connection in instead of the password (OAuth2: mailbox/oauth2_sasl.py); its
+        # failures count as connection failures: the batch pauses, the mail stays queued.
+        self.authenticator = authenticator
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.s
@@ -98,9 +111,25 @@ class SmtpSender:
             kwargs.update(start_tls=True, tls_context=tls_context(s))
         else:
             kwargs.update(use_tls=False, start_tls=False)
-        if s.username:
+        if s.username and self.authenticator is None:
             kwargs.update(username=s.username, password=self.password or "")
         return aiosmtplib.SMTP(**kwargs)
+
+    def check_login(self) -> None:
+        """Connect and log in, send nothing (`auth login` checks the account so). Raises what failed."""
+        async def go() -> None:
+            client = self._client()
+            await client.connect()
+            try:
+                if self.authenticator is not None:
+                    await self.authenticator(client)
+            finally:
+                try:
+                    await client.quit()
+                except aiosmtplib.SMTPException:
+                    client.close()
+
+        asyncio.run(go())
 
     def send(self, entries: list[OutboxEntry],
              on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
@@ -116,7 +145,7 @@ class SmtpSender:
         for e in entries:
             queue.put_nowait(e)
         results: dict[str, SendResult] = {}
-        broken: list[str] = []  # set by the first session failure: the rest of the batch waits
+        broken: list[Failure] = []  # set by the first session failure: the rest of the batch waits
         interval = 60.0 / self.s.rate_per_minute if self.s.rate_per_minute > 0 else 0.0
         gate = asyncio.Lock()
         loop = asyncio.get_running_loop()
@@ -140,7 +169,7 @@ class SmtpSender:
                     except asyncio.QueueEmpty:
                         return
                     if broken:
-                        results[e.key] = SendResult(key=e.key, status="transient", detail=broken[0])
+                        results[e.key] = SendResult(key=e.key, status=broken[0].status, detail=broken[0].detail)
                         if on_result is not None:
                             on_result(results[e.key])
                         continue
@@ -149,8 +178,13 @@ class SmtpSender:
                     try:
                         if client is None or not client.is_connected:
                             connecting = True
+                            prepare = getattr(self.authenticator, "prepare", None)
+                            if prepare is not None:  # OAuth2: a lapsed login is known before connecting
+                                await asyncio.to_thread(prepare)
                             client = self._client()
                             await client.connect()
+                            if self.authenticator is not None:
+                                await self.authenticator(client)
                             connecting = False
                         refused, _reply = await client.sendmail(e.mail_from, list(e.rcpt_to), e.raw.encode())
                         refused = refused or {}
@@ -160,15 +194,16 @@ class SmtpSender:
                                                        detail=f"refused: {detail}" if detail else "",
                                                        retry_rcpts=later)
                     except Exception as exc:  # classified per mail
-                        f = classify_error(exc, connecting=connecting)
+                        f = classify_error(exc, connecting=connecting, oauth2=self.authenticator is not None)
                         log.warning("sending %s failed (%s): %s", e.key, f.status, f.detail)
                         results[e.key] = SendResult(key=e.key, status=f.status, detail=f.detail,
                                                        retry_rcpts=f.retry_rcpts)
                         if f.session and not broken:
-                            broken.append(f.detail)
-                            log.warning("stopping this batch: the SMTP server cannot take mail now; the "
-                                        "remaining mail stays queued")
-                        if f.status == "transient" and client is not None:
+                            broken.append(f)
+                            log.warning("stopping this batch: %s; the remaining mail stays queued",
+                                        "the OAuth2 login lapsed" if f.status == HELD
+                                        else "the SMTP server cannot take mail now")
+                        if f.status != "permanent" and client is not None:
                             try:
                                 client.close()
                             except Exception:

@@ -10,6 +10,13 @@ if ! command -v dovecot >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd
 fi
 
+# notmuch: the threading benchmark (benchmarks/thread_grouping.py) and its test compare with it.
+if ! command -v notmuch >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends notmuch
+fi
+
 # The tests run their own private Dovecots; a system one the package may have
 # started would only hold ports 143/993 and confuse `pgrep dovecot`.
 if [ -s /run/dovecot/master.pid ]; then

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from workflows.errors import Transient
+from workflows.errors import LoginRequired, Transient
 
 from .health import HealthMonitor
 from .intake import BATCH, IntakeService
+from .logins import LoginWatch
 from .mailings import MailingRunner
 from .outbox import Outbox
 from .ports import MailSender, MailSource, Progress, RawMail, Store
@@ -34,6 +35,7 @@ class Desk:
     promise: PromiseTicks | None = None
     mailings: MailingRunner | None = None
     extra_ticks: list[Tick] = field(default_factory=list)
+    login: LoginWatch | None = None  # an OAuth2 login to watch (service/logins.py)
     health: HealthMonitor | None = None  # the heartbeat and the intake alarm (None: a dry run, tests)
     progress: Progress | None = None  # a progress bar for a long intake (first start), when someone watches
 
@@ -50,11 +52,14 @@ def cycle(desk: Desk) -> CycleReport:
     An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
     auto-close and mailings still fire and the outbox is still drained; then the Transient is
     re-raised, with the report attached as ``.report``, so the daemon backs off and `once` exits 75.
+    A lapsed OAuth2 login (LoginRequired from the source, or the login watch seeing it refused) is
+    handled the same way: the rest of the cycle runs, the outbox holds what cannot be sent, and the
+    LoginRequired comes last, so the daemon says it and goes on, and `once` exits 77.
     """
     report = CycleReport()
     desk.outbox.drain(desk.sender, desk.now(), report)
     batch: list[RawMail] = []
-    intake_failed: Transient | None = None
+    intake_failed: Transient | LoginRequired | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
             if not batch and desk.progress is not None:  # the source knows by now how much is coming
@@ -65,7 +70,7 @@ def cycle(desk: Desk) -> CycleReport:
                 if desk.progress is not None:
                     desk.progress.update(len(batch))
                 batch = []
-    except Transient as e:  # reported by whoever catches it below
+    except (Transient, LoginRequired) as e:  # reported by whoever catches it below
         intake_failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
     if desk.progress is not None and batch:
@@ -81,7 +86,13 @@ def cycle(desk: Desk) -> CycleReport:
     finally:  # the heartbeat says what this cycle did, also when something in it failed
         if desk.health is not None:
             desk.health.cycle_done(desk.now(), report, ticks_ok=ticks_ok)
-    if intake_failed is not None:
-        intake_failed.report = report  # type: ignore[attr-defined]
-        raise intake_failed
+    failed = intake_failed
+    lapsed = desk.login.check(report) if desk.login is not None else None
+    if lapsed is not None and not isinstance(failed, LoginRequired):
+        if failed is not None:  # an outage as well: said, but a person must act on the login
+            report.problems.append(str(failed))
+        failed = lapsed
+    if failed is not None:
+        failed.report = report  # type: ignore[attr-defined]
+        raise failed
     return report

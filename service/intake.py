@@ -20,8 +20,9 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
-from workflows import msgids
+from workflows import msgids, refgraph
 from workflows.autoreply import automatic_reason
+from workflows.commands import merge_target
 from workflows.calendar import format_due
 from workflows.errors import BadInput
 from workflows.intake import Candidates, IntakeSettings, bounce, decide
@@ -35,6 +36,7 @@ from .report import CycleReport
 log = logging.getLogger("partnerdesk.intake")
 
 BATCH = 50  # messages per durable store write; nothing is sent or marked done before it
+MERGE_HOPS = 20  # a merged thread points at the one it became; chains longer than this are our bug
 
 # Mail that is not a support request (calendar RSVPs, unsubscribe requests) is claimed by an
 # interceptor before threading. Each runs inside the intake transaction and returns an action name
@@ -197,7 +199,8 @@ class IntakeService:
 
         roster = roster or Roster.build(store.partners(), self._today(now))
         sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
-        candidates = self._candidates(mail, known, now)
+        links, answers_ours, unknown = self._ancestors(mail)
+        candidates = self._candidates(mail, known, now, links, answers_ours)
         history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
         decision = decide(mail, sender, candidates, roster, self.settings, history=history)
 
@@ -218,28 +221,64 @@ class IntakeService:
                         defects=list(mail.defects))
         thread = self.outbox.queue(thread, decision.outgoing, now, report)
         store.save_thread(thread)
+        for other in decision.also:  # threads merged into this one
+            store.save_thread(other)
+            report.counts["merged"] += 1
+        store.record_ghosts(thread.id, unknown)
         log.info("%s %s -> %s (%s)", decision.action, mail.message_id, thread.id, decision.reason)
         report.actions.append(_action_line(raw, mail, decision, thread, self.settings))
         return decision.action
 
-    def _candidates(self, mail: InboundMail, known: dict[str, Any] | None, now: datetime) -> Candidates:
-        """The threads the store knows for ``mail`` (by reference, by tag) and the counters the rules need."""
+    def live_thread(self, thread_id: str | None) -> Thread | None:
+        """The thread ``thread_id`` is now: itself, or the thread it was merged into."""
+        thread = self.store.thread(thread_id) if thread_id else None
+        for _ in range(MERGE_HOPS):
+            if thread is None or not thread.merged_into:
+                return thread
+            thread = self.store.thread(thread.merged_into)
+        raise RuntimeError(f"threads merged into each other in a loop around {thread_id}")
+
+    def _ancestors(self, mail: InboundMail) -> tuple[tuple[refgraph.Link, ...], bool, tuple[str, ...]]:
+        """Where the mail's ancestors lead (nearest first), whether one is mail of ours, and the ids
+        nobody has received (ghosts to remember for the thread the mail joins)."""
         store = self.store
-        by_ref = None
+        links: list[refgraph.Link] = []
+        unknown: list[str] = []
         answers_ours = False
-        for ref in mail.thread_refs:
+        live: dict[str, Thread | None] = {}  # a long chain names one thread many times: decode it once
+        for ref in refgraph.ancestors(mail):
             rec = store.message(ref)
             named = msgids.thread_of_message_id(self.secret, ref)  # one of ours, even if not recorded
             answers_ours = answers_ours or named is not None or (rec is not None and rec.get("direction") == "out")
-            tid = rec.get("thread_id") if rec else named
-            if by_ref is None and tid and (t := store.thread(tid)) is not None:
-                by_ref = t
+            if rec is not None and rec.get("thread_id"):
+                tid, via = rec["thread_id"], refgraph.Via.MESSAGE
+            elif named is not None:
+                tid, via = named, refgraph.Via.OURS
+            else:
+                tid, via = store.ghost_thread(ref), refgraph.Via.GHOST
+                if rec is None:
+                    unknown.append(ref)
+            if tid and tid not in live:
+                live[tid] = self.live_thread(tid)
+            if tid and (t := live[tid]) is not None:
+                links.append(refgraph.Link(ref=ref, thread=t, via=via))
+        # Mail that named this very message before it arrived (the first mail reached us last).
+        if (t := self.live_thread(store.ghost_thread(mail.message_id))) is not None:
+            links.append(refgraph.Link(ref=mail.message_id, thread=t, via=refgraph.Via.DESCENDANT))
+        return tuple(links), answers_ours, tuple(unknown)
+
+    def _candidates(self, mail: InboundMail, known: dict[str, Any] | None, now: datetime,
+                    links: tuple[refgraph.Link, ...], answers_ours: bool) -> Candidates:
+        """The threads the store knows for ``mail`` (by reference, by tag) and the counters the rules need."""
+        store = self.store
         tagged_id = msgids.tagged_thread(mail.subject)
         own = (known is not None and known.get("direction") == "out") or (
             msgids.thread_of_message_id(self.secret, mail.message_id) is not None)
+        target = merge_target(mail.reply_text or mail.text)  # staff "#merge OA-n": the rules check who wrote it
         return Candidates(
-            by_reference=by_ref,
-            by_tag=store.thread(tagged_id) if tagged_id else None,
+            links=links,
+            by_tag=self.live_thread(tagged_id),
+            merge_target=self.live_thread(target) if target else None,
             next_number=store.peek_thread_number(),
             recent_acks=store.count_sent_to(mail.from_addr, "ack", now - timedelta(hours=1)) if mail.from_addr else 0,
             own_message=own,

@@ -148,6 +148,9 @@ class Outbox:
             report.counts["sent"] += 1
             if r.detail.endswith(".eml"):
                 report.written.append(r.detail)
+        elif after.held_since is not None:
+            if entry.held_since is None:  # newly held; the held line says how many wait in all
+                report.counts["held"] += 1
         elif after.status is Status.PENDING:
             report.counts["send_retry"] += 1
         else:
@@ -156,11 +159,10 @@ class Outbox:
 
     @staticmethod
     def _report_stuck(pending: list[OutboxEntry], now: datetime, report: CycleReport) -> None:
-        if any(rules.STUCK_MARK in p for p in report.problems):
-            return  # drain runs twice a cycle; say it once
-        problem = rules.stuck_problem(pending, now)
-        if problem:
-            report.problems.append(problem)
+        for mark, problem in ((rules.STUCK_MARK, rules.stuck_problem(pending, now)),
+                              (rules.HELD_MARK, rules.held_problem(pending))):
+            if problem and not any(mark in p for p in report.problems):  # drain runs twice a cycle; say it once
+                report.problems.append(problem)
 
 
 def put_back(store: Store, keys: list[str] | None, now: datetime) -> list[str]:

@@ -38,6 +38,28 @@ class SendResult:
     retry_rcpts: tuple[str, ...] = ()
 
 
+@dataclass(**FROZEN)
+class LoginState:
+    """What an OAuth2 login's token file says, without a secret: for `auth status` and the cycle's warnings."""
+
+    provider: str
+    account: str
+    scopes: tuple[str, ...]
+    token_file: str
+    logged_in_at: datetime  # when a person last logged in (kept across refreshes)
+    refreshed_at: datetime | None = None  # the last refresh of the access token
+    access_expires_at: datetime | None = None
+    refresh_token_expires_at: datetime | None = None  # only when the provider said so
+    refused: str = ""  # why the provider refused the login for good (it needs `auth login`), "" while it works
+    refused_at: datetime | None = None
+
+
+class Login(Protocol):
+    """An OAuth2 login (mailbox/oauth2.py): read only, nothing is refreshed by looking."""
+
+    def state(self) -> LoginState | None: ...  # None: nobody has logged in yet
+
+
 class MailSource(Protocol):
     def fetch_new(self, store: Store) -> Iterable[RawMail]: ...
     def mark_done(self, raw: RawMail) -> None: ...
@@ -108,6 +130,8 @@ class Store(Protocol):
     def save_thread(self, thread: Thread) -> None: ...
     def message(self, message_id: str) -> dict[str, Any] | None: ...
     def record_message(self, message_id: str, **fields: Any) -> None: ...
+    def ghost_thread(self, message_id: str) -> str | None: ...
+    def record_ghosts(self, thread_id: str, message_ids: Iterable[str]) -> int: ...
     def seen_raw(self, sha256: str) -> str | None: ...
     def record_raw(self, sha256: str, message_id: str, source: str) -> None: ...
     def first_seen(self, key: str, at: datetime) -> datetime:

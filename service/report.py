@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 # Counted only when they happened, in this order, after the six counts every summary shows.
 _OPTIONAL = ("sent", "send_failed", "duplicates", "history", "skipped", "escalations", "auto_closed", "digests",
-             "bounces", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed", "send_retry", "cancelled")
+             "bounces", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed", "send_retry", "held", "cancelled")
 
 
 @dataclass

@@ -13,6 +13,8 @@ this package touches a table.
 | first_seen       | source key + content hash  | when a spool file was first seen, on the rules' clock  |
 | threads          | thread id ("OA-12")        | Thread.to_dict                                         |
 | messages         | Message-ID                 | which thread a message belongs to, and its side        |
+| ghosts           | Message-ID                 | an id named in References/In-Reply-To that we never    |
+|                  |                            | received: the first thread whose mail named it          |
 | raw              | sha256 of the raw bytes    | Message-ID of mail already taken in                    |
 | cursors          | folder                     | UIDVALIDITY and the last UID taken in                  |
 | quarantine       | source key                 | mail we could not take in, and why                     |
@@ -37,7 +39,7 @@ import os
 import secrets
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from tinydb import TinyDB
 from tinydb.table import Document, Table
@@ -263,6 +265,24 @@ class Store:
 
     def record_message(self, message_id: str, **fields: Any) -> None:
         self._put("messages", message_id, {**(self._get("messages", message_id) or {}), **fields})
+
+    # -- ghosts: ancestors we never received (threading by the reference graph, workflows/refgraph.py) ----
+    def ghost_thread(self, message_id: str) -> str | None:
+        """The thread whose mail names ``message_id``, a message we never received; None if none does."""
+        d = self._get("ghosts", message_id)
+        return d["thread_id"] if d is not None else None
+
+    def record_ghosts(self, thread_id: str, message_ids: Iterable[str]) -> int:
+        """Remember that ``thread_id``'s mail names these ids; the first thread to name one keeps it.
+
+        The caller passes at most one message's bounded ancestors (refgraph.MAX_ANCESTORS), so the
+        index grows by at most that much per message taken in. Returns how many were new."""
+        added = 0
+        for mid in message_ids:
+            if mid and self._get("ghosts", mid) is None:
+                self._put("ghosts", mid, {"thread_id": thread_id})
+                added += 1
+        return added
 
     def seen_raw(self, sha256: str) -> str | None:
         d = self._get("raw", sha256)

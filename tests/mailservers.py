@@ -11,13 +11,22 @@ Mail for other domains is only recorded and written as ``.eml`` files.
 
 Needs root (Dovecot drops to the mail uid itself) and the Debian packages
 dovecot-imapd and dovecot-lmtpd (see scripts/setup.sh).
+
+OAuth2 (optional): ``MailServers(root, oauth2_introspection_url=URL)`` adds SASL XOAUTH2
+and OAUTHBEARER to both servers. Dovecot gets a second passdb (``driver = oauth2``) and
+the SMTP server its own mechanisms; both ask the RFC 7662 introspection endpoint at URL
+(tests/oauth_provider.py runs one) whether a bearer token is active and for which user.
+Passwords keep working beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
+import binascii
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -27,6 +36,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +55,7 @@ class Received:
     mail_from: str  # "" for the null sender <>
     rcpt_tos: tuple[str, ...]
     data: bytes  # the message as the client sent it, dot-unstuffed
+    auth: str = ""  # "XOAUTH2 user@…" / "OAUTHBEARER user@…" when the client logged in by OAuth2
 
 
 def _free_port() -> int:
@@ -121,11 +133,72 @@ class _RelayHandler:
             except (smtplib.SMTPException, OSError) as exc:
                 # Answer only after Dovecot accepted, so nothing is lost silently.
                 return f"451 4.3.0 LMTP delivery to {rcpt} failed: {exc}"
+        login = getattr(session, "auth_data", None)
         self._servers._record(
-            Received(mail_from, tuple(envelope.rcpt_tos), data),
+            Received(mail_from, tuple(envelope.rcpt_tos), data, auth=getattr(login, "summary", "")),
             capture=len(local) < len(envelope.rcpt_tos),
         )
         return "250 2.0.0 OK delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class _OAuthLogin:
+    mechanism: str
+    login: bytes  # aiosmtpd reads session.login_data from this attribute
+
+    @property
+    def summary(self) -> str:
+        return f"{self.mechanism} {self.login.decode()}"
+
+
+class _OAuthRelayHandler(_RelayHandler):
+    """The relay handler plus SASL XOAUTH2 and OAUTHBEARER (aiosmtpd finds ``auth_<MECH>``
+    methods on the handler), checked against the introspection endpoint."""
+
+    async def _initial(self, server, args) -> bytes | None:
+        if len(args) == 1 or args[1] == "=":
+            blob = await server.challenge_auth("")
+            return None if not isinstance(blob, bytes) else blob
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except binascii.Error:
+            await server.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def _finish(self, server, mechanism: str, user: str, token: str):
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(None, self._servers._token_valid_for, user, token)
+        if ok:
+            return AuthResult(success=True, auth_data=_OAuthLogin(mechanism, user.encode()))
+        # Both mechanisms answer a bad token with a 334 carrying a JSON error (RFC 7628 3.2.2);
+        # the client then sends a dummy response and gets the final 535.
+        error = json.dumps({"status": "invalid_token", "schemes": "bearer", "scope": "mail"})
+        await server.challenge_auth(error)
+        return AuthResult(success=False, handled=False)  # handled=False: aiosmtpd answers 535
+
+    async def auth_XOAUTH2(self, server, args):
+        blob = await self._initial(server, args)
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        fields = dict(f.split(b"=", 1) for f in blob.split(b"\x01") if b"=" in f)
+        user = fields.get(b"user", b"").decode()
+        auth = fields.get(b"auth", b"").decode()
+        token = auth[7:] if auth.lower().startswith("bearer ") else ""
+        return await self._finish(server, "XOAUTH2", user, token)
+
+    async def auth_OAUTHBEARER(self, server, args):
+        blob = await self._initial(server, args)
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        gs2, _, rest = blob.partition(b"\x01")
+        user = ""
+        for part in gs2.decode().split(","):
+            if part.startswith("a="):
+                user = part[2:].replace("=2C", ",").replace("=3D", "=")
+        fields = dict(f.split(b"=", 1) for f in rest.split(b"\x01") if b"=" in f)
+        auth = fields.get(b"auth", b"").decode()
+        token = auth[7:] if auth.lower().startswith("bearer ") else ""
+        return await self._finish(server, "OAUTHBEARER", user, token)
 
 
 class MailServers:
@@ -138,9 +211,11 @@ class MailServers:
     host = "127.0.0.1"
 
     def __init__(self, root: str | os.PathLike | None = None, *,
-                 local_domains: tuple[str, ...] = ("example.test",)):
+                 local_domains: tuple[str, ...] = ("example.test",),
+                 oauth2_introspection_url: str | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="mailservers-", dir="/tmp"))
         self.local_domains = tuple(d.lower() for d in local_domains)
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.capture_dir = self.root / "outbound"
         self.imap_port = self.lmtp_port = self.smtp_port = 0
         self._conf = self.root / "dovecot.conf"
@@ -171,8 +246,9 @@ class MailServers:
         atexit.register(self.stop)  # safety net if a test run forgets stop()
         try:
             self._start_dovecot()
+            handler = _OAuthRelayHandler(self) if self.oauth2_introspection_url else _RelayHandler(self)
             self._smtp = _SMTPController(
-                _RelayHandler(self), hostname=self.host, port=0,
+                handler, hostname=self.host, port=0,
                 # A fixed name: the default calls socket.getfqdn(), slow without DNS.
                 server_hostname="mx.mailservers.test",
                 authenticator=self._authenticate, auth_require_tls=False,
@@ -261,8 +337,32 @@ class MailServers:
                 parts.append(path.read_text(errors="replace")[-4000:])
         return "\n".join(parts)
 
+    def _oauth2_conf(self) -> tuple[str, str, str]:
+        """(auth_mechanisms, the passwd-file passdb's extra line, the oauth2 passdb block)."""
+        if not self.oauth2_introspection_url:
+            return "plain login", "", ""
+        args = self.root / "dovecot-oauth2.conf.ext"
+        args.write_text(f"""\
+introspection_mode = post
+introspection_url = {self.oauth2_introspection_url}
+username_attribute = username
+active_attribute = active
+active_value = true
+""")
+        # Without this line a bearer token would also be tried as a password; "none" keeps
+        # the userdb lookups (LMTP's) that carry no mechanism.
+        passwd_mechanisms = "  mechanisms = plain login none\n"
+        passdb = f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
+        return "plain login xoauth2 oauthbearer", passwd_mechanisms, passdb
+
     def _dovecot_conf(self) -> str:
         r = self.root
+        mechanisms, passwd_mechanisms, oauth2_passdb = self._oauth2_conf()
         return f"""\
 # Private Dovecot for tests, written by tests/mailservers.py.
 base_dir = {r}/run
@@ -272,7 +372,7 @@ protocols = imap lmtp
 listen = {self.host}
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 # Defaults that slow tests: 2 s per failed login, 10 connections per user and IP.
 auth_failure_delay = 0
 mail_max_userip_connections = 100
@@ -290,8 +390,8 @@ namespace inbox {{
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {r}/users/%u
-}}
-userdb {{
+{passwd_mechanisms}}}
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={MAIL_UID} gid={MAIL_UID} home={r}/mail/%d/%n
 }}
@@ -338,6 +438,16 @@ service anvil {{
         tmp = path.with_name(f".{address}.tmp")
         tmp.write_text(f"{address}:{{PLAIN}}{password}\n")
         os.replace(tmp, path)
+
+    def _token_valid_for(self, user: str, token: str) -> bool:
+        """Ask the introspection endpoint, as Dovecot does: active, and issued to ``user``."""
+        body = urllib.parse.urlencode({"token": token}).encode()
+        try:
+            with urllib.request.urlopen(self.oauth2_introspection_url, body, timeout=10) as resp:  # type: ignore[arg-type]
+                info = json.load(resp)
+        except (OSError, ValueError):
+            return False
+        return info.get("active") is True and str(info.get("username", "")).lower() == user.lower()
 
     def _has_user(self, address: str) -> bool:
         local, _, domain = address.lower().rpartition("@")

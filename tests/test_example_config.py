@@ -25,7 +25,7 @@ def shown_keys(text: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     table = ""
     for line in text.splitlines():
-        if m := re.match(r"^\[\[?([a-z.]+)\]\]?", line):
+        if m := re.match(r"^(?:# )?\[\[?([a-z0-9.]+)\]\]?", line):  # "# [oauth2]": a table shown commented out
             table = m.group(1)
             out.setdefault(table, set())
             if "." in table:  # [[calls.dates]] shows the key "dates" of [calls]
@@ -67,10 +67,10 @@ def test_the_service_restarts_on_tempfail_but_not_on_config_errors():
     svc = unit()["Service"]
     assert svc["ExecStart"].endswith("/run.py --config /etc/partnerdesk/partnerdesk.toml run")
     assert svc["Restart"] == "on-failure"  # 75 and 1: retried after RestartSec
-    assert set(svc["RestartPreventExitStatus"].split()) == {"2", "3"}
+    assert set(svc["RestartPreventExitStatus"].split()) == {"2", "3", "77"}
     import run
 
-    assert (run.EXIT_BAD_INPUT, run.EXIT_RUNNING, run.EXIT_TEMPFAIL) == (2, 3, 75)
+    assert (run.EXIT_BAD_INPUT, run.EXIT_RUNNING, run.EXIT_TEMPFAIL, run.EXIT_LOGIN) == (2, 3, 75, 77)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

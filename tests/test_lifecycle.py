@@ -33,6 +33,10 @@ ROWS = [  # (state, event) -> (next state, response clock); rows not in the tabl
     ("closed", "reopen", "waiting_on_staff", "start"),
     ("closed", "wait", "closed", "keep"),
     ("closed", "note", "closed", "keep"),
+    ("new", "merge", "closed", "stop"),  # merged into an older thread (workflows/merging.py)
+    ("waiting_on_staff", "merge", "closed", "stop"),
+    ("waiting_on_partner", "merge", "closed", "stop"),
+    ("closed", "merge", "closed", "keep"),
 ]
 
 

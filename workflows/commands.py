@@ -13,6 +13,7 @@ anyone else as a follow-up, whatever its first line says.
 | ``#reopen``        | reopens a closed thread; a new response clock starts                 |
 | ``#assign ADDRESS``| the staff member gets the escalations first (``#assign me``: you)    |
 | ``#wait``          | waiting on the partner without answering; the clock stops            |
+| ``#merge OA-n``    | this thread and OA-n are one conversation: the older takes the other |
 
 Every command, ``#note`` included, gets a short confirmation to the staff member
 (for a note it says plainly that the partner did not get it); an unknown command
@@ -25,7 +26,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import lifecycle, msgids
+from . import lifecycle, merging, msgids
 from .lifecycle import Event, State
 from .calendar import format_due
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
@@ -36,6 +37,7 @@ COMMANDS = {
     "reopen": "#reopen: reopen a closed thread",
     "assign": "#assign ADDRESS: make a staff member the thread's assignee (#assign me: yourself)",
     "wait": "#wait: waiting on the partner without answering (stops the clock)",
+    "merge": "#merge OA-n: this thread and OA-n are one conversation (the older keeps both timelines)",
 }
 _CMD_RE = re.compile(r"^#([A-Za-z][A-Za-z0-9_-]*)(?![A-Za-z0-9_-])[:\s]*(.*)$")
 
@@ -67,13 +69,25 @@ def parse_command(text: str) -> Command | None:
     return Command(name=name if name in COMMANDS else "unknown", arg=m.group(2).strip(), line=line, rest=rest)
 
 
+def merge_target(text: str) -> str | None:
+    """The thread id a ``#merge OA-n`` on the first line of ``text`` names (for the service to look up)."""
+    cmd = parse_command(text)
+    if cmd is None or cmd.name != "merge":
+        return None
+    m = re.fullmatch(r"\[?OA-(\d{1,9})\]?", cmd.arg.strip(), re.IGNORECASE)
+    return msgids.thread_id(int(m.group(1))) if m else None
+
+
 def valid_commands_text() -> str:
     return "\n".join(f"  {v}" for v in COMMANDS.values())
 
 
 def apply_command(cmd: Command, mail: InboundMail, sender: Sender, thread: Thread, s: Any, *,
-                  history: bool = False) -> Decision:
-    """The decision for a staff command. ``s``: IntakeSettings (support address/name, staff, calendar)."""
+                  history: bool = False, other: Thread | None = None) -> Decision:
+    """The decision for a staff command. ``s``: IntakeSettings (support address/name, staff, calendar).
+
+    ``other``: the thread a ``#merge OA-n`` names, as the store has it (None if there is none).
+    """
     at = mail.received_at
     by = mail.from_addr
     detail = cmd.line if not cmd.rest else f"{cmd.line}\n{cmd.rest}"
@@ -95,13 +109,16 @@ def apply_command(cmd: Command, mail: InboundMail, sender: Sender, thread: Threa
                                                detail=f"{cmd.line} (before the first start: not acted on)"))
         return Decision(action="history", thread=thread, sender=sender, reason="command before the first start")
 
-    problem = _check(cmd, sender, s)
+    problem = _check(cmd, sender, s, thread, other)
     if problem:
         thread = thread.with_event(ThreadEvent(at=at, kind="command-error", message_id=mail.message_id, by=by,
                                                detail=f"{cmd.line}: {problem}"))
         return Decision(action="command-error", thread=thread, outgoing=(_error(mail, thread, s, cmd, problem),),
                         sender=sender, reason=f"bad command {cmd.line!r}: {problem}")
 
+    if cmd.name == "merge":
+        assert other is not None  # _check
+        return _merge(cmd, mail, sender, thread, other, s)
     before = thread.state
     out: list[OutgoingMail] = []
     if cmd.name == "close":
@@ -151,9 +168,35 @@ def apply_command(cmd: Command, mail: InboundMail, sender: Sender, thread: Threa
                     reason=f"{cmd.line}: {before} -> {thread.state}")
 
 
-def _check(cmd: Command, sender: Sender, s: Any) -> str:
+def _merge(cmd: Command, mail: InboundMail, sender: Sender, thread: Thread, other: Thread, s: Any) -> Decision:
+    survivor, absorbed = merging.survivor_of(thread, other)
+    why = f"{mail.from_addr} wrote {cmd.line!r}"
+    kept, gone = merging.merge(survivor, absorbed, at=mail.received_at, by=mail.from_addr, why=why,
+                               calendar=s.calendar)
+    due = format_due(kept.due_at, s.calendar) if kept.due_at else ""
+    result = (f"{absorbed.id} is now part of {kept.id}, which keeps both timelines"
+              + (f"; a reply is due {due}." if due else f" ({kept.state.words})."))
+    out = [_confirm(mail, kept, s, "merge", result)]
+    others = tuple(sorted(a for a in s.staff if a != mail.from_addr))
+    if others:
+        out.append(merging.merge_notice(kept, gone, s, why=why, due=due, to=others,
+                                        key=f"merge:{kept.id}:{gone.id}"))
+    return Decision(action="command-merge", thread=kept, also=(gone,), outgoing=tuple(out), sender=sender,
+                    reason=f"{cmd.line}: {absorbed.id} merged into {kept.id}")
+
+
+def _check(cmd: Command, sender: Sender, s: Any, thread: Thread | None = None, other: Thread | None = None) -> str:
     if cmd.name == "unknown":
         return "unknown command"
+    if cmd.name == "merge":
+        named = merge_target(cmd.line)
+        if named is None:
+            return f"#merge takes a thread id such as OA-12, not {cmd.arg!r}"
+        if other is None:
+            return f"there is no thread {named}"
+        if thread is not None and other.id == thread.id:
+            return f"{named} is this thread already" + (f" ({named} was merged into {other.id})"
+                                                        if named != other.id else "")
     if cmd.name == "close" and cmd.arg and cmd.arg.lower() != "quiet":
         return f"#close takes nothing or 'quiet', not {cmd.arg!r}"
     if cmd.name in ("reopen", "wait") and cmd.arg:

@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from . import lifecycle, msgids
+from . import lifecycle, merging, msgids
 from .lifecycle import Event
 from .autoclose import reopen_expired
 from .autoreply import automatic_reason
 from .calendar import BusinessCalendar, format_due
 from .commands import apply_command, parse_command
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
+from .refgraph import Link, Route, Via, belongs, route
 from .roster import lapse_note
 from .senders import Roster
 
@@ -47,6 +48,10 @@ class Candidates:
 
     by_reference: Thread | None = None  # a Message-ID in In-Reply-To/References is in this thread
     by_tag: Thread | None = None  # the subject names this thread: "[OA-12]"
+    # Every thread the message's ancestors lead to, nearest first (workflows/refgraph.py); when given,
+    # ``by_reference`` is not used.
+    links: tuple[Link, ...] = ()
+    merge_target: Thread | None = None  # the thread a staff "#merge OA-n" names
     next_number: int = 1  # number for a new thread
     recent_acks: int = 0  # acks sent to this sender in the last hour
     own_message: bool = False  # the Message-ID is one of ours: our own mail came back
@@ -54,20 +59,46 @@ class Candidates:
     now: datetime | None = None  # when the decision is taken (mail may reach us after its deadline)
 
 
-def choose_thread(mail: InboundMail, sender: Sender, c: Candidates) -> tuple[Thread | None, str]:
-    if c.by_reference is not None:
-        return c.by_reference, "references a message of the thread"
+def choose(mail: InboundMail, sender: Sender, c: Candidates) -> Route:
+    """The thread for ``mail``: by its ancestors (the reference graph), else by the subject tag."""
+    links = c.links or ((Link(ref="", thread=c.by_reference, via=Via.MESSAGE),) if c.by_reference else ())
+    r = route(mail, sender, links, automatic=bool(automatic_reason(mail)))
+    if r.thread is not None:
+        return r
     t = c.by_tag
     if t is not None:
         # The tag alone is easy to type or copy; trust it only from people who belong there.
-        if sender.kind == "staff":
-            return t, "subject tag, sender is staff"
-        if sender.partner_id is not None and sender.partner_id == t.partner_id:
-            return t, "subject tag, sender belongs to the thread's partner"
-        if sender.address == t.requester:
-            return t, "subject tag, sender opened the thread"
-        return None, f"subject names {t.id} but the sender does not belong to it: new thread"
-    return None, "no reference to a known thread"
+        if belongs(sender, t):
+            who = ("sender is staff" if sender.kind == "staff" else "sender opened the thread"
+                   if sender.address == t.requester else "sender belongs to the thread's partner")
+            return Route(thread=t, why=f"subject tag, {who}", refused=r.refused)
+        return Route(thread=None, refused=r.refused,
+                     why=f"subject names {t.id} but the sender does not belong to it: new thread")
+    return r
+
+
+def choose_thread(mail: InboundMail, sender: Sender, c: Candidates) -> tuple[Thread | None, str]:
+    r = choose(mail, sender, c)
+    return r.thread, r.why
+
+
+def _merge_all(mail: InboundMail, r: Route, settings: IntakeSettings, *, history: bool
+               ) -> tuple[Thread | None, tuple[Thread, ...], tuple[OutgoingMail, ...]]:
+    """The route's thread with the threads it merges folded in, those threads, and the notices to staff."""
+    thread = r.thread
+    gone: list[Thread] = []
+    notices: list[OutgoingMail] = []
+    for other in r.merge:
+        assert thread is not None
+        why = f"{mail.from_addr or 'a message'} wrote in reply to both ({mail.message_id})"
+        thread, closed = merging.merge(thread, other, at=mail.received_at, by=mail.from_addr, why=why,
+                                       calendar=settings.calendar)
+        gone.append(closed)
+        if not history:
+            due = format_due(thread.due_at, settings.calendar) if thread.due_at else ""
+            notices.append(merging.merge_notice(thread, closed, settings, why=why, due=due,
+                                                key=f"merge:{thread.id}:{closed.id}"))
+    return thread, tuple(gone), tuple(notices)
 
 
 def decide(
@@ -83,9 +114,13 @@ def decide(
     if candidates.own_message or mail.from_addr == settings.support_address:
         return Decision(action="skip", thread=None, sender=sender, reason="our own mail came back; not answered")
 
-    thread, why = choose_thread(mail, sender, candidates)
-    decision = _route(mail, sender, thread, why, candidates, roster, settings, history=history)
-    return _quiet_if_automatic(mail, decision, thread, candidates.answers_ours)
+    r = choose(mail, sender, candidates)
+    thread, merged, notices = _merge_all(mail, r, settings, history=history)
+    decision = _route(mail, sender, thread, r.why, candidates, roster, settings, history=history)
+    decision = _quiet_if_automatic(mail, decision, thread, candidates.answers_ours)
+    if merged:
+        decision = replace(decision, also=decision.also + merged, outgoing=decision.outgoing + notices)
+    return decision
 
 
 def _route(mail: InboundMail, sender: Sender, thread: Thread | None, why: str, candidates: Candidates,
@@ -102,7 +137,7 @@ def _route(mail: InboundMail, sender: Sender, thread: Thread | None, why: str, c
                             detail=auto))
             return Decision(action="auto-reply", thread=thread, sender=sender,
                             reason=f"automatic mail from staff ({auto}): recorded, not relayed")
-        return _staff_mail(mail, sender, thread, roster, settings, history=history)
+        return _staff_mail(mail, sender, thread, roster, settings, history=history, other=candidates.merge_target)
     if not history and reopen_expired(thread, mail.received_at, settings.reopen_days):
         # Closed too long ago to reopen: a new request that names the old thread.
         return _new_thread(mail, sender, candidates, roster, settings, history=False,
@@ -283,12 +318,13 @@ def _follow_up(mail, sender, thread: Thread, roster, s: IntakeSettings, *, histo
     )
 
 
-def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, history: bool) -> Decision:
+def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, history: bool,
+                other: Thread | None = None) -> Decision:
     thread = thread.with_message(mail.message_id)
     body = mail.reply_text or mail.text
     command = parse_command(body)  # #note, #close, #reopen, #assign, #wait (workflows.commands)
     if command is not None:
-        return apply_command(command, mail, sender, thread, s, history=history)
+        return apply_command(command, mail, sender, thread, s, history=history, other=other)
 
     reply_all = thread.requester in mail.recipients
     thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="answer", message_id=mail.message_id,

@@ -38,6 +38,7 @@ class Event(StrEnum):
     CLOSE = "close"
     REOPEN = "reopen"
     WAIT = "wait"
+    MERGE = "merge"
 
 
 class Clock(StrEnum):
@@ -64,6 +65,7 @@ EVENTS = {
     Event.CLOSE: "staff close the thread (#close), or it waited on the partner too long",
     Event.REOPEN: "staff reopen it (#reopen)",
     Event.WAIT: "staff mark it waiting on the partner without answering (#wait)",
+    Event.MERGE: "it is one conversation with an older thread, which takes over its timeline and clock",
 }
 
 S, E, C = State, Event, Clock
@@ -84,11 +86,21 @@ TRANSITIONS: dict[tuple[State, Event], tuple[State, Clock]] = {
     (S.CLOSED, E.FOLLOW_UP): (S.WAITING_ON_STAFF, C.START),
     (S.CLOSED, E.ANSWER): (S.WAITING_ON_PARTNER, C.STOP),
     (S.CLOSED, E.REOPEN): (S.WAITING_ON_STAFF, C.START),
+    (S.NEW, E.MERGE): (S.CLOSED, C.STOP),
+    (S.WAITING_ON_STAFF, E.MERGE): (S.CLOSED, C.STOP),
+    (S.WAITING_ON_PARTNER, E.MERGE): (S.CLOSED, C.STOP),
 }
 del S, E, C
 
 CLOCK_RUNNING = frozenset({State.NEW, State.WAITING_ON_STAFF})
 OPEN = frozenset(State) - {State.CLOSED}
+# When two threads become one, the merged thread is in the more pressing of their states.
+URGENCY = (State.NEW, State.WAITING_ON_STAFF, State.WAITING_ON_PARTNER, State.CLOSED)
+
+
+def merged_state(a: str, b: str) -> State:
+    """The state of two threads merged into one: the more pressing (an unanswered request wins)."""
+    return min(State(a), State(b), key=URGENCY.index)
 
 
 def transition(state: str, event: str) -> tuple[State, Clock]:

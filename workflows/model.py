@@ -242,6 +242,7 @@ class Thread:
     closed_at: datetime | None = None  # set by lifecycle.apply when the thread enters CLOSED
     assignee: str = ""  # #assign: gets the escalations first
     previous: str = ""  # a closed thread this one continues (written to after the reopen window)
+    merged_into: str = ""  # this thread became part of that one (closed here; its mail is filed there)
     ladder: LadderMemory = LadderMemory()
     messages: tuple[str, ...] = ()  # Message-IDs, oldest first, ours included
     partner_messages: tuple[str, ...] = ()  # only the partner side, for relay threading
@@ -290,6 +291,7 @@ class Thread:
             "closed_at": iso(self.closed_at),
             "assignee": self.assignee,
             "previous": self.previous,
+            "merged_into": self.merged_into,
             "ladder": self.ladder.to_dict(),
             "messages": list(self.messages),
             "partner_messages": list(self.partner_messages),
@@ -322,6 +324,7 @@ class Thread:
             closed_at=dt(d.get("closed_at", legacy.get("closed_at"))),
             assignee=d.get("assignee", legacy.get("assignee", "")) or "",
             previous=d.get("previous", legacy.get("previous", "")) or "",
+            merged_into=d.get("merged_into", ""),
             ladder=LadderMemory.from_dict(d.get("ladder", legacy.get("ladder"))),
             messages=tuple(d.get("messages", ())),
             partner_messages=tuple(d.get("partner_messages", ())),
@@ -367,4 +370,5 @@ class Decision:
     outgoing: tuple[OutgoingMail, ...] = ()
     sender: Sender | None = None
     reason: str = ""  # for the log / summary: why this action
+    also: tuple[Thread, ...] = ()  # other threads the decision changed (merged into ``thread``)
     counters: dict[str, int] = field(default_factory=dict)

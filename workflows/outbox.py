@@ -5,10 +5,20 @@ moves only through the pure transitions below, which hold the retry policy too: 
 is retried with backoff (1 minute growing to hourly) for three days after the first failure, then
 the mail is ``failed``; ``outbox retry`` puts a failed mail back. Nothing here sends or stores.
 
+A mail *held* because our own OAuth2 login lapsed (the sender could not log in, so no server ever
+saw the mail) is not failing: the three days do not run while it is held. The window is for a
+server that keeps refusing or is away; a login that lapsed over a long weekend is the operator's
+to renew (every cycle says so, naming the command), and the mail must go out once they have,
+not be marked failed for a problem it never had. ``held_since`` marks the pause; the next real
+try moves the first failure forward by the time it was held, so the time spent failing still
+counts in full. Held mail is due at every drain: the sender knows the login lapsed without
+connecting anywhere, and the first drain after `auth login` sends it.
+
 | from     | how                                          | to        |
 |----------|----------------------------------------------|-----------|
 | pending  | the server took it                           | sent      |
 | pending  | transient failure, within RETRY_FOR          | pending (next_attempt later) |
+| pending  | held: our OAuth2 login lapsed (not a try)    | pending (window paused)      |
 | pending  | permanent failure, or transient after that   | failed    |
 | pending  | no longer wanted at send time                | cancelled |
 | failed   | `outbox retry`                               | pending (a fresh retry window) |
@@ -28,6 +38,8 @@ RETRY_FOR = timedelta(days=3)  # an outage overnight or over a weekend loses not
 REPORT_AFTER = timedelta(hours=1)  # from then on every cycle says that mail is stuck
 BACKOFF = (60, 300, 900, 1800, 3600)  # seconds between tries; the last one repeats
 STUCK_MARK = "still not sent"  # marks the one stuck-mail line of a cycle
+HELD = "held"  # a send result: not tried, our login lapsed
+HELD_MARK = "held since"  # marks the one held-mail line of a cycle
 
 
 class Status(StrEnum):
@@ -67,29 +79,36 @@ class OutboxEntry:
     sent_at: datetime | None = None
     finished_at: datetime | None = None  # failed or cancelled at
     failure_reported: datetime | None = None  # a permanent failure was recorded against the contact
+    held_since: datetime | None = None  # waiting for our OAuth2 login to be renewed: the retry window pauses
 
     # -- the transitions ----------------------------------------------------------------------------
     def due(self, now: datetime) -> bool:
         return self.status is Status.PENDING and (self.next_attempt is None or self.next_attempt <= now)
 
     def after_send(self, result: str, detail: str, now: datetime) -> OutboxEntry:
-        """The entry after one try: ``result`` is "sent", "transient" or "permanent"."""
+        """The entry after one try: ``result`` is "sent", "transient", "permanent" or "held"."""
+        if result == HELD:  # not a try: no attempt counted, the window paused from the first hold
+            return replace(self, detail=detail, held_since=self.held_since or now, next_attempt=None)
         attempts = self.attempts + 1
+        first_failed = self.first_failed_at
+        if self.held_since is not None and first_failed is not None:
+            first_failed += max(now - self.held_since, timedelta(0))  # the time held does not count
+        e = replace(self, held_since=None, first_failed_at=first_failed)
         if result == "sent":
-            return replace(self, status=Status.SENT, sent_at=now, attempts=attempts, detail=detail)
-        first_failed = self.first_failed_at or now
+            return replace(e, status=Status.SENT, sent_at=now, attempts=attempts, detail=detail)
+        first_failed = first_failed or now
         if result == "transient" and now - first_failed < RETRY_FOR:
             wait = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
-            return replace(self, attempts=attempts, detail=detail, first_failed_at=first_failed,
+            return replace(e, attempts=attempts, detail=detail, first_failed_at=first_failed,
                            next_attempt=now + timedelta(seconds=wait))
-        return replace(self, status=Status.FAILED, attempts=attempts, detail=detail, finished_at=now)
+        return replace(e, status=Status.FAILED, attempts=attempts, detail=detail, finished_at=now)
 
     def copy_for(self, rcpts: tuple[str, ...], now: datetime) -> OutboxEntry:
         """The same message (same Message-ID) for the recipients a server refused for now (452 over quota)."""
         return replace(self, key=f"{self.key}#retry{self.attempts + 1}", rcpt_to=tuple(rcpts), created_at=now,
                        retry_of=self.key, status=Status.PENDING, attempts=0, detail="", sent_at=None,
                        finished_at=None, failure_reported=None, first_failed_at=self.first_failed_at or now,
-                       next_attempt=now + timedelta(seconds=BACKOFF[0]))
+                       held_since=None, next_attempt=now + timedelta(seconds=BACKOFF[0]))
 
     def cancel(self, reason: str, now: datetime) -> OutboxEntry:
         return replace(self, status=Status.CANCELLED, detail=reason, finished_at=now)
@@ -97,7 +116,7 @@ class OutboxEntry:
     def put_back(self, now: datetime) -> OutboxEntry:
         """A failed mail back in the queue, with a fresh retry window (`outbox retry`)."""
         return replace(self, status=Status.PENDING, attempts=0, next_attempt=None, first_failed_at=None,
-                       failure_reported=None, finished_at=None,
+                       failure_reported=None, finished_at=None, held_since=None,
                        detail=f"put back by `outbox retry` at {now.isoformat()}; was: {self.detail}")
 
     def reported(self, now: datetime) -> OutboxEntry:
@@ -109,7 +128,7 @@ class OutboxEntry:
         return {"status": str(self.status), "attempts": self.attempts, "detail": self.detail,
                 "next_attempt": _iso(self.next_attempt), "first_failed_at": _iso(self.first_failed_at),
                 "sent_at": _iso(self.sent_at), "finished_at": _iso(self.finished_at),
-                "failure_reported": _iso(self.failure_reported)}
+                "failure_reported": _iso(self.failure_reported), "held_since": _iso(self.held_since)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "thread_id": self.thread_id, "partner_id": self.partner_id,
@@ -126,12 +145,14 @@ class OutboxEntry:
                    status=Status(d.get("status", "pending")), attempts=int(d.get("attempts", 0)),
                    next_attempt=_dt(d.get("next_attempt")), first_failed_at=_dt(d.get("first_failed_at")),
                    detail=d.get("detail") or "", sent_at=_dt(d.get("sent_at")),
-                   finished_at=_dt(d.get("finished_at")), failure_reported=_dt(d.get("failure_reported")))
+                   finished_at=_dt(d.get("finished_at")), failure_reported=_dt(d.get("failure_reported")),
+                   held_since=_dt(d.get("held_since")))
 
 
 def stuck_problem(pending: list[OutboxEntry], now: datetime) -> str | None:
     """One line for people while mail has been failing to go out for over REPORT_AFTER, else None."""
-    stuck = [e for e in pending if e.first_failed_at and now - e.first_failed_at >= REPORT_AFTER]
+    # Held mail is not failing: the lapsed login's own warning speaks for it (held_problem).
+    stuck = [e for e in pending if e.first_failed_at and not e.held_since and now - e.first_failed_at >= REPORT_AFTER]
     if not stuck:
         return None
     oldest = min(stuck, key=lambda e: e.first_failed_at)  # type: ignore[arg-type, return-value]
@@ -140,6 +161,16 @@ def stuck_problem(pending: list[OutboxEntry], now: datetime) -> str | None:
     return (f"{len(stuck)} mail(s) {STUCK_MARK} for over {minutes} minutes (oldest {oldest.key} failing since "
             f"{oldest.first_failed_at.isoformat()}, last error: {oldest.detail}); retrying until "
             f"{(oldest.first_failed_at + RETRY_FOR).isoformat()}; see `run.py outbox list --status pending`")
+
+
+def held_problem(pending: list[OutboxEntry]) -> str | None:
+    """One line for people while mail waits for a lapsed OAuth2 login to be renewed, else None."""
+    held = [e for e in pending if e.held_since is not None]
+    if not held:
+        return None
+    oldest = min(e.held_since for e in held)  # type: ignore[type-var]
+    return (f"{len(held)} mail(s) {HELD_MARK} {oldest.isoformat()} because the OAuth2 login lapsed; they go out "
+            f"once it is renewed (their 3-day retry window is paused meanwhile); see `run.py outbox list`")
 
 
 def message_id(secret: bytes, domain: str, out: OutgoingMail, thread_number: int) -> str:

@@ -214,7 +214,9 @@ def test_a_revoked_login_says_what_to_run_and_the_desk_goes_on_deciding(desk, pr
     assert (f"login required: the OAuth2 login of {desk.support} at generic cannot be used: generic refused the "
             f"refresh token (invalid_grant") in p.stderr
     assert f"To log in, run: python3 run.py --config {desk.config} auth login" in p.stderr
-    assert "before the failure:" in p.stderr and "escalations 1" in p.stderr and "held 1" in p.stderr
+    # Held: the breach escalation, and (issue 13) the alarm to staff that no mail was taken in for 24 hours.
+    assert "before the failure:" in p.stderr and "escalations 1" in p.stderr and "held 2" in p.stderr
+    assert "ALERT: no mail has been taken in since" in p.stderr
     [held] = [e for e in desk.outbox() if e["kind"] == "escalation"]
     assert held["status"] == "pending" and held["attempts"] == 0 and held["held_since"]
     asked = provider.stats.token_requests

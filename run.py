@@ -188,6 +188,7 @@ class Wiring:
         from service.cycle import Desk
         from service.intake import IntakeService
         from service.promise import PromiseTicks
+        from service.training_mail import training_desk
 
         s = self.settings
         store = self.store(write=True)
@@ -214,8 +215,8 @@ class Wiring:
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
-        # RSVPs and unsubscribe requests are claimed before threading; stale mail is called off at send time.
-        intake.interceptors.append(mailings.intercept)
+        # RSVPs, unsubscribes, training replies: claimed before threading; stale mail is called off at send time.
+        intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake.settings)]
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         health = None if dry_run_dir is not None else self.health(store, outbox)
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,

@@ -12,6 +12,7 @@ from workflows.errors import BadInput
 from workflows.mailings import plan as plan_mod
 from workflows.mailings.calls import call_dates
 from workflows.mailings.due import MAILINGS, format_when
+from workflows.trainings.schedule import training_dates
 
 from .common import local_moment, plural, warn
 from .context import Context
@@ -61,11 +62,11 @@ def list_(args: argparse.Namespace, ctx: Context) -> int:
     if not calls:
         print("  none: add [calls] rrule/first or [[calls.dates]] to the config")
     print("upcoming trainings:")
-    trs = [t for t in cfg.trainings.dates if t.start > now]
+    trs = training_dates(cfg.trainings, now, now + timedelta(days=400))
     for t in trs:
         print(f"  {t.id:<22} {format_when(t.start, tz)}  {t.title}")
     if not trs:
-        print("  none: add [[trainings.dates]] to the config")
+        print("  none: add [trainings] rrule/first or [[trainings.dates]] to the config")
     print(f"renewal notices: {', '.join(str(o) for o in cfg.renewals.offsets)} days before the renewal date")
     print(f"unsubscribed: {len(store.unsubscribed())}; RSVPs: {len(store.rsvps())}; "
           f"contacts with delivery failures: {len(store.contact_failures())}")
@@ -82,7 +83,8 @@ def plan(args: argparse.Namespace, ctx: Context) -> int:
         raise BadInput(f"--to {args.end} is before --from {args.start}; give the earlier date first")
     ledger = {e["key"]: e for e in store.ledger_all()}
     steps = plan_mod.simulate(store.partners(), ledger, cfg, start, end,
-                              welcome_requests=store.welcome_requests(), unsubscribed=store.unsubscribed())
+                              welcome_requests=store.welcome_requests(), unsubscribed=store.unsubscribed(),
+                              trainings_in=ctx.mailings(store).training_inputs())
     for step in steps:
         print(plan_mod.describe_step(step, tz))
     sent = sum(s.sent for s in steps)

@@ -7,15 +7,20 @@ Local date-times in the file (``start = 2027-01-12T14:00:00``) are read in the m
 from __future__ import annotations
 
 import re
+import math
 from datetime import datetime, time, timedelta, tzinfo
+from dataclasses import replace
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
 
 from workflows.calendar import PROGRAM_TZ
+from workflows.model import PLANS
 from workflows.mailings.types import (CallDate, CallsConfig, MailingsConfig, ProgramConfig, RenewalsConfig,
                                       TrainingDate, TrainingsConfig)
+
+from workflows.trainings.schedule import course_end
 
 from .reader import Reader
 
@@ -25,8 +30,11 @@ KEYS = {
     "calls": ("title", "rrule", "first", "dates", "cancelled", "duration_minutes", "dial_in", "agenda",
               "invite_days_before", "reminder_days_before"),
     "calls.dates": ("id", "start", "dial_in"),
-    "trainings": ("dates", "announce_days_before", "seats_per_term", "refresher_after_days", "duration_minutes"),
-    "trainings.dates": ("id", "start", "title", "place"),
+    "trainings": ("title", "rrule", "first", "dates", "cancelled", "announce_days_before", "reminder_days_before",
+                  "seats", "seats_per_term", "refresher_after_days", "capacity", "place", "remote", "days",
+                  "day_ends", "duration_minutes"),
+    "trainings.dates": ("id", "start", "end", "title", "place", "remote", "capacity"),
+    "trainings.seats": tuple(PLANS),
     "renewals": ("offsets", "send_at", "pay_url", "grace_days"),
     "program": ("name", "profile_url", "badge_image", "training_url"),
 }
@@ -123,17 +131,89 @@ def _calls(r: Reader, tz: tzinfo) -> CallsConfig:
     return calls
 
 
+def _rule(r: Reader, t: dict[str, Any], name: str, tz: tzinfo, example: str, rule_example: str
+          ) -> tuple[str, datetime | None]:
+    """[<name>] rrule and first, checked together (the rule is expanded from ``first``)."""
+    first = _moment(r, t["first"], f"[{name}] first", tz) if "first" in t else None
+    rule = r.text(t, f"[{name}]", "rrule", "").strip().removeprefix("RRULE:")
+    if rule:
+        if first is None:
+            raise r.fail(f"[{name}] first", f"needed with rrule: the first {name[:-1]}'s date and time, e.g. "
+                                            f"{example} (New York time)")
+        try:
+            rrulestr(rule, dtstart=first)
+        except (ValueError, TypeError) as e:
+            raise r.fail(f"[{name}] rrule", f"{rule!r} is not an RFC 5545 RRULE like "
+                                            f"\"{rule_example}\": {e}") from None
+    return rule, first
+
+
+def _clock_time(r: Reader, v: Any, where: str) -> time:
+    if isinstance(v, time):
+        return v
+    if isinstance(v, str):
+        try:
+            hh, mm = v.split(":")
+            return time(int(hh), int(mm))
+        except ValueError:
+            pass
+    raise r.fail(where, f"{v!r} is not a time like \"17:00\"")
+
+
+def _seats(r: Reader, t: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """Included places per plan. Today's ``seats_per_term = N`` is read as the standard plan's N, and the solo
+    plan (half the price, one person) gets half of it, rounded up, unless [trainings.seats] says otherwise."""
+    table = t.get("seats", {})
+    if not isinstance(table, dict):
+        raise r.fail("[trainings] seats", "must be a table like { standard = 2, solo = 1 }")
+    r.check_keys(table, "[trainings.seats]", KEYS["trainings.seats"])
+    if "seats_per_term" in t and "standard" in table:
+        raise r.fail("[trainings] seats_per_term", "give [trainings.seats] standard or seats_per_term (its old "
+                                                   "name), not both")
+    standard = r.whole(t, "[trainings]", "seats_per_term", 2, 0, 100) if "seats_per_term" in t else \
+        r.whole(table, "[trainings.seats]", "standard", 2, 0, 100)
+    solo = r.whole(table, "[trainings.seats]", "solo", math.ceil(standard / 2), 0, 100)
+    return (("standard", standard), ("solo", solo))
+
+
 def _trainings(r: Reader, tz: tzinfo) -> TrainingsConfig:
     t = r.section("trainings", KEYS["trainings"])
-    dates = [TrainingDate(id=tid, start=start, title=r.text(e, where, "title", "Open Atrium partner training"),
-                          place=r.text(e, where, "place", ""))
-             for where, e, tid, start in _dated_entries(r, t, "trainings", "training", "2027-02-10T10:00:00", tz)]
-    return TrainingsConfig(
+    rule, first = _rule(r, t, "trainings", tz, "2027-03-08T09:00:00", "FREQ=MONTHLY;INTERVAL=4;BYDAY=2MO")
+    if "duration_minutes" in t and ("days" in t or "day_ends" in t):
+        raise r.fail("[trainings] duration_minutes", "give days/day_ends (a course of several days) or "
+                                                     "duration_minutes, not both")
+    duration = timedelta(minutes=r.whole(t, "[trainings]", "duration_minutes", 180, 5, 14 * 24 * 60)) \
+        if "duration_minutes" in t else None
+    days = r.whole(t, "[trainings]", "days", 2, 1, 14)
+    day_ends = _clock_time(r, t.get("day_ends", "17:00"), "[trainings] day_ends")
+    capacity = r.whole(t, "[trainings]", "capacity", 16, 1, 10000)
+    title = r.text(t, "[trainings]", "title", "Open Atrium partner training")
+    place, remote = r.text(t, "[trainings]", "place", ""), r.text(t, "[trainings]", "remote", "")
+    base = TrainingsConfig(title=title, rrule=rule, first=first, capacity=capacity, place=place, remote=remote,
+                           days=days, day_ends=day_ends, duration=duration)
+    dates = []
+    for where, e, tid, start in _dated_entries(r, t, "trainings", "training", "2027-03-08T09:00:00", tz):
+        end = _moment(r, e["end"], f"{where} end", tz) if "end" in e else course_end(base, start)
+        if end <= start:
+            raise r.fail(f"{where} end", f"must be after the start ({start.isoformat()})")
+        dates.append(TrainingDate(id=tid, start=start, end=end, title=r.text(e, where, "title", title),
+                                  place=r.text(e, where, "place", place), remote=r.text(e, where, "remote", remote),
+                                  capacity=r.whole(e, where, "capacity", capacity, 1, 10000)))
+    cancelled = t.get("cancelled", [])
+    if not isinstance(cancelled, list):
+        raise r.fail("[trainings] cancelled", "must be a list of training ids like [\"training-2027-07-12\"]")
+    announce = r.whole(t, "[trainings]", "announce_days_before", 30, 1, 365)
+    reminder = r.whole(t, "[trainings]", "reminder_days_before", 2, 0, 60)
+    if reminder >= announce:
+        raise r.fail("[trainings] reminder_days_before", "must be fewer days than announce_days_before")
+    return replace(
+        base,
         dates=tuple(sorted(dates, key=lambda d: d.start)),
-        announce_days_before=r.whole(t, "[trainings]", "announce_days_before", 30, 1, 365),
-        seats_per_term=r.whole(t, "[trainings]", "seats_per_term", 2, 0, 100),
+        cancelled=frozenset(_id(r, x, "[trainings] cancelled") for x in cancelled),
+        announce_days_before=announce,
+        reminder_days_before=reminder,
+        seats=_seats(r, t),
         refresher_after_days=r.whole(t, "[trainings]", "refresher_after_days", 365, 0, 3650),
-        duration=timedelta(minutes=r.whole(t, "[trainings]", "duration_minutes", 180, 5, 24 * 60)),
     )
 
 

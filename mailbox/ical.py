@@ -72,6 +72,8 @@ def build(event: CalendarEvent, *, organizer: str, organizer_name: str, domain: 
     ev.add("dtstamp", stamp.astimezone(timezone.utc))
     ev.add("dtstart", event.start.astimezone(tz))
     ev.add("dtend", event.end.astimezone(tz))
+    if event.days > 1:
+        ev.add("rrule", {"freq": "daily", "count": event.days})
     ev.add("summary", event.summary)
     if event.description:
         ev.add("description", event.description)
@@ -84,7 +86,7 @@ def build(event: CalendarEvent, *, organizer: str, organizer_name: str, domain: 
     if event.attendee_name:
         att.params["cn"] = icalendar.vText(event.attendee_name)
     att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
-    att.params["partstat"] = icalendar.vText("NEEDS-ACTION")
+    att.params["partstat"] = icalendar.vText(event.partstat)
     att.params["rsvp"] = icalendar.vText("TRUE")
     ev.add("attendee", att)
     if event.method == "CANCEL":

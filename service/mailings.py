@@ -32,6 +32,7 @@ from workflows.mailings.due import UNSUBSCRIBE_LISTS, Due, outbox_key, split_key
 from workflows.mailings.plan import due_mailings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN, InboundMail, OutgoingMail
+from workflows.trainings.model import TrainingInputs
 from workflows.outbox import OutboxEntry, Status
 
 from .outbox import Outbox
@@ -57,6 +58,7 @@ class RunnerSettings:
     support_name: str
     staff: frozenset[str]
     config: MailingsConfig
+    promise: str = ""  # the reply-time promise in words (for the "you now hold a seat" mail)
 
 
 class MailingRunner:
@@ -69,20 +71,28 @@ class MailingRunner:
         self.domain = settings.support_address.rpartition("@")[2]
         # mailbox.ical.parse_replies, passed in by run.py: reading iCalendar is the adapters' job.
         self.parse_replies = parse_replies
+        # Run before each tick decides (trainings settle their waitlists), so what they change is mailed now.
+        self.before_tick: list[Callable[[datetime, CycleReport], object]] = []
 
     # -- inputs of the plan ------------------------------------------------------------------
     def ledger(self) -> dict[str, dict[str, Any]]:
         return {e["key"]: e for e in self.store.ledger_all()}
 
+    def training_inputs(self) -> TrainingInputs:
+        return TrainingInputs(registrations=tuple(self.store.registrations()), staff=tuple(sorted(self.s.staff)),
+                              promise=self.s.promise, support_address=self.s.support_address)
+
     def plan(self, now: datetime, only: str | None = None) -> tuple[list[Due], list[Due]]:
         return due_mailings(self.store.partners(), self.ledger(), self.s.config, now,
                             welcome_requests=self.store.welcome_requests(), unsubscribed=self.store.unsubscribed(),
-                            only=only)
+                            only=only, trainings_in=self.training_inputs())
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self, now: datetime, report: CycleReport, only: str | None = None) -> tuple[int, int]:
         """Queue what is due, record what is skipped; report permanent failures. Returns (queued, skipped)."""
         self.report_failures(now, report)
+        for hook in self.before_tick:
+            hook(now, report)
         send, skip = self.plan(now, only)
         skip = [d for d in skip if not d.held]  # decided again next tick (a lapsed partner may renew)
         if skip:
@@ -136,7 +146,7 @@ class MailingRunner:
         return OutgoingMail(
             key=outbox_key(d.key), kind=d.mailing, template=d.template, to=(d.recipient,), context=context,
             subject=d.subject, automatic=True, auto_kind="auto-generated", extra_headers=headers,
-            calendar=d.event,
+            calendar=d.event, in_reply_to=d.in_reply_to or None, references=(d.in_reply_to,) if d.in_reply_to else (),
         )
 
     def render(self, d: Due, now: datetime) -> tuple[OutgoingMail, str, bytes]:

@@ -25,6 +25,7 @@ this package touches a table.
 | unsubscribed     | "list:address"             | List-Unsubscribe requests honoured                     |
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
 | contact_failures | address                    | permanent delivery failures of mailings to a contact   |
+| registrations    | "training id|address"      | training registrations (workflows/trainings/model.py)  |
 
 Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
 ``.daemon.lock`` (one daemon per store).
@@ -48,6 +49,7 @@ from workflows.errors import AlreadyRunning
 from workflows.lifecycle import State
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
+from workflows.trainings.model import Registration
 
 from .atomic import AtomicJSONStorage
 from .migrate import SCHEMA, migrate
@@ -457,6 +459,21 @@ class Store:
 
     def contact_failures(self) -> dict[str, dict[str, Any]]:
         return {d.doc_id: dict(d) for d in self._all("contact_failures")}
+
+    # -- training registrations (a new table: a store without it simply has none; no migration needed) ----------
+    def registrations(self, training_id: str | None = None) -> list[Registration]:
+        """Registrations, in request order; ``training_id``: of one course only."""
+        docs = self._all("registrations")
+        if training_id is not None:
+            docs = [d for d in docs if d.get("training_id") == training_id]
+        return sorted((Registration.from_dict(d) for d in docs), key=lambda r: (r.requested_at, r.key))
+
+    def registration(self, training_id: str, address: str) -> Registration | None:
+        d = self._get("registrations", f"{training_id}|{address.lower()}")
+        return Registration.from_dict(d) if d is not None else None
+
+    def save_registration(self, reg: Registration) -> None:
+        self._put("registrations", reg.key, reg.to_dict())
 
 
 def _stamp_schema(tables: dict[str, Any]) -> None:

@@ -25,6 +25,19 @@ MAILINGS = {
     "renewal": "renewal notice to billing contacts (60, 30, 7 days before, on the day, 14 days after)",
     "training-announcement": "training announcement to partners with unused seats this term",
     "training-refresher": "refresher invitation to contacts who trained a while ago",
+    "training-confirmed": "training: a place confirmed, with the calendar entry and joining details",
+    "training-waitlisted": "training: the course is full; on the waitlist, in order",
+    "training-held": "training: past the included places; held until staff decide",
+    "training-approval": "training: to staff, an extra place to #approve or #decline",
+    "training-declined": "training: staff declined the extra place",
+    "training-promoted": "training: a place became free; promoted from the waitlist",
+    "training-cancelled": "training: a registration cancelled (calendar entry removed)",
+    "training-receipt": "training: to whoever registered colleagues, what became of each",
+    "training-reminder": "training: reminder to registered people before the start",
+    "training-update": "training: the course moved (or is back): updated calendar entry",
+    "training-cancel": "training: the course was removed from the calendar (METHOD:CANCEL)",
+    "training-attendance": "training: to staff when a course ends, the attendance sheet to answer",
+    "training-seat": "training: attended; the person now holds a seat in the support channel",
     "welcome": "welcome mail when a partner is added",
 }
 UNSUBSCRIBE_LISTS = {"calls": "the quarterly call invitations", "trainings": "training announcements"}
@@ -59,6 +72,8 @@ class CalendarEvent:
     attendee: str = ""
     attendee_name: str = ""
     tzid: str = "America/New_York"
+    days: int = 1  # > 1: the entry repeats daily this many times (a two-day course, 9 to 5 each day)
+    partstat: str = "NEEDS-ACTION"  # the attendee's answer as we know it (ACCEPTED for a confirmed place)
 
 
 def uid_for(call_id: str, domain: str) -> str:
@@ -86,6 +101,7 @@ class Due:
     # A skip that is not recorded in the ledger, decided again at every tick: its reason may go away
     # while the mail is still timely (a lapsed partner renews before the call).
     held: bool = False
+    in_reply_to: str = ""  # an answer to the recipient's own mail (a registration confirmed) is threaded to it
 
     @property
     def key(self) -> str:

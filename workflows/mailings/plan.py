@@ -14,14 +14,20 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from ..model import FROZEN, Partner
+from ..trainings.model import TrainingInputs
 from . import calls, renewals, trainings, welcome
 from .types import MailingsConfig
 from .due import Due, format_when
+from ..trainings.preview import preview as training_preview
+from ..trainings.schedule import training_dates
 
 KIND_GROUPS = {
     "calls": ("call-invite", "call-update", "call-cancel", "call-reminder"),
     "renewals": ("renewal",),
-    "trainings": ("training-announcement", "training-refresher"),
+    "trainings": ("training-announcement", "training-refresher", "training-confirmed", "training-waitlisted",
+                  "training-held", "training-approval", "training-declined", "training-promoted",
+                  "training-cancelled", "training-receipt", "training-reminder", "training-update",
+                  "training-cancel", "training-attendance", "training-seat"),
     "welcome": ("welcome",),
 }
 
@@ -29,10 +35,12 @@ KIND_GROUPS = {
 def due_mailings(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], config: MailingsConfig, now: datetime, *,
                  welcome_requests: Mapping[str, datetime] | None = None,
                  unsubscribed: frozenset[str] = frozenset(),
-                 only: str | None = None) -> tuple[list[Due], list[Due]]:
+                 only: str | None = None,
+                 trainings_in: TrainingInputs = TrainingInputs()) -> tuple[list[Due], list[Due]]:
     """(to_send, to_skip): mails due at ``now`` whose ledger keys are not in ``ledger``.
 
-    ``unsubscribed`` holds "list:address" strings; ``only`` limits to one mailing name or group.
+    ``unsubscribed`` holds "list:address" strings; ``only`` limits to one mailing name or group;
+    ``trainings_in``: the registrations, staff and promise the training mail needs.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -44,7 +52,7 @@ def due_mailings(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, 
     if "renewals" in config.enabled:
         parts.append(renewals.due(partners, ledger, config, now))
     if "trainings" in config.enabled:
-        parts.append(trainings.due(partners, ledger, config, now, unsubscribed))
+        parts.append(trainings.due(partners, ledger, config, now, unsubscribed, trainings_in))
     if "welcome" in config.enabled:
         parts.append(welcome.due(partners, ledger, config, now, welcome_requests or {}))
     for s, k in parts:
@@ -72,7 +80,8 @@ class PlannedStep:
 
 def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], config: MailingsConfig, start: datetime,
              end: datetime, *, welcome_requests: Mapping[str, datetime] | None = None,
-             unsubscribed: frozenset[str] = frozenset()) -> list[PlannedStep]:
+             unsubscribed: frozenset[str] = frozenset(),
+             trainings_in: TrainingInputs = TrainingInputs()) -> list[PlannedStep]:
     """Every mail that would go out (and every skip) between start and end, if the daemon ran throughout.
 
     Ticks at ``start`` (catch-up) and at every moment something becomes due; the
@@ -84,7 +93,7 @@ def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]
     if "renewals" in config.enabled:
         moments |= renewals.times(partners, config, start, end)
     if "trainings" in config.enabled:
-        moments |= trainings.times(config, start, end)
+        moments |= trainings.times(config, start, end, trainings_in)
     for at in (welcome_requests or {}).values():
         if start <= at < end:
             moments.add(at)
@@ -95,7 +104,7 @@ def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]
     held: set[str] = set()  # held skips are decided again at every tick: shown once, at the first
     for now in sorted(moments):
         send, skip = due_mailings(partners, sim, config, now, welcome_requests=welcome_requests,
-                                  unsubscribed=unsubscribed)
+                                  unsubscribed=unsubscribed, trainings_in=trainings_in)
         for d in send:
             sim[d.key] = d.ledger_record("queued", now)
             steps.append(PlannedStep(at=now, due=d, sent=True))
@@ -147,11 +156,14 @@ def preview(name: str, partner: Partner, config: MailingsConfig, now: datetime) 
         if not found:
             raise ValueError(f"could not build a {name} preview for {partner.id}")
         return found[0]
+    if name in KIND_GROUPS["trainings"][2:]:
+        return training_preview(name, partner, config, now)
     if name in KIND_GROUPS["trainings"]:
-        upcoming = [t for t in config.trainings.dates if t.start > now]
-        if not upcoming:
-            raise ValueError("no training is configured after that date; add [[trainings.dates]]")
-        tr = upcoming[0]
+        courses = training_dates(config.trainings, now, now + timedelta(days=800))
+        if not courses:
+            raise ValueError("no training is configured after that date; add [trainings] rrule/first or "
+                             "[[trainings.dates]]")
+        tr = courses[0]
         fake_now = tr.start - timedelta(days=config.trainings.announce_days_before)
         send, _ = trainings.due([partner], {}, config, fake_now)
         found = [d for d in send if d.mailing == name]

@@ -60,6 +60,7 @@ def notice(partner: Partner, contact_email: str, contact_name: str, term_end: da
             "name": contact_name, "partner_name": partner.name, "partner_id": partner.id, "plan": partner.plan,
             "amount": amount, "renews_on": when, **t,
             "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
+            "training_places": mc.trainings.included(partner.plan),
         },
         record={"term_end": term_end.isoformat(), "offset": offset},
     )

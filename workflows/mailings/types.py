@@ -38,19 +38,53 @@ class CallsConfig:
 
 @dataclass(**FROZEN)
 class TrainingDate:
+    """One training course: an occurrence of the [trainings] rule or a [[trainings.dates]] entry.
+
+    The id is stable when the course moves (the calendar UID is made from it); ``end`` is the end of
+    the last day (a two-day course from 9:00 on Monday to 17:00 on Tuesday); ``remote`` the joining
+    details, sent to registered people only; ``capacity`` the places, in person and remote together.
+    """
+
     id: str
-    start: datetime
+    start: datetime  # aware
+    end: datetime | None = None  # None: config/mailings.py always fills it; start + 3 hours if not
     title: str = "Open Atrium partner training"
     place: str = ""
+    remote: str = ""
+    capacity: int = 16
+
+    @property
+    def ends(self) -> datetime:
+        return self.end or self.start + timedelta(hours=3)
 
 
 @dataclass(**FROZEN)
 class TrainingsConfig:
-    dates: tuple[TrainingDate, ...] = ()
+    title: str = "Open Atrium partner training"
+    rrule: str = ""  # RFC 5545 RRULE expanded from `first`: "every four months"
+    first: datetime | None = None
+    dates: tuple[TrainingDate, ...] = ()  # explicit courses; an id equal to a rule occurrence's moves it
+    cancelled: frozenset[str] = frozenset()  # ids of rule occurrences that will not happen
     announce_days_before: int = 30
-    seats_per_term: int = 2  # "each partnership includes training for two people"
+    reminder_days_before: int = 2  # a reminder to registered people this many days before the start
+    # Included training places per plan and term: "training for two people", half for one-person shops.
+    seats: tuple[tuple[str, int], ...] = (("standard", 2), ("solo", 1))
     refresher_after_days: int = 365  # trained longer ago than this: offered a refresher
-    duration: timedelta = timedelta(hours=3)
+    capacity: int = 16  # places per course unless a date says otherwise
+    place: str = ""
+    remote: str = ""
+    days: int = 2  # a course without an explicit end lasts this many days...
+    day_ends: time = time(17, 0)  # ...until this time on the last day
+    duration: timedelta | None = None  # the old `duration_minutes`: when set, a course without an end lasts this
+
+    def included(self, plan: str) -> int:
+        """Training places a partner on ``plan`` has per term (0 for a plan not listed)."""
+        return dict(self.seats).get(plan, 0)
+
+    @property
+    def seats_per_term(self) -> int:
+        """The standard plan's places ("each partnership includes training for two people")."""
+        return self.included("standard")
 
 
 @dataclass(**FROZEN)

@@ -37,7 +37,7 @@ def mail(partner: Partner, email: str, name: str, mc: MailingsConfig, requested_
             "name": name, "partner_name": partner.name, "program_name": mc.program.name, "plan": partner.plan,
             "amount": money(partner.yearly_fee),
             "renews_on": format_day(partner.renews_on) if partner.renews_on else "",
-            "seats": seats, "seats_per_term": mc.trainings.seats_per_term,
+            "seats": seats, "seats_per_term": mc.trainings.included(partner.plan),
             "profile_url": profile_url(partner, mc),
             "badge_html": badge_snippet(partner, mc),
         },

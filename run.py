@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only: nothing of the program is imported before main() runs
     from config.settings import Settings
@@ -109,7 +109,8 @@ class Wiring:
         from service.outbox import Outbox
 
         s = self.settings
-        return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name),
+        return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name,
+                                                               program_name=s.mailings.program.name),
                       secret=store.secret(s.secret), support_address=s.support_address)
 
     def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner:
@@ -186,23 +187,15 @@ class Wiring:
               login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
         from service.cycle import Desk
-        from service.intake import IntakeService
+        from service.intake import IntakeService, history_cutoff
         from service.promise import PromiseTicks
         from service.training_mail import training_desk
 
         s = self.settings
         store = self.store(write=True)
         store.acquire_daemon_lock()
-        cutoff = s.history_before
-        if s.imap is not None and cutoff is None:
-            # First start on a mailbox that already holds mail: what is there now is history.
-            with store.transaction():
-                cutoff = store.history_cutoff()
-                if cutoff is None:
-                    # Whole seconds: INTERNALDATE has no fractions, and mail arriving in the
-                    # very second of the first start counts as new rather than being ignored.
-                    cutoff = self.clock.now().replace(microsecond=0)
-                    store.set_history_cutoff(cutoff)
+        # A mailbox that already holds mail at the first start: what is there then is history.
+        cutoff = s.history_before or (history_cutoff(store, self.clock.now()) if s.imap is not None else None)
         source, sender = self._mail(spool_root, passwords)
         if dry_run_dir is not None:
             from mailbox.readonly import ReadOnlySource

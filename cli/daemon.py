@@ -17,6 +17,7 @@ from service.cycle import cycle
 from workflows.errors import AlreadyRunning, ConfigError, LoginRequired, Transient
 
 from .context import Context
+from .report import refresh as refresh_report
 
 log = logging.getLogger("partnerdesk")
 MAX_BACKOFF = 300.0  # seconds between tries while a server is away or a cycle keeps failing
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             if wake["mail"]:
                 wake["mail"] = False
                 report = cycle(desk)
+                refresh_report(desk.store, ctx)
                 if report.counts["fetched"] or report.counts["sent"]:
                     log.info("%s", report.summary())
                 for p in report.problems:
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             wake["mail"] = True
             _sleep(poll_seconds, stop)
         except Transient as e:
+            refresh_report(desk.store, ctx)  # what was done without the server still shows
             for p in getattr(getattr(e, "report", None), "problems", ()):
                 log.warning("%s", p)
             log.warning("%s; retrying in %.0f s", e, backoff)

@@ -13,6 +13,7 @@ from workflows.errors import LoginRequired, Transient
 from .common import plural, warn
 from .context import Context
 from .progress import progress
+from .report import refresh as refresh_report
 
 PROGRESS_FROM = 200  # messages in one cycle: a first start on a full mailbox (history import), say
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         with progress(None, "taking in mail", threshold=PROGRESS_FROM, unit="msg") as bar:
             desk.progress = bar
             report = cycle(desk)
+        refresh_report(desk.store, ctx)
     except (Transient, LoginRequired) as e:  # the rest of the cycle ran: say what it did
         done = getattr(e, "report", None)
         if done is not None:  # on stderr: this is not a successful cycle's summary

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from . import auth, daemon, demo, mailings, once, outbox, partners, status, threads, trainings
+from . import auth, daemon, demo, mailings, once, outbox, partners, report, status, threads, trainings
 
 NOUNS = (demo.add_parser, daemon.add_parser, once.add_parser, threads.add_states_parser, partners.add_parser,
          mailings.add_parser, trainings.add_parser, threads.add_parser, outbox.add_parser, auth.add_parser,
-         status.add_parser)
+         status.add_parser, report.add_parser)
 
 
 def parser() -> argparse.ArgumentParser:

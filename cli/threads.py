@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -11,17 +13,23 @@ from workflows import escalation, sla
 from workflows.calendar import format_due
 from workflows.errors import BadInput
 from workflows.escalation import LadderConfig
-from workflows.lifecycle import table_text
+from workflows.lifecycle import State, table_text
 from workflows.model import Thread
 
 from .context import Context
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    tp = sub.add_parser("threads", help="support threads: list them, show one")
+    tp = sub.add_parser("threads", help="support threads: list them (filtered, as CSV), show one")
     tsub = tp.add_subparsers(dest="threads_verb", required=True, metavar="VERB")
-    tl = tsub.add_parser("list", help="every thread: state, due time (ET, ! when overdue), waited, ladder stage")
-    tl.add_argument("--json", action="store_true", help="print JSON (README: threads list --json) instead of a table")
+    tl = tsub.add_parser("list", help="threads, oldest first: state, due time (ET, ! when overdue), waited, ladder "
+                                      "stage; filter them, or export them as CSV")
+    fmt = tl.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="a JSON array (every field and the timeline)")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header row, for a spreadsheet")
+    tl.add_argument("--overdue", action="store_true", help="only threads whose reply is overdue now")
+    tl.add_argument("--state", choices=[str(s) for s in State], help="only threads in this state")
+    tl.add_argument("--partner", metavar="ID", help="only this partner's threads (see `partners list`)")
     tl.set_defaults(run=list_threads)
     ts = tsub.add_parser("show", help="one thread: clock, assignee, stages fired and next, the full timeline")
     ts.add_argument("id", help="the thread id, e.g. OA-12")
@@ -94,10 +102,43 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+CSV_FIELDS = ("id", "state", "overdue", "due_at", "due_et", "waited", "ladder", "partner_id", "requester",
+              "subject", "created_at", "first_response_at", "first_responder", "seat", "assignee")
+
+
+def _selected(threads: list[Thread], args: argparse.Namespace, now: datetime, ctx: Context) -> list[Thread]:
+    cal = ctx.settings.calendar
+    if getattr(args, "state", None):
+        threads = [t for t in threads if t.state == State(args.state)]
+    if getattr(args, "partner", None):
+        threads = [t for t in threads if (t.partner_id or "").lower() == args.partner.lower()]
+    if getattr(args, "overdue", False):
+        threads = [t for t in threads if (c := sla.running_clock(t, now, cal)) is not None and c.overdue]
+    return threads
+
+
+def _csv(threads: list[Thread], now: datetime, ctx: Context, ladder: LadderConfig) -> None:
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for t in threads:
+        info = promise_info(t, now, ctx, ladder)
+        w.writerow([t.id, str(t.state), "yes" if info["overdue"] else "", t.due_at.isoformat() if t.due_at else "",
+                    "" if info["due"] == "-" else info["due"], "" if info["waited"] == "-" else info["waited"],
+                    "" if info["stage"] == "-" else info["stage"], t.partner_id or "", t.requester, t.subject,
+                    t.created_at.isoformat(), t.first_response_at.isoformat() if t.first_response_at else "",
+                    t.first_responder, "yes" if t.seat else "no", t.assignee])
+
+
 def list_threads(args: argparse.Namespace, ctx: Context) -> int:
     now = ctx.clock.now()
     ladder = ctx.settings.ladder_config()
-    threads = ctx.store().threads()
+    store = ctx.store()
+    if getattr(args, "partner", None) and args.partner.lower() not in {p.id.lower() for p in store.partners()}:
+        raise BadInput(f"no partner {args.partner}; see `partners list`")
+    threads = _selected(store.threads(), args, now, ctx)
+    if getattr(args, "csv", False):
+        _csv(threads, now, ctx, ladder)
+        return 0
     if args.json:
         print(json.dumps([thread_json(t) | {"promise": promise_info(t, now, ctx, ladder)} for t in threads], indent=2))
         return 0

@@ -39,6 +39,7 @@ _TABLES = {
     "support": ("address", "name", "staff", "escalation", "secret", "program_lead"),
     "store": ("path",),
     "intake": ("acks_per_hour", "history_before"),
+    "report": ("dir",),
 }
 # Tables whose keys their own reader checks.
 _OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "health",
@@ -68,6 +69,7 @@ class Settings:
     health: HealthConfig = HealthConfig()
     heartbeat_path: str | None = None  # None: next to the store
     metrics_path: str | None = None  # None: no Prometheus textfile
+    report_dir: str | None = None  # [report] dir: the status report is refreshed there every cycle
 
     @property
     def heartbeat_file(self) -> str:
@@ -129,7 +131,7 @@ def load_file(path: str | None) -> Settings:
         return path if path is None or Path(path).is_absolute() else str((p.parent / path).resolve())
 
     return replace(s, store_path=beside(s.store_path), heartbeat_path=beside(s.heartbeat_path),
-                   metrics_path=beside(s.metrics_path))
+                   metrics_path=beside(s.metrics_path), report_dir=beside(s.report_dir))
 
 
 def load(data: dict[str, Any], source: str) -> Settings:
@@ -170,6 +172,11 @@ def load(data: dict[str, Any], source: str) -> Settings:
         raise r.fail("[intake] acks_per_hour", "must be at least 1")
 
     health, heartbeat, metrics = read_health(r)
+    report = r.section("report", _TABLES["report"])
+    report_dir = r.get(report, "[report]", "dir", str, None)
+    if report_dir is not None and not report_dir.strip():
+        raise r.fail("[report] dir", "must name a folder, e.g. \"/var/www/partnerdesk\" (or leave the key out)")
+
     ladder = read_stages(r)
     check_people(r, ladder, escalation=escalation, program_lead=program_lead, support_address=address)
     return Settings(
@@ -194,4 +201,5 @@ def load(data: dict[str, Any], source: str) -> Settings:
         health=health,
         heartbeat_path=heartbeat,
         metrics_path=metrics,
+        report_dir=report_dir,
     )

@@ -1,9 +1,10 @@
 """OutgoingMail -> RFC 5322 bytes, from Jinja2 templates.
 
 Each kind of mail has one template, ``templates/<name>.txt.j2``. The text part is
-rendered from it; the HTML part is the same text, escaped and paragraphed, so
-the two can never disagree. Templates run in Jinja2's sandbox with undefined
-variables as errors: partner-written text is only ever *data* in the context.
+rendered from it; the HTML part is a designed page made from that same text
+(mailbox/html_mail.py, templates/mail.html.j2), so the two say the same. Templates
+run in Jinja2's sandbox with undefined variables as errors: partner-written text
+is only ever *data* in the context, and the HTML escapes it through autoescaping.
 
 The output is 7-bit clean (quoted-printable or base64 where needed) so it can be
 stored as text in the outbox and sent by any server.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
-import html
 import re
 from datetime import datetime
 from email.headerregistry import Address
@@ -26,6 +26,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from workflows.model import OutgoingMail
 
+from .html_mail import HtmlMail
+
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 POLICY = email.policy.SMTP.clone(cte_type="7bit", max_line_length=998)
 
@@ -34,17 +36,19 @@ def _header_safe(value: str) -> str:
     return re.sub(r"[\r\n]+", " ", value).strip()
 
 
-def text_to_html(text: str) -> str:
-    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    body = "\n".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
-    return f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
+def text_to_html(text: str, *, program_name: str = "Open Atrium Partners Program", kind: str = "",
+                 subject: str = "") -> str:
+    """The HTML alternative of ``text`` alone (no call to action): for tests and previews."""
+    return HtmlMail(TEMPLATES_DIR, program_name=program_name).render(
+        text, kind=kind, subject=subject, context={}, calendar=None, support_address="", support_name="")
 
 
 class Composer:
     def __init__(self, *, support_address: str, support_name: str, templates_dir: Path = TEMPLATES_DIR,
-                 globals_: dict[str, Any] | None = None) -> None:
+                 globals_: dict[str, Any] | None = None, program_name: str = "Open Atrium Partners Program") -> None:
         self.support_address = support_address
         self.support_name = support_name
+        self.html = HtmlMail(templates_dir, program_name=program_name)
         self.env = SandboxedEnvironment(
             loader=FileSystemLoader(str(templates_dir)),
             undefined=StrictUndefined,
@@ -92,7 +96,10 @@ class Composer:
             msg["X-Partnerdesk-Thread"] = out.thread_id
         msg["X-Partnerdesk-Kind"] = out.kind
         msg.set_content(text, charset="utf-8")
-        msg.add_alternative(text_to_html(text), subtype="html", charset="utf-8")
+        msg.add_alternative(self.html.render(text, kind=out.kind, subject=out.subject, context=context,
+                                             calendar=out.calendar, support_address=self.support_address,
+                                             support_name=self.support_name, personal=out.body_text is not None),
+                            subtype="html", charset="utf-8")
         if out.calendar is not None:
             self._add_calendar(msg, out.calendar, domain, date)
         for a in out.attachments:

@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from email.message import Message
 from html.parser import HTMLParser
 
-from email_reply_parser import EmailReplyParser
 
 from workflows.errors import BadInput
+
+from .quotes import reply_text
 from workflows.model import Attachment, InboundMail
 
 from .references import message_ids
@@ -66,7 +67,7 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
             continue
         try:
             return data.decode(cs)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # ValueError: a NUL in the charset name; UnicodeDecodeError is one
             continue
     return data.decode("latin-1")  # never fails: every byte is a character
 
@@ -169,12 +170,13 @@ def _part_text(part: Message, defects: list[str]) -> str:
     if charset and text and charset.lower() not in ("utf-8", "us-ascii", "ascii"):
         try:
             payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):
             defects.append(f"body charset {charset!r} unknown or wrong; decoded leniently")
     return text
 
 
-def body_text(msg: Message, defects: list[str]) -> str:
+def body_parts(msg: Message, defects: list[str]) -> tuple[str, str | None, bool]:
+    """(the best plain text, the HTML part's markup or None, whether the text was made from the HTML)."""
     plain = html_part = None
     for part in msg.walk():
         if part.is_multipart():
@@ -187,37 +189,30 @@ def body_text(msg: Message, defects: list[str]) -> str:
             plain = part
         elif ctype == "text/html" and html_part is None:
             html_part = part
+    markup = _part_text(html_part, defects)[:MAX_TEXT * 5] if html_part is not None else None
     if plain is not None:
         text = _part_text(plain, defects)
-    elif html_part is not None:
-        text = html_to_text(_part_text(html_part, defects))
+    elif markup is not None:
+        text = html_to_text(markup)
     else:
         text = ""
     if len(text) > MAX_TEXT:
         defects.append(f"body text cut at {MAX_TEXT} characters (was {len(text)})")
         text = text[:MAX_TEXT]
-    return text.replace("\r\n", "\n")
+    return text.replace("\r\n", "\n"), markup, plain is None and markup is not None
 
 
-_OUTLOOK_CUT = re.compile(
-    r"^(-{2,}\s*Original Message\s*-{2,}|_{10,}|From:\s.+\n(Sent|Date):\s)", re.IGNORECASE | re.MULTILINE
-)
+def body_text(msg: Message, defects: list[str]) -> str:
+    return body_parts(msg, defects)[0]
 
 
-def strip_quoted(text: str) -> str:
-    """The new part of a reply: quoted history and signatures removed.
-
-    email_reply_parser knows Gmail/Apple/Thunderbird quoting; Outlook's
-    "-----Original Message-----" and "From: / Sent:" blocks are cut first.
-    """
-    m = _OUTLOOK_CUT.search(text)
-    if m:
-        text = text[: m.start()]
+def strip_quoted(text: str, html: str | None = None, *, text_from_html: bool = False) -> str:
+    """The new part of a reply: quoted history, its attribution line and the signature removed, in the
+    common languages and by the HTML part's quote markers (mailbox/quotes.py)."""
     try:
-        reply = EmailReplyParser.parse_reply(text)
-    except Exception:
-        reply = text
-    return reply.strip() or text.strip()
+        return reply_text(text, html, text_from_html=text_from_html)
+    except Exception:  # never lose a mail over the quote finder; the whole text is the safe reading
+        return text.strip()
 
 
 def _suppresses_autoreply(msg: Message) -> bool:
@@ -313,7 +308,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         rp = decode_header(msg["Return-Path"]).strip()
         return_path = "" if rp in ("<>", "") else rp.strip("<>").lower()
 
-    text = body_text(msg, defects)
+    text, markup, from_html = body_parts(msg, defects)
     calendars = calendar_parts(msg, defects)
     # Decoding a body (bad base64, say) records its defects on the part only now, after the copy above.
     late = [type(d).__name__ for part in msg.walk()
@@ -333,7 +328,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         in_reply_to=message_ids(" ".join(decode_header(v) for v in msg.get_all("In-Reply-To", []))),
         references=message_ids(" ".join(decode_header(v) for v in msg.get_all("References", []))),
         text=text,
-        reply_text=strip_quoted(text),
+        reply_text=strip_quoted(text, markup, text_from_html=from_html),
         auto_submitted=decode_header(msg.get("Auto-Submitted")).lower(),
         precedence=decode_header(msg.get("Precedence")).lower(),
         return_path=return_path,

@@ -1,10 +1,10 @@
-"""A mail source that reads but never marks done or moves anything (for `once --dry-run`)."""
+"""A mail source that reads but never marks done or moves anything: `once --dry-run` changes nothing."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
-from service.ports import MailSource, RawMail, Store
+from service.ports import MailSource, RawMail
 
 
 class ReadOnlySource:
@@ -13,7 +13,7 @@ class ReadOnlySource:
         if hasattr(source, "readonly"):
             source.readonly = True  # IMAP EXAMINE: not even \Recent changes
 
-    def fetch_new(self, store: Store) -> Any:
+    def fetch_new(self, store: Any) -> Iterable[RawMail]:
         return self.source.fetch_new(store)
 
     @property

@@ -10,6 +10,14 @@ if ! command -v dovecot >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd
 fi
 
+# Headless Chromium opens the status report and the HTML mail in the tests (tests/chromium.py);
+# fonts-dejavu-core so that its screenshots have readable text.
+if ! command -v chromium >/dev/null 2>&1 || ! [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends chromium fonts-dejavu-core
+fi
+
 # notmuch: the threading benchmark (benchmarks/thread_grouping.py) and its test compare with it.
 if ! command -v notmuch >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -44,6 +44,20 @@ MERGE_HOPS = 20  # a merged thread points at the one it became; chains longer th
 Interceptor = Callable[[InboundMail, datetime], "str | None"]
 
 
+def history_cutoff(store: Store, now: datetime) -> datetime:
+    """The first start's moment, recorded once: mail received before it is history (no ack, no clock).
+
+    Whole seconds: INTERNALDATE has no fractions, and mail arriving in the very second of the first
+    start counts as new rather than being ignored.
+    """
+    with store.transaction():
+        cutoff = store.history_cutoff()
+        if cutoff is None:
+            cutoff = now.replace(microsecond=0)
+            store.set_history_cutoff(cutoff)
+    return cutoff
+
+
 def _action_line(raw: RawMail, mail: InboundMail, decision: Decision, thread: Thread, s: IntakeSettings) -> str:
     """One line for people: which mail, from whom, what became of it, what it caused."""
     sender = decision.sender

@@ -176,3 +176,32 @@ def test_a_large_import_shows_a_progress_bar_on_a_terminal_only(cli):
     assert code == 0 and b"importing rows" in out and b"600 partners added" in out
     p = subprocess.run(args, cwd=cli.dir, capture_output=True, timeout=120)
     assert p.returncode == 0 and b"importing rows" not in p.stderr and p.stderr == b""
+
+
+def test_report_steps_a_bar_on_a_large_store_only(monkeypatch, tmp_path):
+    from datetime import datetime
+
+    import cli.report as report
+    from config.settings import load
+
+    class Store:  # the report reads these, nothing else
+        def threads(self): return []
+        def partners(self): return []
+        def ledger_all(self): return []
+        def outbox(self): return []
+        def contact_failures(self): return {}
+
+    class Bar:
+        def __init__(self): self.total, self.done = None, 0
+        def set_total(self, n): self.total = n
+        def update(self, n=1): self.done += n
+
+    now = datetime.fromisoformat(NOW)
+    settings = load({"support": {"address": "support@openatrium.example"}}, "test")
+    small = Bar()
+    report.build(Store(), settings, now, small)
+    assert small.total is None  # a bar that is never drawn: the page is written before it could say anything
+    monkeypatch.setattr(report, "PROGRESS_FROM", 0)
+    big = Bar()
+    report.write(Store(), settings, now, tmp_path, ROOT / "templates", big)
+    assert (big.total, big.done) == (4, 4)

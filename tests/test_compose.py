@@ -169,12 +169,22 @@ def test_crlf_in_recipient_is_refused_not_injected(composer):
 
 
 # -- the two alternatives -----------------------------------------------------------------------------------------
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text)
+
+
+def says_the_same(html: str, text: str) -> bool:
+    """Every word of the text part, in order, in the HTML part (which adds the program's name, a button, a footer)."""
+    shown = iter(words(html_to_text(html)))
+    return all(w in shown for w in words(text))
+
+
 def test_text_and_html_agree(composer):
     out = relay(body_text="First paragraph,\nsecond line.\n\n\nSecond paragraph & more < less > \"quoted\".\n")
     text, html = parts(render(composer, out))
-    assert squash(html_to_text(html)) == squash(text)
-    assert html.count("<p>") == 3  # two paragraphs of the body, one signature
-    assert "second line" in html and "<br>second line" in html
+    assert says_the_same(html, text)
+    assert html.count("<p") == 3  # two paragraphs of the body, one signature
+    assert "<br>second line" in html  # a person's own line break stays in a relay
 
 
 def test_html_escapes_partner_text(composer):
@@ -182,14 +192,14 @@ def test_html_escapes_partner_text(composer):
     text, html = parts(render(composer, out))
     assert '<script>alert("x")</script>' in text  # the text part is the text, as written
     assert "<script>" not in html and "<img" not in html and "<b>" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert '&lt;script&gt;alert("x")&lt;/script&gt;' in html or "&lt;script&gt;alert(&quot;x&quot;)" in html
     assert "&amp;" in html
 
 
 def test_text_to_html_direct():
     html = text_to_html("a < b\n\nc & d\ne")
-    assert "<p>a &lt; b</p>" in html and "<p>c &amp; d<br>e</p>" in html
-    assert html.startswith("<!DOCTYPE html>")
+    assert re.search(r"<p[^>]*>a &lt; b</p>", html) and re.search(r"<p[^>]*>c &amp; d e</p>", html)
+    assert html.startswith("<!DOCTYPE html>") and "<style" not in html  # a template's hard wrap is no <br>
 
 
 @pytest.mark.parametrize("payload", ["{{ 7*7 }}", "{% for x in range(3) %}{{ x }}{% endfor %}",
@@ -266,7 +276,7 @@ def check_rendered(composer: Composer, out: OutgoingMail) -> tuple[str, str]:
     raw = render(composer, out, mid=f"<{out.kind}.1@openatrium.example>")
     assert_wire_clean(raw)
     text, html = parts(raw)
-    assert squash(html_to_text(html)) == squash(text)
+    assert says_the_same(html, text)
     msg = parsed(raw)
     assert [a.addr_spec for a in msg["To"].addresses] == list(out.to)
     return text, html

@@ -140,7 +140,7 @@ def test_every_template_renders_for_every_plan_with_honest_headers(tmp_path):
             assert m["Date"] and m["From"].addresses[0].addr_spec == "support@openatrium.example"
             text = m.get_body(("plain",)).get_content()
             html = m.get_body(("html",)).get_content()
-            assert "automated" in text and "<p>" in html
+            assert "automated" in text and "<p style=" in html and "<style" not in html
             if name.startswith("call") or name.startswith("training"):
                 assert m["List-Unsubscribe"].startswith("<mailto:support@openatrium.example?subject=unsubscribe%20")
             else:

@@ -17,6 +17,7 @@ from .autoclose import reopen_expired
 from .autoreply import automatic_reason
 from .calendar import BusinessCalendar, format_due
 from .commands import apply_command, parse_command
+from .mailings.due import primary_contacts
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
 from .refgraph import Link, Route, Via, belongs, route
 from .roster import lapse_note
@@ -180,6 +181,13 @@ def _partner_name(roster: Roster, partner_id: str | None) -> str:
     return p.name if p else ""
 
 
+def _is_primary(roster: Roster, sender: Sender) -> bool:
+    """Whether the sender is their partner's primary contact (or its only contact): told about trainings
+    themselves, so "ask your primary contact" would send them to themselves."""
+    p = roster.partners.get(sender.partner_id) if sender.partner_id and sender.on_roster else None
+    return p is not None and any(c.email == sender.address for c in primary_contacts(p))
+
+
 def _seat_text(sender: Sender) -> str:
     if sender.kind == "staff":
         return "staff"
@@ -292,6 +300,7 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
                     "late": bool(due and c.now and due <= c.now),
                     "partner_name": _partner_name(roster, sender.partner_id),
                     "known_partner": sender.partner_id is not None,
+                    "primary": _is_primary(roster, sender),
                     "support_address": s.support_address,
                     "support_name": s.support_name,
                 },

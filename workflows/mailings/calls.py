@@ -65,8 +65,9 @@ def _event(cfg: CallsConfig, call: CallDate, mc: MailingsConfig, method: str, se
 
 
 def _context(cfg: CallsConfig, call: CallDate, when: str, name: str, partner_name: str,
-             **extra: Any) -> dict[str, Any]:
-    return {"name": name, "partner_name": partner_name, "title": cfg.title, "when": when,
+             solo: bool = False, **extra: Any) -> dict[str, Any]:
+    # solo: a one-person shop, where "everyone at <partner>" would read oddly
+    return {"name": name, "partner_name": partner_name, "solo": solo, "title": cfg.title, "when": when,
             "duration_minutes": int(cfg.duration.total_seconds() // 60), "dial_in": call.dial_in,
             "agenda": cfg.agenda, "call_id": call.id, **extra}
 
@@ -119,7 +120,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                         due_at=invite_at, template="call_invite", list_name="calls",
                         why=f"invitation {cfg.invite_days_before} days before the call on {when}",
                         subject=f"Invitation: {cfg.title}, {when}",
-                        context=_context(cfg, call, when, c.name, p.name),
+                        context=_context(cfg, call, when, c.name, p.name, p.plan == "solo"),
                         event=_event(cfg, call, mc, "REQUEST", 0, c.email, c.name),
                         record={**record, "sequence": 0, "method": "REQUEST"})
                 calendar_going_now = offer(d, passed=passed, unsub=unsub)
@@ -133,7 +134,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                         partner_id=p.id, due_at=max(invite_at, now), template="call_update", list_name="calls",
                         why=f"the call moved from {was} to {when}",
                         subject=f"Moved: {cfg.title}, now {when}",
-                        context=_context(cfg, call, when, c.name, p.name, was=was),
+                        context=_context(cfg, call, when, c.name, p.name, p.plan == "solo", was=was),
                         event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
                         record={**record, "sequence": seq, "method": "REQUEST"})
                 # An attendee who has the entry in their calendar gets the correction even if unsubscribed
@@ -150,7 +151,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                         partner_id=p.id, due_at=now, template="call_invite", list_name="calls",
                         why=f"the call on {when} was cancelled and is back in the calendar",
                         subject=f"Invitation: {cfg.title}, {when}",
-                        context=_context(cfg, call, when, c.name, p.name),
+                        context=_context(cfg, call, when, c.name, p.name, p.plan == "solo"),
                         event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
                         record={**record, "sequence": seq, "method": "REQUEST"})
                 calendar_going_now = offer(d, passed=passed)
@@ -162,7 +163,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                     partner_id=p.id, due_at=remind_at, template="call_reminder", list_name="calls",
                     why=f"reminder the day before the call on {when}",
                     subject=f"Reminder: {cfg.title}, {when}",
-                    context=_context(cfg, call, when, c.name, p.name), record=dict(record))
+                    context=_context(cfg, call, when, c.name, p.name, p.plan == "solo"), record=dict(record))
             if calendar_going_now:
                 skip.append(r.skipped("the invitation goes out less than a day before the call; "
                                       "a separate reminder would be a second mail about the same thing"))
@@ -186,7 +187,8 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                 due_at=now, template="call_cancel", list_name="calls",
                 why=f"the call on {when} was removed from the calendar",
                 subject=f"Cancelled: {cfg.title}, {when}",
-                context=_context(cfg, gone, when, c.name if c else "", p.name if p else ""),
+                context=_context(cfg, gone, when, c.name if c else "", p.name if p else "",
+                                 bool(p and p.plan == "solo")),
                 event=_event(cfg, gone, mc, "CANCEL", seq, email, c.name if c else ""),
                 record={"call_id": cid, "start": start.isoformat(), "sequence": seq,
                         "method": "CANCEL"})

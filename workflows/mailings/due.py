@@ -144,6 +144,15 @@ def billing_contacts(partner: Partner) -> tuple[Contact, ...]:
     return partner.contacts[:1]
 
 
+def billing_role(partner: Partner) -> str:
+    """Why ``billing_contacts`` chose whom it chose: "billing", "primary" (no billing contact on record) or
+    "contact" (neither role named: the first contact), so a notice can say to whom it was sent and why."""
+    for role in ("billing", "primary"):
+        if any(role in c.roles for c in partner.contacts):
+            return role
+    return "contact"
+
+
 def primary_contacts(partner: Partner) -> tuple[Contact, ...]:
     return tuple(c for c in partner.contacts if "primary" in c.roles) or partner.contacts[:1]
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from ..model import Partner
 from .types import MailingsConfig, local_day
-from .due import Due, billing_contacts, format_day, money
+from .due import Due, billing_contacts, billing_role, format_day, money
 
 
 def occurrence(partner_id: str, term_end: date, offset: int) -> str:
@@ -61,6 +61,9 @@ def notice(partner: Partner, contact_email: str, contact_name: str, term_end: da
             "amount": amount, "renews_on": when, **t,
             "next_term_end": format_day(next_term_end(term_end)), "pay_url": mc.renewals.pay_url,
             "training_places": mc.trainings.included(partner.plan),
+            # To whom the notice goes and why (no billing contact: the primary contact), and the plan's shape.
+            "recipient_role": billing_role(partner), "recipients": len(billing_contacts(partner)),
+            "solo": partner.plan == "solo",
         },
         record={"term_end": term_end.isoformat(), "offset": offset},
     )

@@ -34,7 +34,8 @@ def mail(partner: Partner, email: str, name: str, mc: MailingsConfig, requested_
         template="welcome", subject=f"Welcome to the {mc.program.name}, {partner.name}",
         why=f"{partner.name} was added to the roster",
         context={
-            "name": name, "partner_name": partner.name, "program_name": mc.program.name, "plan": partner.plan,
+            "name": name, "partner_name": partner.name, "solo": partner.plan == "solo",
+            "has_seat": any(c.email == email and c.has_seat for c in partner.contacts), "program_name": mc.program.name, "plan": partner.plan,
             "amount": money(partner.yearly_fee),
             "renews_on": format_day(partner.renews_on) if partner.renews_on else "",
             "seats": seats, "seats_per_term": mc.trainings.included(partner.plan),

@@ -1,0 +1,191 @@
+"""The HTML alternative of every mail: a designed page made from the same words as the text part.
+
+The text part stays the one source of the wording (templates/<kind>.txt.j2). Its rendered text is read
+as blocks (paragraphs, "Label:  value" details, "- " lists, indented listings, a quoted message after a
+"----- … -----" line, a code snippet) and laid out by templates/mail.html.j2 in Jinja2 with autoescaping,
+so every word, the partner's included, is escaped by the library, never by hand: partner text stays data.
+URLs and addresses become links (absolute https and mailto only). The program's name heads the mail; one
+call to action is added where the mail has one (renew, sign up, add to calendar, the partner profile).
+
+Mail clients strip ``<style>`` and never load remote CSS: the template's stylesheet is inlined into
+``style`` attributes by css-inline (pinned) and the ``<style>`` element removed. Every block sets its own
+background and text colour, so a client that darkens mail (Gmail, Outlook, Apple Mail in dark mode)
+inverts pairs, never text alone; the layout is one fluid column of at most 600 px, readable on a phone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
+_LINK = re.compile(r"(?P<url>https://[^\s<>\"'()]+[^\s<>\"'().,;:!?])|"
+                   r"(?P<mail>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)")
+_DETAIL = re.compile(r"^ *([A-Z][\w -]{0,14}):( +)(\S.*)$")
+_ITEM = re.compile(r"^ {0,4}- (.*)$")
+_RULE = re.compile(r"^-{3,} (.+?) -{3,}$")
+
+
+@dataclass
+class Block:
+    kind: str  # "p" | "details" | "list" | "pre" | "quote" | "heading" | "code" | "sig"
+    lines: list[Any] = field(default_factory=list)
+    title: str = ""
+
+
+def linkify(text: str) -> Markup:
+    """``text`` escaped, with https URLs and mail addresses as links."""
+    out: list[Markup | str] = []
+    pos = 0
+    for m in _LINK.finditer(text):
+        out.append(escape(text[pos:m.start()]))
+        if m.group("url"):
+            out.append(Markup('<a href="{0}">{0}</a>').format(m.group("url")))
+        else:
+            out.append(Markup('<a href="mailto:{0}">{0}</a>').format(m.group("mail")))
+        pos = m.end()
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+def _details(lines: list[str]) -> list[list[str]] | None:
+    """"Label:  value" lines (indented, or aligned with two spaces after a colon), with indented continuations."""
+    rows: list[list[str]] = []
+    aligned = False
+    for x in lines:
+        m = _DETAIL.match(x)
+        if m:
+            rows.append([m.group(1), m.group(3).strip()])
+            aligned = aligned or x.startswith("  ") or len(m.group(2)) >= 2
+        elif rows and x.startswith("   ") and not _ITEM.match(x):
+            rows[-1][1] += " " + x.strip()
+        else:
+            return None
+    return rows if rows and aligned else None
+
+
+def _is_list(lines: list[str]) -> bool:
+    return bool(lines) and bool(_ITEM.match(lines[0])) and all(_ITEM.match(x) or x.startswith("    ") for x in lines)
+
+
+def blocks(text: str, *, keep_lines: bool = False) -> list[Block]:
+    """The rendered text as blocks; ``keep_lines``: a person's own text (a relay), whose line breaks are theirs."""
+    out: list[Block] = []
+    chunks = re.split(r"\n[ \t]*\n", text.strip("\n"))
+    for i, chunk in enumerate(chunks):
+        lines = chunk.rstrip().split("\n")
+        if not chunk.strip():
+            continue
+        rule = _RULE.match(lines[0].strip())
+        if rule:  # "----- message -----": what follows is someone's mail, kept as written
+            rest = "\n".join(["\n".join(lines[1:])] + chunks[i + 1:]).strip("\n")
+            out.append(Block(kind="quote", title=rule.group(1), lines=[rest]))
+            break
+        head = lines[0]
+        if head.lstrip().startswith("<") and head.rstrip().endswith(">"):
+            out.append(Block(kind="code", lines=["\n".join(lines)]))
+        elif head.strip() in ("--", "-- ") and keep_lines:
+            out.append(Block(kind="sig", lines=lines[1:]))
+        elif (rows := _details(lines)) is not None and (len(rows) > 1 or head.startswith("  ")):
+            out.append(Block(kind="details", lines=rows))
+        elif _is_list(lines):
+            out.append(_list(lines))
+        elif len(lines) > 1 and not head.startswith(" ") and head.rstrip().endswith(":") and _is_list(lines[1:]):
+            out += [Block(kind="heading", lines=[head.strip()]), _list(lines[1:])]
+        elif len(lines) > 1 and not head.startswith(" ") and head.rstrip().endswith(":") and all(
+                x.startswith("  ") for x in lines[1:]):
+            out += [Block(kind="heading", lines=[head.strip()]),
+                    Block(kind="pre", lines=["\n".join(x[2:] for x in lines[1:])])]
+        elif all(x.startswith("  ") for x in lines):
+            out.append(Block(kind="pre", lines=["\n".join(x[2:] for x in lines)]))
+        elif keep_lines:
+            out.append(Block(kind="p", lines=lines))
+        else:
+            out.append(Block(kind="p", lines=[" ".join(x.strip() for x in lines)]))
+    return out
+
+
+def _list(lines: list[str]) -> Block:
+    items: list[str] = []
+    for x in lines:
+        m = _ITEM.match(x)
+        if m:
+            items.append(m.group(1).strip())
+        else:
+            items[-1] += " " + x.strip()
+    return Block(kind="list", lines=items)
+
+
+# -- the one call to action ---------------------------------------------------------------------------------------
+def _google_calendar(event: Any) -> str:
+    def stamp(dt: Any) -> str:
+        return dt.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+    query = urlencode({"action": "TEMPLATE", "text": event.summary, "dates": f"{stamp(event.start)}/{stamp(event.end)}",
+                       "details": event.description, "location": event.location}, quote_via=quote)
+    return f"https://calendar.google.com/calendar/render?{query}"
+
+
+def call_to_action(kind: str, context: dict[str, Any], calendar: Any, support_address: str
+                   ) -> tuple[str, str, str] | None:
+    """(label, absolute https or mailto URL, a line under the button) for the mail's one action, or None."""
+    def https(url: Any) -> str:
+        return url if isinstance(url, str) and url.startswith("https://") else ""
+
+    if kind == "renewal":
+        if https(context.get("pay_url")):
+            return ("Renew the partnership", context["pay_url"],
+                    f"{context.get('amount', '')} for one year".strip())
+        return ("Reply about the renewal", f"mailto:{support_address}?subject={quote('Renewal: ' + str(context.get('partner_name', '')))}", "")
+    if kind in ("call-invite", "call-update") and calendar is not None and getattr(calendar, "method", "") == "REQUEST":
+        return ("Add to calendar", _google_calendar(calendar),
+                "Google Calendar; in Outlook or Apple Calendar, open the attached invitation (invite.ics).")
+    if kind == "call-reminder" and https(context.get("dial_in", "").split(",")[0].strip()):
+        return ("Join the call", context["dial_in"].split(",")[0].strip(), str(context.get("when", "")))
+    if kind in ("training-announcement", "training-refresher"):
+        if https(context.get("training_url")):
+            return ("Sign up for the training", context["training_url"], str(context.get("when", "")))
+        subject = quote(f"Training {context.get('training_id', '')}: a place for {context.get('partner_name', '')}")
+        return ("Reply to take a place", f"mailto:{support_address}?subject={subject}", str(context.get("when", "")))
+    if kind == "welcome" and https(context.get("profile_url")):
+        return ("See your partner profile", context["profile_url"], "")
+    return None
+
+
+class HtmlMail:
+    """Renders the HTML alternative; one per Composer."""
+
+    def __init__(self, templates_dir: Path, *, program_name: str) -> None:
+        self.program_name = program_name
+        self.env = Environment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
+                               autoescape=select_autoescape(default=True, default_for_string=True),
+                               trim_blocks=True, lstrip_blocks=True)
+        self.env.filters["linkify"] = linkify
+        self.inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+    def render(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
+               support_address: str, support_name: str, personal: bool = False) -> str:
+        parts = blocks(text, keep_lines=personal)
+        # The button goes after what the mail says and before its "This is an automated message" footer.
+        ends = [i for i, b in enumerate(parts) if b.kind == "p" and str(b.lines[0]).startswith("This is an autom")]
+        page = self.env.get_template("mail.html.j2").render(
+            program=self.program_name, subject=subject, blocks=parts, cta_at=ends[-1] if ends else len(parts),
+            cta=call_to_action(kind, context, calendar, support_address), support_name=support_name,
+            support_address=support_address, preheader=_preheader(text))
+        return self.inliner.inline(page)
+
+
+def _preheader(text: str) -> str:
+    """The first sentence after the greeting: what inbox lists show next to the subject."""
+    for para in re.split(r"\n\s*\n", text.strip()):
+        line = " ".join(para.split())
+        if line and not line.startswith("Hello"):
+            return line[:140]
+    return ""

@@ -45,15 +45,18 @@ from cli.exits import (EXIT_BAD_INPUT, EXIT_CONFIG, EXIT_ERROR, EXIT_LOGIN, EXIT
 
 
 class Clock:
-    """The rules' clock: the wall clock, or --now (which then advances with real time)."""
+    """The rules' clock: the wall clock, or --now, read first exactly as given and then advancing with
+    real time (the start-up before the first reading does not count)."""
 
     def __init__(self, fixed: datetime | None) -> None:
         self.fixed = fixed
-        self.started = time.monotonic()
+        self.started: float | None = None
 
     def now(self) -> datetime:
         if self.fixed is None:
             return datetime.now(timezone.utc)
+        if self.started is None:
+            self.started = time.monotonic()
         return self.fixed + timedelta(seconds=time.monotonic() - self.started)
 
     @staticmethod

@@ -1,7 +1,7 @@
 """A local spool directory as inbox and outbox: the embedded default, no mail account needed.
 
     <root>/inbox/*.eml        mail to take in (received: when partnerdesk first saw the file, on the
-                              rules' clock, so with --now too; kept in the store, so a restart
+                              rules' clock in whole seconds, so with --now too; kept in the store, so a restart
                               does not change it. Not the file's mtime: a file copied in keeps an
                               old mtime, and `--now` would make mail "arrive" days late.)
     <root>/inbox/done/        taken in
@@ -36,7 +36,8 @@ class SpoolSource:
         self.expected = len(files)  # for a progress bar
         if not files:
             return
-        now = self.clock()
+        # Whole seconds, as IMAP's INTERNALDATE: two runs at the same --now see their files at the same time.
+        now = self.clock().replace(microsecond=0)
         seen: dict[str, datetime] = {}
         if store is not None:
             # Durable before anything is taken in: a crash or restart keeps each file's receipt time.

@@ -228,7 +228,8 @@ class Wiring:
 
         s = self.settings
         return HealthMonitor(store=store, outbox=outbox, file=self.heartbeat(), config=s.health,
-                             staff=s.staff, support_name=s.support_name, support_address=s.support_address)
+                             staff=s.staff, support_name=s.support_name, support_address=s.support_address,
+                             timezone=s.calendar.timezone)
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, str | None]) -> tuple[MailSource, MailSender]:
         s = self.settings

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from workflows import health as rules
+from workflows.calendar import PROGRAM_TZ
 from workflows.health import Health, HealthConfig
 from workflows.model import OutgoingMail
 from workflows.outbox import Status
@@ -26,7 +27,8 @@ log = logging.getLogger("partnerdesk.health")
 
 class HealthMonitor:
     def __init__(self, *, store: Store, outbox: Outbox, file: HealthFile, config: HealthConfig,
-                 staff: frozenset[str], support_name: str, support_address: str) -> None:
+                 staff: frozenset[str], support_name: str, support_address: str,
+                 timezone: str = PROGRAM_TZ) -> None:
         self.store = store
         self.outbox = outbox
         self.file = file
@@ -34,6 +36,7 @@ class HealthMonitor:
         self.staff = staff
         self.support_name = support_name
         self.support_address = support_address
+        self.timezone = timezone  # the alarm mail's times, for people
         try:
             self.state = Health.from_dict(file.read())
         except Exception as e:  # a damaged heartbeat must never stop the desk: start a new record
@@ -47,7 +50,7 @@ class HealthMonitor:
         if error is None and was_failing:
             log.info("intake works again (failing since %s)", self.state.intake.since)
         self.state, mail = rules.alarm(self.state, now, self.config, staff=self.staff, support_name=self.support_name,
-                                       support_address=self.support_address)
+                                       support_address=self.support_address, timezone=self.timezone)
         if mail is not None:
             with self.store.transaction():
                 if mail.key.startswith("health:intake-ok:"):

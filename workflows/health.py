@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from .calendar import format_duration
+from .calendar import PROGRAM_TZ, format_duration, format_local
 from .model import FROZEN, OutgoingMail
 from .outbox import REPORT_AFTER, OutboxEntry, Status
 
@@ -120,22 +120,28 @@ def intake_problem(h: Health, now: datetime, cfg: HealthConfig) -> str | None:
 
 
 def alarm(h: Health, now: datetime, cfg: HealthConfig, *, staff: Iterable[str], support_name: str,
-          support_address: str) -> tuple[Health, OutgoingMail | None]:
-    """The alarm mail due now (once per outage), or the "working again" mail after one; else None."""
+          support_address: str, timezone: str = PROGRAM_TZ) -> tuple[Health, OutgoingMail | None]:
+    """The alarm mail due now (once per outage), or the "working again" mail after one; else None.
+    Times in the mail are for people, in the program's time zone (the keys keep ISO-8601)."""
     to = tuple(sorted(staff))
     start = outage_start(h)
+
+    def local(t: datetime) -> str:
+        return format_local(t, timezone, with_year=True)
+
     if start is not None and now - start >= cfg.alert_after and h.alert_for != start.isoformat() and to:
         out = _mail(f"health:intake-down:{start.isoformat()}", to, support_name,
-                    f"partnerdesk: no mail taken in since {start.isoformat()}",
-                    {"down": True, "since": start.isoformat(), "for": format_duration(now - start),
+                    f"partnerdesk: no mail taken in since {local(start)}",
+                    {"down": True, "since": local(start), "for": format_duration(now - start),
                      "error": h.intake.error, "smtp": h.sending.state, "support_address": support_address,
                      "support_name": support_name})
         return replace(h, alert_for=start.isoformat(), alert_queued=out.key), out
     if start is None and h.alert_for:
         back = h.intake.since or now
         out = _mail(f"health:intake-ok:{h.alert_for}", to, support_name,
-                    f"partnerdesk: taking in mail again since {back.isoformat()}",
-                    {"down": False, "since": h.alert_for, "back": back.isoformat(), "error": "", "smtp": h.sending.state,
+                    f"partnerdesk: taking in mail again since {local(back)}",
+                    {"down": False, "since": local(datetime.fromisoformat(h.alert_for)), "back": local(back),
+                     "error": "", "smtp": h.sending.state,
                      "for": format_duration(back - datetime.fromisoformat(h.alert_for)),
                      "support_address": support_address, "support_name": support_name})
         return replace(h, alert_for="", alert_queued=""), out if to else None

@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     al.add_argument("--kind", choices=[k for k in KINDS if k != "none"] + ["0.1.0-thread"],
                     help="only this kind")
     al.add_argument("--since", help="only mail received since this date or date-time (New York time if no offset)")
-    al.add_argument("--json", action="store_true")
+    al.add_argument("--json", action="store_true", help="print the records as a JSON array, for programs")
     al.set_defaults(run=list_automatic)
 
 

@@ -24,7 +24,8 @@ MAX_BACKOFF = 300.0  # seconds between tries while a server is away or a cycle k
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("run", help="the daemon: watch the inbox, act, repeat").set_defaults(run=run)
+    sub.add_parser("run", help="the daemon: watch the inbox, act, repeat (SIGTERM/Ctrl-C stop it cleanly)"
+                   ).set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

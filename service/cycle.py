@@ -12,11 +12,12 @@ from typing import Callable
 
 from workflows.errors import LoginRequired, Transient
 
+from .health import HealthMonitor
 from .intake import BATCH, IntakeService
 from .logins import LoginWatch
 from .mailings import MailingRunner
 from .outbox import Outbox
-from .ports import MailSender, MailSource, RawMail, Store
+from .ports import MailSender, MailSource, Progress, RawMail, Store
 from .promise import PromiseTicks
 from .report import CycleReport
 
@@ -35,6 +36,8 @@ class Desk:
     mailings: MailingRunner | None = None
     extra_ticks: list[Tick] = field(default_factory=list)
     login: LoginWatch | None = None  # an OAuth2 login to watch (service/logins.py)
+    health: HealthMonitor | None = None  # the heartbeat and the intake alarm (None: a dry run, tests)
+    progress: Progress | None = None  # a progress bar for a long intake (first start), when someone watches
 
     @property
     def ticks(self) -> list[Tick]:
@@ -59,16 +62,30 @@ def cycle(desk: Desk) -> CycleReport:
     intake_failed: Transient | LoginRequired | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
+            if not batch and desk.progress is not None:  # the source knows by now how much is coming
+                desk.progress.set_total(getattr(desk.source, "expected", None))
             batch.append(raw)
             if len(batch) >= BATCH:
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
+                if desk.progress is not None:
+                    desk.progress.update(len(batch))
                 batch = []
     except (Transient, LoginRequired) as e:  # reported by whoever catches it below
         intake_failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
-    for tick in desk.ticks:
-        tick(desk.now(), report)
-    desk.outbox.drain(desk.sender, desk.now(), report)
+    if desk.progress is not None and batch:
+        desk.progress.update(len(batch))
+    ticks_ok = False
+    try:
+        if desk.health is not None:  # may queue the alarm, which the drain below sends
+            desk.health.intake_result(desk.now(), intake_failed, report)
+        for tick in desk.ticks:
+            tick(desk.now(), report)
+        ticks_ok = True
+        desk.outbox.drain(desk.sender, desk.now(), report)
+    finally:  # the heartbeat says what this cycle did, also when something in it failed
+        if desk.health is not None:
+            desk.health.cycle_done(desk.now(), report, ticks_ok=ticks_ok)
     failed = intake_failed
     lapsed = desk.login.check(report) if desk.login is not None else None
     if lapsed is not None and not isinstance(failed, LoginRequired):

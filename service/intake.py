@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from workflows import msgids, refgraph
@@ -153,7 +153,7 @@ class IntakeService:
         moves: Moves = {}
         try:
             with self.store.transaction():
-                roster = Roster.build(self.store.partners())  # once per batch, not once per message
+                roster = Roster.build(self.store.partners(), self._today(now))  # once per batch, not per message
                 for raw in raws:
                     batch.counts["fetched"] += 1
                     try:
@@ -177,6 +177,9 @@ class IntakeService:
         for raw in raws:
             if raw.source_key not in bad_keys:
                 self._mark_done(raw, report, source, moves)
+
+    def _today(self, now: datetime) -> date:
+        return now.astimezone(self.settings.calendar.tz()).date()
 
     def _mark_done(self, raw: RawMail, report: CycleReport, source: MailSource, moves: Moves) -> None:
         move, reason = moves.get(raw.source_key, ("done", ""))
@@ -232,7 +235,7 @@ class IntakeService:
                 report.actions.append(f"{raw.source_key}: {action} (not a support request)")
                 return action
 
-        roster = roster or Roster.build(store.partners())
+        roster = roster or Roster.build(store.partners(), self._today(now))
         sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
         links, answers_ours, unknown = self._ancestors(mail)
         candidates = self._candidates(mail, known, now, links, answers_ours, raw.data, sender)

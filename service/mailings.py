@@ -99,6 +99,7 @@ class MailingRunner:
         for hook in self.before_tick:
             hook(now, report)
         send, skip = self.plan(now, only)
+        skip = [d for d in skip if not d.held]  # decided again next tick (a lapsed partner may renew)
         if skip:
             with self.store.transaction():
                 for d in skip:
@@ -230,6 +231,10 @@ class MailingRunner:
             # More than the request ("... also, our site is down"): recorded, and people read the rest.
             return None
         return "unsubscribed"
+
+    def known_calls(self, now: datetime) -> set[str]:
+        """Ids of every call the config or the ledger knows (lower-cased), for naming one on the CLI."""
+        return set(self._call_uids(now).values()) | {r["call_id"] for r in self.store.rsvps()}
 
     def rsvps(self, call_id: str | None = None) -> list[dict[str, Any]]:
         rows = self.store.rsvps()

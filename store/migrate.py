@@ -11,7 +11,8 @@ opened for writing by a newer version (read-only opens read the old layout as it
 |        |            | automatic mail are set aside (closed, and listed as automatic mail)        |
 
 Additions that need no step (absent means empty): a thread's
-``refused_keys`` and an event's ``proof`` (staff proof), the ``unverified`` table.
+``refused_keys`` and an event's ``proof`` (staff proof), the ``unverified`` table; the tables
+``roster_changes`` and ``first_seen`` and ``Partner.deactivated_on`` (roster lifecycle, spool receipt).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ this package touches a table.
 |                  |                            | the loop breaker, when delivery states were last settled |
 | partners         | partner id                 | the roster (Partner.to_dict)                           |
 | payments         | "partner id|recorded at"   | renewals recorded by `partners renew`                  |
+| roster_changes   | "at|partner id|what"       | contacts removed, partners (de/re)activated: who, when |
+| first_seen       | source key + content hash  | when a spool file was first seen, on the rules' clock  |
 | threads          | thread id ("OA-12")        | Thread.to_dict                                         |
 | messages         | Message-ID                 | which thread a message belongs to, and its side        |
 | ghosts           | Message-ID                 | an id named in References/In-Reply-To that we never    |
@@ -155,6 +157,24 @@ class Store:
         f.flush()
         self._daemon_lock = f
 
+    def daemon_pid(self) -> int | None:
+        """Who holds the daemon lock now (a running `run` or `once`), without taking it; None if nobody."""
+        lock_path = self.path.with_name(self.path.name + ".daemon.lock")
+        if self._daemon_lock is not None:
+            return os.getpid()
+        try:
+            f = open(lock_path)
+        except FileNotFoundError:
+            return None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = f.read().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
     def release_daemon_lock(self) -> None:
         if self._daemon_lock is not None:
             fcntl.flock(self._daemon_lock, fcntl.LOCK_UN)
@@ -225,6 +245,14 @@ class Store:
             "old_term_end": old_term_end.isoformat() if old_term_end else None,
             "paid_until": paid_until.isoformat(), "plan": plan, "amount": amount})
 
+    def record_roster_change(self, at: datetime, record: dict[str, Any]) -> None:
+        what = record.get("contact", {}).get("email", "") if isinstance(record.get("contact"), dict) else ""
+        self._put("roster_changes", f"{at.isoformat()}|{record.get('partner_id', '')}|{record['change']}|{what}",
+                  {"at": at.isoformat(), **record})
+
+    def roster_changes(self) -> list[dict[str, Any]]:
+        return sorted((dict(d) for d in self._all("roster_changes")), key=lambda r: r["at"])
+
     def payments(self) -> list[dict[str, Any]]:
         return sorted((dict(d) for d in self._all("payments")), key=lambda r: r["recorded_at"])
 
@@ -275,6 +303,15 @@ class Store:
 
     def record_raw(self, sha256: str, message_id: str, source: str) -> None:
         self._put("raw", sha256, {"message_id": message_id, "source": source})
+
+    def first_seen(self, key: str, at: datetime) -> datetime:
+        """Call inside a transaction: the first call for ``key`` records ``at``; later ones return it."""
+        d = self._get("first_seen", key)
+        if d is not None:
+            return datetime.fromisoformat(d["at"])
+        if not self.readonly:
+            self._put("first_seen", key, {"at": at.isoformat()})
+        return at
 
     # -- IMAP cursors ---------------------------------------------------------------------------------------------
     def cursor(self, folder: str) -> dict[str, Any] | None:

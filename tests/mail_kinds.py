@@ -18,7 +18,7 @@ from config.reader import Reader
 from mailbox.compose import Composer
 from service.mailings import MailingRunner, RunnerSettings
 from service.outbox import Outbox
-from workflows import commands
+from workflows import commands, health
 from workflows.calendar import BusinessCalendar
 from workflows.digest import DigestConfig, due_digest
 from workflows.escalation import LadderConfig, due_escalations
@@ -219,4 +219,15 @@ def staff_mails() -> list[Rendered]:
                                "detail": "550 5.1.1 No such user here", "support_name": "Open Atrium Support"})
     out.append(Rendered(kind="mailing_failure", shape="staff", to=STAFF, out=failure, raw=_render(failure, 15),
                         partner_facing=False))
+    # The intake alarm (issue 13): IMAP refused for an hour, then working again.
+    down = health.after_intake(health.Health(), NOW - timedelta(hours=1), "IMAP login refused: [AUTHENTICATIONFAILED]")
+    down = health.after_intake(down, NOW, "IMAP login refused: [AUTHENTICATIONFAILED]")
+    for kind, h, at in (("health_alert", down, NOW),
+                        ("health_all_clear", None, NOW + timedelta(minutes=5))):
+        if h is None:  # the alarm went out; now a fetch succeeds
+            h = health.after_intake(told, at, None)
+        told, o = health.alarm(h, at, health.HealthConfig(), staff=(STAFF,), support_name="Open Atrium Support",
+                               support_address="support@openatrium.example")
+        assert o is not None, kind
+        out.append(Rendered(kind=kind, shape="staff", to=STAFF, out=o, raw=_render(o, 16), partner_facing=False))
     return out

@@ -206,7 +206,7 @@ def test_digest_and_dry_run(desk):
     before = store.read_bytes()
     out = desk.run("once", "--dry-run", now=iso(1, 16)).stdout
     # One copy per staff member, each with its own reply key.
-    assert "would send 2 mail(s)" in out and "OA-1-escalation.eml" in out
+    assert "would send 2 mails;" in out and "OA-1-escalation.eml" in out
     assert store.read_bytes() == before
     assert kinds(desk, desk.staff[0]) == ["notify", "digest"]
     emls = sorted((desk.dir / "partnerdesk-dry-run").glob("*/outbox/*.eml"))

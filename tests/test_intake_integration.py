@@ -85,7 +85,7 @@ def setup_desk(desk) -> None:
         f"shop{n},Nuvole {n},standard,2027-03-31,Giulia,{desk.colleague},technical,",
     ])
     out = desk.run("partners", "import", str(roster)).stdout
-    assert "imported 1 partners, 2 contacts" in out
+    assert "imported 1 partner, 2 contacts" in out
     # First start on the (empty) mailbox: sets the history cut-off.
     assert desk.run("once").stdout.startswith("fetched 0")
 

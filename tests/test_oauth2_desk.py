@@ -215,8 +215,10 @@ def test_a_revoked_login_says_what_to_run_and_the_desk_goes_on_deciding(desk, pr
     assert (f"login required: the OAuth2 login of {desk.support} at generic cannot be used: generic refused the "
             f"refresh token (invalid_grant") in p.stderr
     assert f"To log in, run: python3 run.py --config {desk.config} auth login" in p.stderr
-    # One escalation, to three people: one copy each (each with its own reply key), all three held.
-    assert "before the failure:" in p.stderr and "escalations 1" in p.stderr and "held 3" in p.stderr
+    # Held: the breach escalation, one copy to each of three people (each with its own reply key), and
+    # (issue 13) the alarm to staff that no mail was taken in for 24 hours.
+    assert "before the failure:" in p.stderr and "escalations 1" in p.stderr and "held 4" in p.stderr
+    assert "ALERT: no mail has been taken in since" in p.stderr
     held = [e for e in desk.outbox() if e["kind"] == "escalation"]
     assert len(held) == 3
     assert all(h["status"] == "pending" and h["attempts"] == 0 and h["held_since"] for h in held)

@@ -72,6 +72,15 @@ def test_lapsed_is_a_passed_renewal_date_without_payment():
     assert lapsed(p, date(2026, 12, 1)) and not lapsed(p, date(2026, 11, 30))
     assert not lapsed(replace(p, renews_on=date(2027, 11, 30)), date(2026, 12, 1))  # a payment moved it
     assert not lapsed(replace(p, active=False), date(2026, 12, 1))
+    # The roster's rule: the grace period ([renewals] grace_days) first, and only while in the program.
+    assert not lapsed(p, date(2026, 12, 30), 30) and lapsed(p, date(2026, 12, 31), 30)
+    assert not lapsed(replace(p, deactivated_on=date(2026, 12, 15)), date(2026, 12, 31), 30)
+    r = figures(threads=[], partners=[p, replace(p, id="y", deactivated_on=date(2027, 1, 1))], ledger=[], entries=[],
+                delivery={}, now=et("2026-12-31T10:00:00"), cal=CAL, grace_days=30)
+    assert (r.roster["partners"], r.roster["lapsed"]) == (2, 2)  # y leaves later: still in the program today
+    r = figures(threads=[], partners=[p, replace(p, id="y", deactivated_on=date(2026, 12, 31))], ledger=[],
+                entries=[], delivery={}, now=et("2026-12-31T10:00:00"), cal=CAL, grace_days=31)
+    assert (r.roster["partners"], r.roster["lapsed"]) == (1, 0)
     r = figures(threads=[], partners=[p], ledger=[], entries=[], delivery={}, now=et("2026-12-01T10:00:00"), cal=CAL,
                 is_lapsed=lambda partner, today: False)  # the rule is one function, swappable
     assert r.roster["lapsed"] == 0
@@ -92,6 +101,9 @@ def test_mailings_sent_skipped_and_bounced_join_the_ledger_and_the_outbox():
         ("call-invite", 2, 1, 0, 2), ("renewal", 0, 0, 1, 0)]
 
 
+GRACE_DAYS = 30  # [renewals] grace_days: the scenario keeps the default
+
+
 # -- the page, in Chromium ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
@@ -110,8 +122,8 @@ def expected_from_store(folder: Path, now: datetime) -> dict[str, str]:
     store = Store(str(folder / "data" / "pd.json"), readonly=True)
     try:
         threads = store.threads()
-        partners = [p for p in store.partners() if p.active]
         today = now.astimezone(CAL.tz()).date()
+        partners = [p for p in store.partners() if p.active and (p.deactivated_on is None or today < p.deactivated_on)]
         entries = {e.key: e for e in store.outbox()}
         queued = [r for r in store.ledger_all() if r["status"] == "queued"]
         bounced_ids = {m for r in store.automatic_mail() if r.kind == "bounce" and r.failures for m in r.about}
@@ -127,7 +139,8 @@ def expected_from_store(folder: Path, now: datetime) -> dict[str, str]:
             "roster-partners": str(len(partners)),
             "roster-contacts": str(sum(len(p.contacts) for p in partners)),
             "roster-seats": str(sum(c.trained_on is not None for p in partners for c in p.contacts)),
-            "roster-lapsed": str(sum(p.renews_on is not None and p.renews_on < today for p in partners)),
+            "roster-lapsed": str(sum(p.renews_on is not None and (today - p.renews_on).days > GRACE_DAYS
+                                     for p in partners)),
             "roster-bouncing": str(sum(d.bouncing for d in store.delivery_states().values())),
         }
     finally:

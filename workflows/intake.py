@@ -27,6 +27,7 @@ from .mailings.due import primary_contacts
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
 from .proofs import StaffProof
 from .refgraph import Link, Route, Via, belongs, route
+from .roster import lapse_note
 from .senders import Roster
 
 
@@ -42,6 +43,7 @@ class IntakeSettings:
     acks_per_hour: int = 3  # per address, whatever happens: a loop can never get past this
     reopen_days: int = 30  # a partner mail to a thread closed longer ago starts a new thread (issue 3)
     recipient_delimiter: str = "+"  # of the support mailbox's plus-addresses (reply keys)
+    lapse_grace_days: int = 30  # [renewals] grace_days: a lapsed partner's requests are flagged to staff
 
     @property
     def recognised_staff(self) -> frozenset[str]:
@@ -268,6 +270,11 @@ def _to_staff(thread: Thread, s: IntakeSettings, *, kind: str, template: str, ke
                         from_name=s.support_name, auto_kind="auto-generated", context=context, **headers)
 
 
+def _lapse(roster: Roster, partner_id: str | None, mail: InboundMail, s: IntakeSettings) -> str:
+    p = roster.partners.get(partner_id or "")
+    return lapse_note(p, mail.received_at.astimezone(s.calendar.tz()).date(), s.lapse_grace_days) if p else ""
+
+
 def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s: IntakeSettings, *,
             first: bool) -> OutgoingMail:
     due = format_due(thread.due_at, s.calendar) if thread.due_at else "no promise (no seat)"
@@ -292,6 +299,7 @@ def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s
             "support_address": s.support_address,
             "automatic": automatic_reason(mail) or "",
             "previous": thread.previous,  # a closed thread this one continues
+            "lapsed": _lapse(roster, thread.partner_id, mail, s),  # still supported, but staff should know
         },
     )
 

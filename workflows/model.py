@@ -128,10 +128,17 @@ class Partner:
     renews_on: date | None
     contacts: tuple[Contact, ...] = ()
     active: bool = True
+    # `partners deactivate`: out of the program from this day on (no mailings, no support seat); a
+    # later day is a deactivation planned ahead. ``active`` False (0.1.0 stores) means out already.
+    deactivated_on: date | None = None
 
     @property
     def yearly_fee(self) -> int:
         return PLANS[self.plan]
+
+    def active_on(self, day: date) -> bool:
+        """In the program on ``day``: not deactivated, or deactivated only from a later day."""
+        return self.active and (self.deactivated_on is None or day < self.deactivated_on)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +148,7 @@ class Partner:
             "yearly_fee": self.yearly_fee,
             "renews_on": self.renews_on.isoformat() if self.renews_on else None,
             "active": self.active,
+            "deactivated_on": self.deactivated_on.isoformat() if self.deactivated_on else None,
             "contacts": [
                 {
                     "name": c.name,
@@ -162,6 +170,7 @@ class Partner:
             plan=d["plan"],
             renews_on=date.fromisoformat(d["renews_on"]) if d.get("renews_on") else None,
             active=d.get("active", True),
+            deactivated_on=date.fromisoformat(d["deactivated_on"]) if d.get("deactivated_on") else None,
             contacts=tuple(
                 Contact(
                     partner_id=pid,

@@ -17,8 +17,10 @@ Definitions (the README's "Status report" section says the same):
   cancelled); **bounced**: a queued mailing whose outbox entry failed for good or that a bounce report
   names (``bounced``: the Message-IDs of ours that automatic mail of kind bounce is about).
 - **Bouncing contacts**: the delivery states (workflows/delivery.py) that say so today.
-- **Lapsed**: ``lapsed(partner, today)``, the one rule the report asks (today: the renewal date has passed
-  and no payment moved it; a grace period can be added there alone).
+- **Lapsed**: ``lapsed(partner, today, grace_days)``: the roster's one lapse rule
+  (``workflows.roster.lapsed_since``: the renewal date plus ``[renewals] grace_days`` has passed and no
+  payment moved it), for a partner in the program that day. **In the program**: ``Partner.active_on(today)``
+  (a partner deactivated from a later day still counts until then).
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ from .escalation import current_stage
 from .mailings.trainings import seats_unused
 from .model import FROZEN, Partner, Thread
 from .outbox import OutboxEntry, Status
+from .roster import lapsed_since
 from .sla import running_clock
 
 
-def lapsed(partner: Partner, today: date) -> bool:
-    """A partner whose renewal date has passed without a recorded payment (a payment moves ``renews_on``)."""
-    return partner.active and partner.renews_on is not None and partner.renews_on < today
+def lapsed(partner: Partner, today: date, grace_days: int = 0) -> bool:
+    """A partner in the program whose renewal date plus the grace period has passed without a recorded
+    payment (a payment moves ``renews_on``): the same rule that holds its invitations and training mail."""
+    return partner.active_on(today) and lapsed_since(partner, today, grace_days) is not None
 
 
 @dataclass(**FROZEN)
@@ -227,9 +231,12 @@ def _bouncing(d: DeliveryState, partner_of: Mapping[str, str]) -> Bouncing:
 def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[Mapping[str, Any]],
             entries: Iterable[OutboxEntry], delivery: Mapping[str, DeliveryState], now: datetime,
             bounced: frozenset[str] = frozenset(),
-            cal: BusinessCalendar, seats_per_term: int = 2,
-            is_lapsed: Callable[[Partner, date], bool] = lapsed) -> Report:
+            cal: BusinessCalendar, seats_per_term: int = 2, grace_days: int = 0,
+            is_lapsed: Callable[[Partner, date], bool] | None = None) -> Report:
     today = now.astimezone(cal.tz()).date()
+    if is_lapsed is None:
+        def is_lapsed(p: Partner, day: date) -> bool:
+            return lapsed(p, day, grace_days)
     names = {p.id: p.name for p in partners}
     open_rows = thread_rows(threads, now, cal, names)
 
@@ -260,8 +267,8 @@ def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[
         prows.append(PartnerRow(
             id=p.id, name=p.name, plan=p.plan, renews_on=p.renews_on.isoformat() if p.renews_on else "-",
             contacts=len(p.contacts), seats=sum(c.has_seat for c in p.contacts),
-            unused_training=seats_unused(p, today, seats_per_term) if p.active and not gone else 0,
-            lapsed=gone, bouncing=bounce_by_partner.get(p.id, 0), active=p.active))
+            unused_training=seats_unused(p, today, seats_per_term) if p.active_on(today) and not gone else 0,
+            lapsed=gone, bouncing=bounce_by_partner.get(p.id, 0), active=p.active_on(today)))
     active = [r for r in prows if r.active]
     roster = {"partners": len(active), "contacts": sum(r.contacts for r in active),
               "seats": sum(r.seats for r in active), "lapsed": sum(r.lapsed for r in active),

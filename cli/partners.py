@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pp = sub.add_parser("partners", help="the roster: import, export, list; payments, trainings, leaving",
                         description="The partner roster and what happens to it.")
     psub = pp.add_subparsers(dest="partners_verb", required=True, metavar="VERB")
-    pi = psub.add_parser("import", help="upsert partners and contacts from a CSV sheet (see README: Roster CSV)",
+    pi = psub.add_parser("import", help="upsert partners and contacts from a CSV sheet (columns: docs/reference.md, Roster CSV)",
                          description="Upsert partners and contacts from a CSV sheet. Every rejected row is listed "
                                      "(FILE:LINE: reasons) and the exit code is 2; the other rows are imported, so "
                                      "fix the rows and import the sheet again.")

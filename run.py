@@ -39,20 +39,24 @@ if str(ROOT) not in sys.path:  # our mailbox/ must win over the standard library
 
 log = logging.getLogger("partnerdesk")
 
-EXIT_ERROR, EXIT_CONFIG, EXIT_RUNNING, EXIT_TEMPFAIL = 1, 2, 3, 75  # 75: EX_TEMPFAIL, "run again later"
-EXIT_LOGIN = 77  # EX_NOPERM: an OAuth2 login lapsed or is missing; a person must run `auth login`
+# The exit codes live in cli/exits.py (README "Exit codes"); named here too for scripts and tests.
+from cli.exits import (EXIT_BAD_INPUT, EXIT_CONFIG, EXIT_ERROR, EXIT_LOGIN, EXIT_PIPE,  # noqa: E402, F401  (re-exported)
+                       EXIT_RUNNING, EXIT_TEMPFAIL)
 
 
 class Clock:
-    """The rules' clock: the wall clock, or --now (which then advances with real time)."""
+    """The rules' clock: the wall clock, or --now, read first exactly as given and then advancing with
+    real time (the start-up before the first reading does not count)."""
 
     def __init__(self, fixed: datetime | None) -> None:
         self.fixed = fixed
-        self.started = time.monotonic()
+        self.started: float | None = None
 
     def now(self) -> datetime:
         if self.fixed is None:
             return datetime.now(timezone.utc)
+        if self.started is None:
+            self.started = time.monotonic()
         return self.fixed + timedelta(seconds=time.monotonic() - self.started)
 
     @staticmethod
@@ -62,14 +66,14 @@ class Clock:
 
 
 def parse_now(value: str) -> datetime:
-    from workflows.errors import ConfigError
+    from workflows.errors import BadInput
 
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"--now {value!r} is not an ISO-8601 date-time like 2026-11-30T10:00:00-05:00") from None
+        raise BadInput(f"--now {value!r} is not an ISO-8601 date-time like 2026-11-30T10:00:00-05:00") from None
     if dt.tzinfo is None:
-        raise ConfigError(f"--now {value!r} needs a UTC offset (e.g. -05:00 or Z): the rules run on US Eastern time")
+        raise BadInput(f"--now {value!r} needs a UTC offset (e.g. -05:00 or Z): the rules run on US Eastern time")
     return dt.astimezone(timezone.utc)
 
 
@@ -110,7 +114,8 @@ class Wiring:
         s = self.settings
         return Outbox(store=store, composer=Composer(support_address=s.support_address, support_name=s.support_name,
                                                                program_name=s.mailings.program.name),
-                      secret=store.secret(s.secret), support_address=s.support_address)
+                      secret=store.secret(s.secret), support_address=s.support_address, staff=s.staff | s.team,
+                      trust=s.trust)
 
     def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner:
         """The mailings runner, on a read-only store unless one is given."""
@@ -187,6 +192,7 @@ class Wiring:
               login: LoginWatch | None) -> Desk:
         from mailbox.parse import parse
         from service.automatic import AutomaticMail
+        from mailbox.proofreader import reader_for
         from service.cycle import Desk
         from service.intake import IntakeService, history_cutoff
         from service.promise import PromiseTicks
@@ -201,7 +207,6 @@ class Wiring:
         if dry_run_dir is not None:
             from mailbox.readonly import ReadOnlySource
             from mailbox.spool import SpoolSender
-
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
         from service.dispatch import Dispatcher
@@ -212,18 +217,33 @@ class Wiring:
         self.stack.callback(outbox.dispatcher.close, finish=False)
         automatic = AutomaticMail(store=store, outbox=outbox, settings=s.intake(), loop=s.loop, delivery=s.delivery)
         intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox, secret=outbox.secret,
-                               history_cutoff=cutoff, automatic=automatic, parse_head=partial(parse, bodies=False))
+                               history_cutoff=cutoff, automatic=automatic, parse_head=partial(parse, bodies=False),
+                               proofs=reader_for(s.trust))
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
         # RSVPs, unsubscribes, training replies: claimed before threading; stale mail is called off at send time.
-        intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake.settings)]
+        intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake)]
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
         from service.upkeep import Upkeep
 
+        health = None if dry_run_dir is not None else self.health(store, outbox)
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings, login=login,
+                    promise=promise, mailings=mailings, login=login, health=health,
                     extra_ticks=[automatic.tick, Upkeep(store=store, keep_sent_mail_days=s.keep_sent_mail_days).tick])
+
+    def heartbeat(self) -> Any:
+        from store.heartbeat import HeartbeatFile
+
+        return HeartbeatFile(self.settings.heartbeat_file, self.settings.metrics_path)
+
+    def health(self, store: Any, outbox: Any) -> Any:
+        from service.health import HealthMonitor
+
+        s = self.settings
+        return HealthMonitor(store=store, outbox=outbox, file=self.heartbeat(), config=s.health,
+                             staff=s.staff, support_name=s.support_name, support_address=s.support_address,
+                             timezone=s.calendar.timezone)
 
     def _mail(self, spool_root: Path | None, passwords: dict[str, str | None]) -> tuple[MailSource, MailSender]:
         s = self.settings
@@ -243,7 +263,7 @@ class Wiring:
         from mailbox.spool import SpoolSender, SpoolSource
 
         root = spool_root or Path(s.store_path).parent / "spool"
-        return SpoolSource(root), SpoolSender(root)
+        return SpoolSource(root, clock=self.clock.now), SpoolSender(root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,33 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     # imapclient logs the whole protocol, bodies included, at DEBUG; flufl.bounce every detector's guess.
     for noisy in ("imapclient", "aiosmtplib", "asyncio", "flufl.bounce"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from cli.exits import run_verb
     from config.settings import load_file
-    from workflows.errors import AlreadyRunning, ConfigError, LoginRequired, PartnerdeskError, Transient
 
-    settings = None
-    try:
+    settings: list[Settings] = []
+
+    def go() -> int:
         clock = Clock(parse_now(args.now) if args.now else None)
-        settings = load_file(args.config)
+        settings.append(load_file(args.config))
         with ExitStack() as stack:
-            return args.run(args, Wiring(settings, clock, stack, verbose=args.verbose))
-    except ConfigError as e:
-        message = str(e)
-        if settings is not None and not message.startswith(settings.source):
-            message = f"{settings.source}: {message}"  # adapters do not know the file; say which one
-        print(f"config error: {message}", file=sys.stderr)
-        return EXIT_CONFIG
-    except AlreadyRunning as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_RUNNING
-    except LoginRequired as e:
-        print(f"login required: {e}", file=sys.stderr)
-        return EXIT_LOGIN
-    except Transient as e:
-        print(f"temporary failure: {e}; nothing was lost, run again later", file=sys.stderr)
-        return EXIT_TEMPFAIL
-    except PartnerdeskError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+            return args.run(args, Wiring(settings[0], clock, stack, verbose=args.verbose))
+
+    return run_verb(go, lambda: settings[0].source if settings else None)
 
 
 if __name__ == "__main__":

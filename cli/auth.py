@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="keep a refresh token obtained elsewhere (read from standard input; used once to check it)")
     al.set_defaults(run=login)
     ast = asub.add_parser("status", help="account, provider, scopes, expiry, last refresh; exit 77 if unusable")
-    ast.add_argument("--json", action="store_true")
+    ast.add_argument("--json", action="store_true", help="print JSON (the same facts) instead of text")
     ast.set_defaults(run=status)
 
 

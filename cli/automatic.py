@@ -9,7 +9,7 @@ from collections import Counter
 from workflows.automatic import KINDS
 from workflows.calendar import format_due
 
-from .common import local_moment
+from .common import local_moment, plural
 from .context import Context
 
 
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     al.add_argument("--kind", choices=[k for k in KINDS if k != "none"] + ["0.1.0-thread"],
                     help="only this kind")
     al.add_argument("--since", help="only mail received since this date or date-time (New York time if no offset)")
-    al.add_argument("--json", action="store_true")
+    al.add_argument("--json", action="store_true", help="print the records as a JSON array, for programs")
     al.set_defaults(run=list_automatic)
 
 
@@ -41,6 +41,6 @@ def list_automatic(args: argparse.Namespace, ctx: Context) -> int:
               f"{where:<28} {r.subject[:60]}")
         print(f"    {r.reason[:150]}" + (f"; {r.note}" if r.note else ""))
     counts = Counter(r.kind for r in records)
-    print(f"-- {len(records)} automatic message(s)" + (": " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+    print(f"-- {plural(len(records), 'automatic message')}" + (": " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
                                                     if counts else ""))
     return 0

@@ -6,7 +6,7 @@ import sys
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 from service.report import CycleReport
-from workflows.errors import ConfigError
+from workflows.errors import BadInput
 
 
 def warn(report: CycleReport) -> None:
@@ -18,7 +18,7 @@ def error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def local_moment(value: str, tz: tzinfo, end_of_day: bool = False) -> datetime:
+def local_moment(value: str, tz: tzinfo, end_of_day: bool = False, flag: str = "") -> datetime:
     """A CLI date or date-time; without an offset it is in ``tz`` (New York time, the program's)."""
     try:
         if len(value) == 10:
@@ -28,5 +28,18 @@ def local_moment(value: str, tz: tzinfo, end_of_day: bool = False) -> datetime:
             dt = datetime.fromisoformat(value)
             dt = dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
     except ValueError:
-        raise ConfigError(f"{value!r} is not a date like 2027-03-31 or a date-time like 2027-03-31T10:00") from None
+        raise BadInput(f"{flag + ' ' if flag else ''}{value!r} is not a date like 2027-03-31 or a date-time like 2027-03-31T10:00") from None
     return dt.astimezone(timezone.utc)
+
+
+def day(value: str, flag: str) -> date:
+    """A CLI date (``flag`` names the option in the message); BadInput (exit 2) if it is none."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{flag} {value!r} is not a date like 2028-03-31") from None
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """"1 contact", "2 contacts", "0 entries" (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"

@@ -10,7 +10,7 @@ from config.settings import Settings
 from service.cycle import Desk
 from service.mailings import MailingRunner
 from service.outbox import Outbox
-from service.ports import LoginState, Store
+from service.ports import HealthFile, LoginState, Store
 
 
 class Clock(Protocol):
@@ -40,3 +40,4 @@ class Context(Protocol):
     def mailings(self, store: Store | None = None, outbox: Outbox | None = None) -> MailingRunner: ...
     def desk(self, *, spool_root: Path | None = None, dry_run_dir: Path | None = None) -> Desk: ...
     def logins(self) -> Logins: ...
+    def heartbeat(self) -> HealthFile: ...

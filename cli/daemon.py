@@ -30,7 +30,8 @@ SETTLE_AFTER = 200  # send results gathered before they are folded into the stor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("run", help="the daemon: watch the inbox, act, repeat").set_defaults(run=run)
+    sub.add_parser("run", help="the daemon: watch the inbox, act, repeat (SIGTERM/Ctrl-C stop it cleanly)"
+                   ).set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -7,10 +7,8 @@ import email
 import email.message
 import email.policy
 import email.utils
-import os
 import shutil
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 from service.cycle import cycle
@@ -82,12 +80,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     inbox = root / "spool" / "inbox"
     inbox.mkdir(parents=True)
-    start = ctx.clock.now() - timedelta(minutes=30)
-    for i, sample in enumerate(sorted((samples / "inbox").glob("*.eml"))):
-        target = inbox / sample.name
-        shutil.copyfile(sample, target)
-        ts = (start + timedelta(minutes=i)).timestamp()
-        os.utime(target, (ts, ts))  # "received" just now, one a minute
+    for sample in sorted((samples / "inbox").glob("*.eml")):  # received when the first pass sees them
+        shutil.copyfile(sample, inbox / sample.name)
 
     desk = ctx.desk(spool_root=root / "spool")
     print("\n== pass 1: partners' requests arrive ==")

@@ -8,27 +8,30 @@ from datetime import timedelta
 from pathlib import Path
 
 from service.report import CycleReport
+from workflows.errors import BadInput
 from workflows.mailings import plan as plan_mod
 from workflows.mailings.calls import call_dates
 from workflows.mailings.due import MAILINGS, format_when
 from workflows.trainings.schedule import training_dates
 
-from .common import error, local_moment, warn
+from .common import local_moment, plural, warn
 from .context import Context
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     mp = sub.add_parser("mailings", help="scheduled mailings: calls, renewal notices, trainings, welcome")
-    msub = mp.add_subparsers(dest="mailings_verb", required=True)
+    msub = mp.add_subparsers(dest="mailings_verb", required=True, metavar="VERB")
     msub.add_parser("list", help="the mailings, upcoming calls and trainings, ledger counts").set_defaults(run=list_)
     mpl = msub.add_parser("plan", help="every mail that would go out between two dates, and every skip")
-    mpl.add_argument("--from", dest="start", required=True, help="date or date-time (New York time if no offset)")
-    mpl.add_argument("--to", dest="end", required=True)
+    mpl.add_argument("--from", dest="start", required=True, metavar="DATE",
+                     help="the window's start: a date or date-time (New York time if no offset)")
+    mpl.add_argument("--to", dest="end", required=True, metavar="DATE",
+                     help="the window's end, included (a date means to the end of that day)")
     mpl.set_defaults(run=plan)
     mpv = msub.add_parser("preview", help="render one mail for a partner, to stdout or an .eml file")
     mpv.add_argument("name", help="mailing name (see `mailings list`)")
-    mpv.add_argument("--partner", required=True)
-    mpv.add_argument("--out", help="write the message to this .eml file instead of printing it")
+    mpv.add_argument("--partner", required=True, metavar="ID", help="the partner to address it to")
+    mpv.add_argument("--out", metavar="FILE.eml", help="write the message to this .eml file instead of printing it")
     mpv.set_defaults(run=preview)
     ms = msub.add_parser("send", help="queue (and send) what is due now for one mailing")
     ms.add_argument("name", help="mailing name or group: calls, renewals, trainings, welcome")
@@ -74,8 +77,10 @@ def plan(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     cfg = ctx.settings.mailings
     tz = cfg.tz()
-    start = local_moment(args.start, tz)
-    end = local_moment(args.end, tz, end_of_day=True)
+    start = local_moment(args.start, tz, flag="--from")
+    end = local_moment(args.end, tz, end_of_day=True, flag="--to")
+    if end <= start:
+        raise BadInput(f"--to {args.end} is before --from {args.start}; give the earlier date first")
     ledger = {e["key"]: e for e in store.ledger_all()}
     steps = plan_mod.simulate(store.partners(), ledger, cfg, start, end,
                               welcome_requests=store.welcome_requests(), unsubscribed=store.unsubscribed(),
@@ -84,7 +89,7 @@ def plan(args: argparse.Namespace, ctx: Context) -> int:
     for step in steps:
         print(plan_mod.describe_step(step, tz))
     sent = sum(s.sent for s in steps)
-    print(f"-- {sent} mail(s) would go out, {len(steps) - sent} skipped, "
+    print(f"-- {plural(sent, 'mail')} would go out, {len(steps) - sent} skipped, "
           f"{format_when(start, tz)} to {format_when(end, tz)}")
     return 0
 
@@ -92,14 +97,12 @@ def plan(args: argparse.Namespace, ctx: Context) -> int:
 def preview(args: argparse.Namespace, ctx: Context) -> int:
     partner = ctx.store().partner(args.partner)
     if partner is None:
-        error(f"no partner {args.partner}; see `partners list`")
-        return 1
+        raise BadInput(f"no partner {args.partner}; see `partners list`")
     now = ctx.clock.now()
     try:
         d = plan_mod.preview(args.name, partner, ctx.settings.mailings, now)
     except ValueError as e:
-        error(str(e))
-        return 1
+        raise BadInput(str(e)) from None
     _, _, raw = ctx.mailings().render(d, now)
     if args.out:
         Path(args.out).write_bytes(raw)
@@ -111,12 +114,16 @@ def preview(args: argparse.Namespace, ctx: Context) -> int:
 
 def send(args: argparse.Namespace, ctx: Context) -> int:
     now = ctx.clock.now()
+    names = set(MAILINGS) | set(plan_mod.KIND_GROUPS)
+    if args.name not in names:
+        raise BadInput(f"no mailing {args.name!r}; use one of {', '.join(sorted(names))}")
     if args.dry_run:
         to_send, to_skip = ctx.mailings().plan(now, only=args.name)
         for d in to_send:
             print(f"would send  {d.mailing:<22} {d.recipient:<34} {d.subject}  ({d.why})")
         for d in to_skip:
-            print(f"would skip  {d.mailing:<22} {d.recipient:<34} {d.reason}")
+            print(f"would skip  {d.mailing:<22} {d.recipient:<34} {d.reason}"
+                  + (" (decided again at every cycle)" if d.held else ""))
         print(f"-- {len(to_send)} to send, {len(to_skip)} to skip (dry run: nothing recorded)")
         return 0
     desk = ctx.desk()
@@ -131,7 +138,11 @@ def send(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def rsvps(args: argparse.Namespace, ctx: Context) -> int:
-    rows = ctx.mailings().rsvps(args.call)
+    runner = ctx.mailings()
+    if args.call and args.call.lower() not in (known := runner.known_calls(ctx.clock.now())):
+        raise BadInput(f"no call {args.call!r} in the config or the ledger; known calls: "
+                       f"{', '.join(sorted(known)) or 'none'} (see `mailings list`)")
+    rows = runner.rsvps(args.call)
     for r in rows:
         print(f"{r['call_id']:<22} {r['attendee']:<34} {r['partstat']:<12} {r['at']}")
     if not rows:

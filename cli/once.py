@@ -10,16 +10,20 @@ from pathlib import Path
 from service.cycle import cycle
 from workflows.errors import LoginRequired, Transient
 
-from .common import warn
+from .common import plural, warn
 from .context import Context
+from .progress import progress
 from .report import refresh as refresh_report
+
+PROGRESS_FROM = 200  # messages in one cycle: a first start on a full mailbox (history import), say
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     once = sub.add_parser("once", help="one full cycle, then exit")
     once.add_argument("--dry-run", action="store_true",
                       help="work on a copy of the store; write the mail it would send as .eml files; send nothing")
-    once.add_argument("--dry-run-dir", help="where --dry-run writes (default ./partnerdesk-dry-run/<timestamp>)")
+    once.add_argument("--dry-run-dir", metavar="DIR",
+                      help="where --dry-run writes (default ./partnerdesk-dry-run/<timestamp>)")
     once.set_defaults(run=run)
 
 
@@ -28,7 +32,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return dry_run(args, ctx)
     desk = ctx.desk()
     try:
-        report = cycle(desk)
+        with progress(None, "taking in mail", threshold=PROGRESS_FROM, unit="msg") as bar:
+            desk.progress = bar
+            report = cycle(desk)
         refresh_report(desk.store, ctx)
     except (Transient, LoginRequired) as e:  # the rest of the cycle ran: say what it did
         done = getattr(e, "report", None)
@@ -54,12 +60,13 @@ def dry_run(args: argparse.Namespace, ctx: Context) -> int:
     out_root = Path(args.dry_run_dir or "partnerdesk-dry-run").resolve() / stamp
     report = cycle(ctx.desk(dry_run_dir=out_root))
     warn(report)
-    print(f"dry run at {ctx.clock.now().isoformat()}: nothing was sent, nothing changed")
-    print(report.summary())
+    print(f"dry run at {ctx.clock.now().isoformat()}: nothing was sent and nothing changed; this is what "
+          f"a cycle would do")
+    print(report.summary(dry_run=True))
     for line in report.actions:
         print(f"  {line}")
     files = sorted((out_root / "outbox").glob("*.eml"))
-    print(f"would send {len(files)} mail(s); written to {out_root / 'outbox'}")
+    print(f"would send {plural(len(files), 'mail')}; written to {out_root / 'outbox'}")
     for f in files:
         print(f"  {f.name}")
     return 0

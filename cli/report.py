@@ -12,6 +12,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -22,9 +23,11 @@ from workflows.report import Report, figures
 
 from .common import error
 from .context import Context
+from .progress import progress
 
 log = logging.getLogger("partnerdesk.report")
 PAGE = "index.html"
+PROGRESS_FROM = 2000  # threads in the store: below, the page is written before a bar could say anything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +39,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rp.set_defaults(run=run)
 
 
-def build(store: Store, settings: Settings, now: datetime) -> Report:
-    return figures(threads=store.threads(), partners=store.partners(), ledger=store.ledger_all(),
-                   entries=store.outbox(), failures=store.contact_failures(), now=now, cal=settings.calendar,
-                   seats_per_term=settings.mailings.trainings.seats_per_term)
+def build(store: Store, settings: Settings, now: datetime, bar: Any = None) -> Report:
+    threads = store.threads()
+    if bar is not None and len(threads) >= PROGRESS_FROM:  # a store worth a bar: four steps, each a while
+        bar.set_total(4)
+    step = bar.update if bar is not None else (lambda n=1: None)
+    step(1)  # the threads are read
+    bounced = frozenset(mid for r in store.automatic_mail() if r.kind == "bounce" and r.failures for mid in r.about)
+    data = dict(partners=store.partners(), ledger=store.ledger_all(), entries=store.outbox(),
+                delivery=store.delivery_states(), bounced=bounced)
+    step(1)
+    report = figures(threads=threads, **data, now=now, cal=settings.calendar,
+                     seats_per_term=settings.mailings.trainings.seats_per_term,
+                     grace_days=settings.mailings.renewals.grace_days)
+    step(1)
+    return report
 
 
 def render(report: Report, settings: Settings, templates: Path) -> str:
@@ -52,9 +66,11 @@ def render(report: Report, settings: Settings, templates: Path) -> str:
         r=report, program=settings.mailings.program.name, promise=format_duration(cal.response_time()), hours=hours)
 
 
-def write(store: Store, settings: Settings, now: datetime, folder: Path, templates: Path) -> Path:
+def write(store: Store, settings: Settings, now: datetime, folder: Path, templates: Path, bar: Any = None) -> Path:
     """Render the report and put it at ``folder/index.html`` in one rename."""
-    html = render(build(store, settings, now), settings, templates)
+    html = render(build(store, settings, now, bar), settings, templates)
+    if bar is not None:
+        bar.update(1)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / PAGE
     fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=folder)
@@ -96,7 +112,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         error("report: say where to write it: --out DIR (or [report] dir in the config)")
         return 2
     try:
-        path = write(ctx.store(), ctx.settings, ctx.clock.now(), Path(folder), ctx.root / "templates")
+        with progress(None, "writing the report", unit="step") as bar:
+            path = write(ctx.store(), ctx.settings, ctx.clock.now(), Path(folder), ctx.root / "templates", bar)
     except OSError as e:
         error(f"report: cannot write to {folder}: {e.strerror or e}; pick a folder you can write to")
         return 2

@@ -11,18 +11,19 @@ from typing import Any
 
 from workflows import escalation, sla
 from workflows.calendar import format_due
+from workflows.errors import BadInput
 from workflows.escalation import LadderConfig
 from workflows.lifecycle import State, table_text
 from workflows.model import Thread
 
-from .common import error
 from .context import Context
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    tp = sub.add_parser("threads", help="support threads")
-    tsub = tp.add_subparsers(dest="threads_verb", required=True)
-    tl = tsub.add_parser("list", help="threads, oldest first; filter them, or export them as CSV")
+    tp = sub.add_parser("threads", help="support threads: list them (filtered, as CSV), show one")
+    tsub = tp.add_subparsers(dest="threads_verb", required=True, metavar="VERB")
+    tl = tsub.add_parser("list", help="threads, oldest first: state, due time (ET, ! when overdue), waited, ladder "
+                                      "stage; filter them, or export them as CSV")
     fmt = tl.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="a JSON array (every field and the timeline)")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row, for a spreadsheet")
@@ -30,9 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tl.add_argument("--state", choices=[str(s) for s in State], help="only threads in this state")
     tl.add_argument("--partner", metavar="ID", help="only this partner's threads (see `partners list`)")
     tl.set_defaults(run=list_threads)
-    ts = tsub.add_parser("show")
-    ts.add_argument("id")
-    ts.add_argument("--json", action="store_true")
+    ts = tsub.add_parser("show", help="one thread: clock, assignee, stages fired and next, the full timeline")
+    ts.add_argument("id", help="the thread id, e.g. OA-12")
+    ts.add_argument("--json", action="store_true", help="print JSON instead of text")
     ts.set_defaults(run=show)
 
 
@@ -77,8 +78,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     t = store.thread(args.id)
     if t is None:
-        error(f"no thread {args.id}")
-        return 1
+        raise BadInput(f"no thread {args.id}; see `threads list`")
     t, path = _survivor(store, t)
     info = promise_info(t, ctx.clock.now(), ctx, ctx.settings.ladder_config())
     if args.json:
@@ -99,6 +99,8 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     for e in t.events:
         detail = " ".join(e.detail.split())
         print(f"  {format_due(e.at, cal, with_year=True):<40} {e.kind:<14} {e.by:<30} {detail[:100]}")
+        if e.proof:  # how a staff member's message was proven theirs (workflows/staffproof.py)
+            print(f"  {'':<40} {'':<14} proven by {e.proof}")
     return 0
 
 
@@ -134,8 +136,7 @@ def list_threads(args: argparse.Namespace, ctx: Context) -> int:
     ladder = ctx.settings.ladder_config()
     store = ctx.store()
     if getattr(args, "partner", None) and args.partner.lower() not in {p.id.lower() for p in store.partners()}:
-        error(f"no partner {args.partner}; see `partners list`")
-        return 2
+        raise BadInput(f"no partner {args.partner}; see `partners list`")
     threads = _selected(store.threads(), args, now, ctx)
     if getattr(args, "csv", False):
         _csv(threads, now, ctx, ladder)

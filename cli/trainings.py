@@ -27,33 +27,33 @@ STAFF = "staff (command line)"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     tp = sub.add_parser("trainings", help="training courses: registrations, waitlist, approvals, attendance")
-    ts = tp.add_subparsers(dest="trainings_verb", required=True)
+    ts = tp.add_subparsers(dest="trainings_verb", required=True, metavar="VERB")
     tl = ts.add_parser("list", help="upcoming and recent courses, with their counts")
     tl.add_argument("--all", action="store_true", help="also courses long past")
     tl.set_defaults(run=list_)
     sh = ts.add_parser("show", help="one course: registrations, waitlist, pending approvals, attendance, mail")
-    sh.add_argument("id")
-    sh.add_argument("--json", action="store_true")
+    sh.add_argument("id", help="the course id (see `trainings list`)")
+    sh.add_argument("--json", action="store_true", help="print JSON instead of text")
     sh.set_defaults(run=show)
     for name, what in (("register", "register people (a phone call, a mail staff read)"),
                        ("cancel", "cancel registrations"), ("absent", "record no-shows")):
         p = ts.add_parser(name, help=what)
-        p.add_argument("id")
-        p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+        p.add_argument("id", help="the course id (see `trainings list`)")
+        p.add_argument("addresses", nargs="+", metavar="ADDRESS", help="the people's mail addresses")
         if name == "register":
             p.add_argument("--approve", action="store_true", help="past the included places: an extra place")
             p.add_argument("--partner", default="", help="partner id for an address not on the roster yet")
         p.set_defaults(run=globals()[name])
     for name in ("approve", "decline"):
         p = ts.add_parser(name, help=f"{name} a registration held past the included places")
-        p.add_argument("id")
-        p.add_argument("address")
+        p.add_argument("id", help="the course id (see `trainings list`)")
+        p.add_argument("address", help="the registered person's mail address")
         if name == "decline":
             p.add_argument("--reason", default="", help="passed on to the partner")
         p.set_defaults(run=decide)
     at = ts.add_parser("attended", help="record who completed a course (grants the support seat)")
-    at.add_argument("id")
-    at.add_argument("addresses", nargs="*", metavar="ADDRESS")
+    at.add_argument("id", help="the course id (see `trainings list`)")
+    at.add_argument("addresses", nargs="*", metavar="ADDRESS", help="who attended (or use --csv / --all)")
     at.add_argument("--csv", help="a sheet with an address column (and optionally attended = yes/no)")
     at.add_argument("--all", action="store_true", help="everyone still confirmed attended")
     at.set_defaults(run=attended)

@@ -35,7 +35,7 @@ KEYS = {
                   "day_ends", "duration_minutes"),
     "trainings.dates": ("id", "start", "end", "title", "place", "remote", "capacity"),
     "trainings.seats": tuple(PLANS),
-    "renewals": ("offsets", "send_at", "pay_url"),
+    "renewals": ("offsets", "send_at", "pay_url", "grace_days"),
     "program": ("name", "profile_url", "badge_image", "training_url"),
 }
 
@@ -235,7 +235,8 @@ def _renewals(r: Reader) -> RenewalsConfig:
     if not isinstance(send_at, time):
         raise r.fail("[renewals] send_at", f"{send_at!r} is not a time like \"10:00\"")
     return RenewalsConfig(offsets=tuple(sorted(offsets, reverse=True)), send_at=send_at,
-                          pay_url=r.text(rn, "[renewals]", "pay_url", ""))
+                          pay_url=r.text(rn, "[renewals]", "pay_url", ""),
+                          grace_days=r.whole(rn, "[renewals]", "grace_days", 30, 0, 3650))
 
 
 def _program(r: Reader) -> ProgramConfig:

@@ -12,6 +12,10 @@ from .reader import Reader
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 _STAGE_KEYS = ("name", "percent", "plus_hours", "to", "urgent", "title")
+LIFECYCLE_KEYS = ("autoclose_business_days", "reopen_days")
+DIGEST_KEYS = ("enabled", "to")
+KEYS = {"escalation": ("stages",), "escalation.stages": _STAGE_KEYS, "lifecycle": LIFECYCLE_KEYS,
+        "digest": DIGEST_KEYS}
 
 
 def read_stages(r: Reader) -> tuple[Stage, ...]:
@@ -66,14 +70,14 @@ def check_people(r: Reader, stages: tuple[Stage, ...], *, escalation: tuple[str,
 
 
 def read_lifecycle(r: Reader) -> LifecycleConfig:
-    t = r.section("lifecycle", ("autoclose_business_days", "reopen_days"))
+    t = r.section("lifecycle", LIFECYCLE_KEYS)
     autoclose = r.whole(t, "[lifecycle]", "autoclose_business_days", LifecycleConfig().autoclose_business_days)
     reopen = r.whole(t, "[lifecycle]", "reopen_days", LifecycleConfig().reopen_days, lo=1)
     return LifecycleConfig(autoclose_business_days=autoclose, reopen_days=reopen)
 
 
 def read_digest(r: Reader) -> DigestConfig:
-    t = r.section("digest", ("enabled", "to"))
+    t = r.section("digest", DIGEST_KEYS)
     enabled = r.flag(t, "[digest]", "enabled", True)
     to = r.people(t.get("to", ["staff"]), "[digest] to", DIGEST_ROLES)
     return DigestConfig(enabled=enabled, to=to)

@@ -21,17 +21,21 @@ from workflows.calendar import BusinessCalendar
 from workflows.digest import DigestConfig
 from workflows.errors import ConfigError
 from workflows.escalation import DEFAULT_STAGES, LadderConfig, Stage
+from workflows.health import HealthConfig
 from workflows.intake import IntakeSettings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN
+from workflows.proofs import TrustSettings
 
 from .automatic import INTAKE_KEYS as LOOP_KEYS, read_delivery, read_loop
+from .health import read_health
 from .mailings import KEYS as MAILING_KEYS, read_mailings
 from .oauth2 import read_oauth2
 from .promise import check_people, read_digest, read_lifecycle, read_stages
 from .reader import Reader
 from .servers import ImapSettings, OAuth2Settings, SmtpSettings, read_server
 from .sla import read_sla
+from .trust import read_trust
 
 DEFAULT_STORE = "partnerdesk-data/partnerdesk.json"
 BUILT_IN = {"support": {"address": "support@openatrium.example", "staff": ["staff@openatrium.example"]}}
@@ -43,7 +47,8 @@ _TABLES = {
     "report": ("dir",),
 }
 # Tables whose keys their own reader checks.
-_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "delivery",
+_OTHER_TABLES = ("imap", "smtp", "oauth2", "sla", "escalation", "lifecycle", "digest", "delivery", "trust",
+                 "health",
                  *(t for t in MAILING_KEYS if "." not in t))
 
 
@@ -68,9 +73,17 @@ class Settings:
     lifecycle: LifecycleConfig = LifecycleConfig()
     digest: DigestConfig = DigestConfig()
     mailings: MailingsConfig = MailingsConfig()
+    health: HealthConfig = HealthConfig()
+    heartbeat_path: str | None = None  # None: next to the store
+    metrics_path: str | None = None  # None: no Prometheus textfile
     report_dir: str | None = None  # [report] dir: the status report is refreshed there every cycle
     loop: LoopPolicy = LoopPolicy()  # [intake] acks_per_hour, answers_per_hour_all, answers_resume_at
     delivery: DeliveryPolicy = DeliveryPolicy()  # [delivery]
+    trust: TrustSettings = TrustSettings()
+
+    @property
+    def heartbeat_file(self) -> str:
+        return self.heartbeat_path or self.store_path + ".heartbeat"
 
     @property
     def team(self) -> frozenset[str]:
@@ -80,7 +93,9 @@ class Settings:
     def intake(self) -> IntakeSettings:
         return IntakeSettings(support_address=self.support_address, support_name=self.support_name,
                               staff=self.staff, team=self.team, calendar=self.calendar,
-                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days)
+                              acks_per_hour=self.acks_per_hour, reopen_days=self.lifecycle.reopen_days,
+                              recipient_delimiter=self.trust.recipient_delimiter,
+                              lapse_grace_days=self.mailings.renewals.grace_days)
 
     def ladder_config(self) -> LadderConfig:
         return LadderConfig(support_address=self.support_address, support_name=self.support_name,
@@ -92,6 +107,22 @@ class Settings:
         if not self.staff:
             raise ConfigError(f"{self.source}: [support] staff: list at least one staff address; they are told "
                               f"of every request, and only their replies reach partners")
+
+
+def known_keys() -> dict[str, tuple[str, ...]]:
+    """Every table the config file may have and its keys ("calls.dates": the array of tables), for the
+    example config's test: partnerdesk.example.toml must show each of them."""
+    from .automatic import DELIVERY_KEYS
+    from .health import KEYS as HEALTH_KEYS
+    from .oauth2 import KEYS as OAUTH2_KEYS
+    from .promise import KEYS as PROMISE_KEYS
+    from .servers import IMAP_KEYS, SMTP_KEYS
+    from .sla import KEYS as SLA_KEYS
+    from .trust import KEYS as TRUST_KEYS
+
+    return {**{t: tuple(k) for t, k in _TABLES.items()}, "imap": tuple(sorted(IMAP_KEYS)),
+            "smtp": tuple(sorted(SMTP_KEYS)), "sla": SLA_KEYS, "health": HEALTH_KEYS, "oauth2": tuple(OAUTH2_KEYS),
+            "delivery": DELIVERY_KEYS, "trust": tuple(TRUST_KEYS), **PROMISE_KEYS, **MAILING_KEYS}
 
 
 def load_file(path: str | None) -> Settings:
@@ -108,11 +139,12 @@ def load_file(path: str | None) -> Settings:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     s = load(data, str(p))
-    if not Path(s.store_path).is_absolute():
-        s = replace(s, store_path=str((p.parent / s.store_path).resolve()))
-    if s.report_dir and not Path(s.report_dir).is_absolute():
-        s = replace(s, report_dir=str((p.parent / s.report_dir).resolve()))
-    return s
+
+    def beside(path: str | None) -> str | None:  # relative paths are relative to the config file
+        return path if path is None or Path(path).is_absolute() else str((p.parent / path).resolve())
+
+    return replace(s, store_path=beside(s.store_path), heartbeat_path=beside(s.heartbeat_path),
+                   metrics_path=beside(s.metrics_path), report_dir=beside(s.report_dir))
 
 
 def load(data: dict[str, Any], source: str) -> Settings:
@@ -155,6 +187,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
     if acks < 1:
         raise r.fail("[intake] acks_per_hour", "must be at least 1")
 
+    health, heartbeat, metrics = read_health(r)
     report = r.section("report", _TABLES["report"])
     report_dir = r.get(report, "[report]", "dir", str, None)
     if report_dir is not None and not report_dir.strip():
@@ -182,7 +215,11 @@ def load(data: dict[str, Any], source: str) -> Settings:
         lifecycle=read_lifecycle(r),
         digest=read_digest(r),
         mailings=read_mailings(r),
+        health=health,
+        heartbeat_path=heartbeat,
+        metrics_path=metrics,
         report_dir=report_dir,
         loop=read_loop(r, acks),
         delivery=read_delivery(r),
+        trust=read_trust(r, address),
     )

@@ -203,7 +203,8 @@ class Composer:
             f"Message-ID: {_check_address(message_id)}",
         ]
         if out.reply_to_support:
-            head.append(_mailbox("Reply-To", self.support_name, self.support_address))
+            # A copy for one staff member replies to support+KEY@ (its reply key), anything else to support@.
+            head.append(_mailbox("Reply-To", self.support_name, _check_address(out.reply_to or self.support_address)))
         if out.in_reply_to:
             head.append(f"In-Reply-To: {_check_address(_header_safe(out.in_reply_to))}")
         refs = [_header_safe(r) for r in dict.fromkeys(out.references)][-20:]

@@ -59,6 +59,7 @@ class ImapSource:
         # Once login and SELECT have worked, a later refusal is the server restarting (its
         # auth backend or storage not back yet), not a wrong config: retry instead of exiting.
         self.logged_in_once = False
+        self.expected: int | None = None  # messages the running fetch_new will yield (for a progress bar)
         self.selected_once = False
         self._warned_no_uidplus = False
         self.readonly = False  # True: EXAMINE instead of SELECT (dry runs change nothing on the server)
@@ -180,6 +181,7 @@ class ImapSource:
                             "Message-ID and content", self.s.folder, cur["uidvalidity"], self.uidvalidity)
             # "N:*" always matches the highest UID even when it is below N; filter.
             uids = self._not_marked(c, last) + sorted(u for u in c.search(["UID", f"{last + 1}:*"]) if u > last)
+            self.expected = len(uids)
             for batch in self._batches(c, uids):
                 data = c.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
                 for uid in batch:

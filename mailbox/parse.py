@@ -43,6 +43,7 @@ from .references import message_ids
 
 MAX_TEXT = 200_000  # characters of body text kept for threads and notifications
 _MSGID_RE = re.compile(r"<[^<>\s]{1,900}>")
+_ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Reply-From", "X-Mail-Autoreply", "X-Loop")
 
 
@@ -412,6 +413,7 @@ def _mail(msg: Message, raw: bytes, sha: str, received_at: datetime, *, bodies: 
         from_name=from_name,
         to=tuple(a for _, a in _addresses(msg, "To")),
         cc=tuple(a for _, a in _addresses(msg, "Cc")),
+        envelope_to=tuple(dict.fromkeys(a for name in _ENVELOPE_HEADERS for _, a in _addresses(msg, name))),
         subject=decode_header(msg.get("Subject"))[:998],
         date_header=date_header,
         # Read as clients write them: comments, bare ids, "(message from ... of ...)", cut References.

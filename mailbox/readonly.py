@@ -16,6 +16,10 @@ class ReadOnlySource:
     def fetch_new(self, store: Any) -> Iterable[RawMail]:
         return self.source.fetch_new(store)
 
+    @property
+    def expected(self) -> int | None:  # for a progress bar
+        return getattr(self.source, "expected", None)
+
     def mark_done(self, raw: RawMail) -> None:
         pass
 

@@ -12,11 +12,12 @@ from typing import Callable
 
 from workflows.errors import LoginRequired, Transient
 
+from .health import HealthMonitor
 from .intake import BATCH, HISTORY_BATCH, IntakeService
 from .logins import LoginWatch
 from .mailings import MailingRunner
 from .outbox import Outbox
-from .ports import MailSender, MailSource, RawMail, Store
+from .ports import MailSender, MailSource, Progress, RawMail, Store
 from .promise import PromiseTicks
 from .report import CycleReport
 
@@ -35,6 +36,8 @@ class Desk:
     mailings: MailingRunner | None = None
     extra_ticks: list[Tick] = field(default_factory=list)
     login: LoginWatch | None = None  # an OAuth2 login to watch (service/logins.py)
+    health: HealthMonitor | None = None  # the heartbeat and the intake alarm (None: a dry run, tests)
+    progress: Progress | None = None  # a progress bar for a long intake (first start), when someone watches
 
     @property
     def ticks(self) -> list[Tick]:
@@ -52,15 +55,21 @@ def take_in_new(desk: Desk, report: CycleReport) -> Transient | LoginRequired | 
     failed: Transient | LoginRequired | None = None
     try:
         for raw in desk.source.fetch_new(desk.store):
+            if not batch and desk.progress is not None:  # the source knows by now how much is coming
+                desk.progress.set_total(getattr(desk.source, "expected", None))
             batch.append(raw)
             if not desk.intake.is_history(raw):
                 limit = BATCH  # history goes 500 to a write; anything else 50
             if len(batch) >= limit:
                 desk.intake.take_in_many(batch, desk.now(), report, desk.source)
+                if desk.progress is not None:
+                    desk.progress.update(len(batch))
                 batch, limit = [], HISTORY_BATCH
     except (Transient, LoginRequired) as e:  # reported by whoever catches it
         failed = e
     desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
+    if desk.progress is not None and batch:
+        desk.progress.update(len(batch))
     return failed
 
 
@@ -93,15 +102,23 @@ def _cycle(desk: Desk, wait: bool) -> CycleReport:
     elif wait:  # `once`: retries first, as before; the daemon takes new mail in first (retries come after)
         outbox.submit_due(desk.now(), report)
     intake_failed = take_in_new(desk, report)
-    for tick in desk.ticks:
-        tick(desk.now(), report)
-    if outbox.dispatcher is None:
-        outbox.drain(desk.sender, desk.now(), report)
-    else:
-        outbox.submit_due(desk.now(), report)
-        if wait:
-            outbox.dispatcher.wait()
-            outbox.settle(report)
+    ticks_ok = False
+    try:
+        if desk.health is not None:  # may queue the alarm, which the sending below sends
+            desk.health.intake_result(desk.now(), intake_failed, report)
+        for tick in desk.ticks:
+            tick(desk.now(), report)
+        ticks_ok = True
+        if outbox.dispatcher is None:
+            outbox.drain(desk.sender, desk.now(), report)
+        else:
+            outbox.submit_due(desk.now(), report)
+            if wait:
+                outbox.dispatcher.wait()
+                outbox.settle(report)
+    finally:  # the heartbeat says what this cycle did, also when something in it failed
+        if desk.health is not None:
+            desk.health.cycle_done(desk.now(), report, ticks_ok=ticks_ok)
     failed = intake_failed
     lapsed = desk.login.check(report) if desk.login is not None else None
     if lapsed is not None and not isinstance(failed, LoginRequired):

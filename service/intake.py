@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from workflows import msgids, refgraph
@@ -25,13 +25,15 @@ from workflows.commands import merge_target
 from workflows.calendar import format_due
 from workflows.errors import BadInput
 from workflows.filing import Filing, unattributable
-from workflows.intake import Candidates, IntakeSettings, decide
-from workflows.model import Decision, InboundMail, Thread
+from workflows.intake import Candidates, IntakeSettings, choose, decide
+from workflows.model import Decision, InboundMail, Sender, Thread
+from workflows.proofs import StaffProof
 from workflows.senders import Roster, classify
 
 from .automatic import AutomaticMail
 from .outbox import Outbox
-from .ports import MailSource, RawMail, Store
+from .ports import MailSource, ProofReader, RawMail, Store
+from .proof import StaffProofs
 from .report import CycleReport
 
 log = logging.getLogger("partnerdesk.intake")
@@ -87,7 +89,7 @@ def _filing_line(raw: RawMail, mail: InboundMail, filing: Filing) -> str:
 class IntakeService:
     def __init__(self, *, store: Store, settings: IntakeSettings, parse: Callable[..., InboundMail], outbox: Outbox,
                  secret: bytes, history_cutoff: datetime | None = None,
-                 automatic: AutomaticMail | None = None,
+                 automatic: AutomaticMail | None = None, proofs: ProofReader | None = None,
                  parse_head: Callable[..., InboundMail] | None = None) -> None:
         self.store = store
         self.automatic = automatic or AutomaticMail(store=store, outbox=outbox, settings=settings)
@@ -100,6 +102,15 @@ class IntakeService:
         self.secret = secret
         self.history_cutoff = history_cutoff
         self.interceptors: list[Interceptor] = []
+        # Staff proof: reply keys always; ``proofs`` reads Authentication-Results and DKIM when configured.
+        self.staff_proofs = StaffProofs(store=store, secret=secret, settings=settings, reader=proofs,
+                                        live_thread=self.live_thread)
+
+    def prove(self, mail: InboundMail) -> StaffProof:
+        """Staff proof for mail an interceptor takes (a training command): no thread, so keys of our mail
+        about no single thread count (scheduled mail to staff), and what the ProofReader finds."""
+        mid, raw = getattr(self, "_raw_now", ("", b""))
+        return self.staff_proofs.judge(mail, raw if mid == mail.message_id else b"", None)
 
     def is_history(self, raw: RawMail) -> bool:
         return self.history_cutoff is not None and raw.received_at < self.history_cutoff
@@ -160,7 +171,7 @@ class IntakeService:
         moves: Moves = {}
         try:
             with self.store.transaction():
-                roster = Roster.build(self.store.partners())  # once per batch, not once per message
+                roster = Roster.build(self.store.partners(), self._today(now))  # once per batch, not per message
                 for raw in raws:
                     batch.counts["fetched"] += 1
                     try:
@@ -195,6 +206,9 @@ class IntakeService:
         for raw in done:  # automatic mail filed, quarantines: one by one
             self._mark_done(raw, report, source, moves)
         self.outbox.release(now)  # decided, recorded, marked done: now its mail leaves
+
+    def _today(self, now: datetime) -> date:
+        return now.astimezone(self.settings.calendar.tz()).date()
 
     def _mark_done(self, raw: RawMail, report: CycleReport, source: MailSource, moves: Moves) -> None:
         move, reason = moves.get(raw.source_key, ("done", ""))
@@ -241,6 +255,7 @@ class IntakeService:
                 moves[raw.source_key] = ("automatic", "")  # recorded, but the process died before filing it
             return "duplicate"
 
+        self._raw_now = (mail.message_id, raw.data)  # for ``prove``, asked by interceptors
         for intercept in self.interceptors:
             action = intercept(mail, now)
             if action:
@@ -249,10 +264,10 @@ class IntakeService:
                 report.actions.append(f"{raw.source_key}: {action} (not a support request)")
                 return action
 
-        roster = roster or Roster.build(store.partners())
+        roster = roster or Roster.build(store.partners(), self._today(now))
         sender = classify(mail.from_addr, roster, self.settings.recognised_staff)
         links, answers_ours, unknown = self._ancestors(mail)
-        candidates = self._candidates(mail, known, now, links, answers_ours)
+        candidates = self._candidates(mail, known, now, links, answers_ours, raw.data, sender)
         history = self.history_cutoff is not None and mail.received_at < self.history_cutoff
         if not (candidates.own_message or mail.from_addr == self.settings.support_address):
             verdict = self.automatic.verdict(mail, sender)
@@ -292,6 +307,8 @@ class IntakeService:
         self._record_in(mail, raw, thread.id, sender=mail.from_addr, subject=mail.subject, text=mail.text[:20000],
                         defects=list(mail.defects))
         thread = self.outbox.queue(thread, decision.outgoing, now, report)
+        if self.staff_proofs.record(mail, decision, now):
+            report.counts["unverified"] += 1
         store.save_thread(thread)
         for other in decision.also:  # threads merged into this one
             store.save_thread(other)
@@ -340,14 +357,16 @@ class IntakeService:
         return tuple(links), answers_ours, tuple(unknown)
 
     def _candidates(self, mail: InboundMail, known: dict[str, Any] | None, now: datetime,
-                    links: tuple[refgraph.Link, ...], answers_ours: bool) -> Candidates:
-        """The threads the store knows for ``mail`` (by reference, by tag) and the counters the rules need."""
+                    links: tuple[refgraph.Link, ...], answers_ours: bool, raw: bytes, sender: Sender) -> Candidates:
+        """The threads the store knows for ``mail`` (by reference, by tag), the counters the rules need, and
+        for a staff address, its proof: checked against the thread the mail would join if it were theirs."""
         store = self.store
         tagged_id = msgids.tagged_thread(mail.subject)
+        by_tag = store.thread(tagged_id) if tagged_id else None
         own = (known is not None and known.get("direction") == "out") or (
             msgids.thread_of_message_id(self.secret, mail.message_id) is not None)
         target = merge_target(mail.reply_text or mail.text)  # staff "#merge OA-n": the rules check who wrote it
-        return Candidates(
+        base = Candidates(
             links=links,
             by_tag=self.live_thread(tagged_id),
             merge_target=self.live_thread(target) if target else None,
@@ -357,6 +376,10 @@ class IntakeService:
             answers_ours=answers_ours,
             now=now,
         )
+        if sender.kind != "staff":
+            return base
+        thread = choose(mail, sender, base).thread or base.by_tag
+        return replace(base, **self.staff_proofs.facts(mail, raw, sender, thread, now))
 
     # -- quarantine ----------------------------------------------------------------------------------------
     def _quarantine(self, raw: RawMail, kind: str, reason: str, now: datetime, report: CycleReport,

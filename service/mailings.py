@@ -106,6 +106,7 @@ class MailingRunner:
         for hook in self.before_tick:
             hook(now, report)
         send, skip = self.plan(now, only)
+        skip = [d for d in skip if not d.held]  # decided again next tick (a lapsed partner may renew)
         if skip:
             with self.store.transaction():
                 for d in skip:
@@ -258,6 +259,10 @@ class MailingRunner:
             return None
         return "unsubscribed"
 
+    def known_calls(self, now: datetime) -> set[str]:
+        """Ids of every call the config or the ledger knows (lower-cased), for naming one on the CLI."""
+        return set(self._call_uids(now).values()) | {r["call_id"] for r in self.store.rsvps()}
+
     def rsvps(self, call_id: str | None = None) -> list[dict[str, Any]]:
         rows = self.store.rsvps()
         return sorted((r for r in rows if call_id is None or r["call_id"] == call_id.lower()),
@@ -306,8 +311,7 @@ class MailingRunner:
                          "partner_id": e.partner_id or "", "subject": e.subject,
                          "detail": detail, "support_name": self.s.support_name,
                          "failures": max(counts, default=1)})
-            mid, raw = self.outbox.render(out, thread_number=0, now=now)
-            self.outbox.add(out, mid, raw, now, mail_from="", record=False)
+            self.outbox.add_copies(out, now, mail_from="", record=False)  # one per staff member, each keyed
         if self.store.outbox_entry(e.key) is not None:
             self.store.outbox_save(e.reported(now))
 

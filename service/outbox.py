@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable, Iterator, overload
 
 from workflows import outbox as rules
 from workflows.loopbreaker import ANSWER_KINDS
+from workflows import replykeys
 from workflows.model import OutgoingMail, Thread, ThreadEvent
 from workflows.outbox import OutboxEntry, Status
+from workflows.proofs import TrustSettings
 
 from .dispatch import Dispatcher
 from .ports import Composer, MailSender, SendResult, Store
@@ -29,6 +32,11 @@ from .report import CycleReport
 log = logging.getLogger("partnerdesk.outbox")
 
 PARTNER_FACING = frozenset({"ack", "relay", "close", "command-partner"})
+# Mail to staff goes out one copy per recipient, each with a reply key of its own (workflows/replykeys.py):
+# pressing Reply on any of them proves the writer.
+STAFF_FACING = frozenset({"notify", "bounce-notice", "delivery-notice", "escalation", "digest", "command", "command-error",
+                          "unverified-notice", "mailing-failure", "training-approval", "training-attendance",
+                          "training-command"})
 _COUNTS = {"ack": "acks", "notify": "notifications", "relay": "relayed"}
 
 # A check run on each queued mail just before it is sent: a reason cancels it (an escalation for a
@@ -37,11 +45,14 @@ CancelCheck = Callable[[OutboxEntry], "str | None"]
 
 
 class Outbox:
-    def __init__(self, *, store: Store, composer: Composer, secret: bytes, support_address: str) -> None:
+    def __init__(self, *, store: Store, composer: Composer, secret: bytes, support_address: str,
+                 staff: frozenset[str] = frozenset(), trust: TrustSettings = TrustSettings()) -> None:
         self.store = store
         self.composer = composer
         self.secret = secret
         self.support_address = support_address
+        self.staff = staff  # everyone recognised as staff: only they get reply keys
+        self.trust = trust  # plus-addresses or not, and their delimiter
         self.domain = support_address.rpartition("@")[2]
         self.cancel_checks: list[CancelCheck] = []
         self.dispatcher: Dispatcher | None = None  # set by run.py: mail then leaves while the caller goes on
@@ -50,7 +61,11 @@ class Outbox:
 
     # -- into the outbox -------------------------------------------------------------------------------
     def render(self, out: OutgoingMail, *, thread_number: int, now: datetime) -> tuple[str, bytes]:
-        """Our Message-ID for ``out`` (deterministic in its key) and the rendered bytes."""
+        """Our Message-ID for ``out`` (deterministic in its key) and the rendered bytes. Mail to one staff
+        member that has no reply key yet (a scheduled mail to staff, one per recipient) gets one here."""
+        if out.kind in STAFF_FACING and not out.reply_key and len(out.to) == 1 and out.to[0].strip():
+            [keyed] = self.copies(out, thread_number)
+            out = replace(keyed, key=out.key)  # its own outbox key already names its one recipient
         mid = rules.message_id(self.secret, self.domain, out, thread_number)
         return mid, self.composer.render(out, message_id=mid, date=now)
 
@@ -71,6 +86,28 @@ class Outbox:
                                       kind=out.kind, **message_fields)
         return added
 
+    def copies(self, out: OutgoingMail, thread_number: int) -> tuple[OutgoingMail, ...]:
+        """``out`` as it goes out: mail to staff as one copy per recipient, each with its own key
+        (outbox key ``<key>#<recipient>``); any other mail as it is."""
+        if out.kind not in STAFF_FACING:
+            return (out,)
+        return tuple(replace(out, key=c.outbox_key, to=(c.recipient,), reply_to=c.reply_to, reply_key=c.token)
+                     for c in replykeys.copies(key=out.key, recipients=out.to, staff=self.staff, secret=self.secret,
+                                               thread_number=thread_number, support_address=self.support_address,
+                                               plus_addresses=self.trust.plus_addresses,
+                                               delimiter=self.trust.recipient_delimiter))
+
+    def add_copies(self, out: OutgoingMail, now: datetime, *, thread_number: int = 0, thread_id: str | None = None,
+                   record: bool = True, mail_from: str | None = None) -> list[str]:
+        """Render and queue ``out`` (one copy per staff recipient); the Message-IDs of the copies newly queued."""
+        mids = []
+        for copy in self.copies(out, thread_number):
+            mid, raw = self.render(copy, thread_number=thread_number, now=now)
+            fields: dict[str, Any] = {"to": list(copy.to)} | ({"about": copy.about} if copy.about else {})
+            if self.add(copy, mid, raw, now, thread_id=thread_id, mail_from=mail_from, record=record, **fields):
+                mids.append(mid)
+        return mids
+
     @overload
     def queue(self, thread: Thread, outgoing: tuple[OutgoingMail, ...], now: datetime,
               report: CycleReport) -> Thread: ...
@@ -86,17 +123,19 @@ class Outbox:
         which no reply can be filed into.
         """
         for out in outgoing:
-            mid, raw = self.render(out, thread_number=thread.number if thread else 0, now=now)
-            if not self.add(out, mid, raw, now, thread_id=thread.id if thread else out.thread_id, to=list(out.to)):
+            mids = self.add_copies(out, now, thread_number=thread.number if thread else 0,
+                                   thread_id=thread.id if thread else out.thread_id)
+            if not mids:
                 continue
             if out.kind in ANSWER_KINDS:  # the loop breaker counts them (service/automatic.py)
                 for address in out.to:
                     self.store.remember_answer(address, now)
             if thread is not None:
-                thread = thread.with_message(mid, partner_side=out.kind in PARTNER_FACING)
-                thread = thread.with_event(ThreadEvent(at=now, kind=out.kind, message_id=mid, by=self.support_address,
-                                                       detail="to " + ", ".join(out.to)))
-            report.counts[_COUNTS.get(out.kind, out.kind)] += 1
+                for mid in mids:
+                    thread = thread.with_message(mid, partner_side=out.kind in PARTNER_FACING)
+                thread = thread.with_event(ThreadEvent(at=now, kind=out.kind, message_id=mids[0],
+                                                       by=self.support_address, detail="to " + ", ".join(out.to)))
+            report.counts[_COUNTS.get(out.kind, out.kind)] += 1  # once per mail, however many copies
         return thread
 
     # -- out of the outbox -------------------------------------------------------------------------------

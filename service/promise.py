@@ -20,6 +20,7 @@ from workflows.intake import IntakeSettings
 from workflows.lifecycle import State
 from workflows.model import Partner, Thread, ThreadEvent
 from workflows.outbox import OutboxEntry
+from workflows.roster import lapsed_since
 from workflows.sla import clock_id, has_clock
 
 from .outbox import Outbox
@@ -97,8 +98,11 @@ class PromiseTicks:
         if self.store.digest_day() == day:
             return  # decided today already: at the day's first tick after opening, sent or not
         self.store.set_digest_day(day)
+        today = now.astimezone(cal.tz()).date()
+        flags = {pid: f"LAPSED since {since.isoformat()}" for pid, p in partners.items()
+                 if (since := lapsed_since(p, today, self.settings.lapse_grace_days))}
         mail = due_digest(threads, now, cal, self.digest, self.ladder,
-                          partner_names={pid: p.name for pid, p in partners.items()})
+                          partner_names={pid: p.name for pid, p in partners.items()}, flags=flags)
         if mail is not None:
             self.outbox.queue(None, (mail,), now, report)
             report.counts["digests"] += 1
@@ -106,7 +110,8 @@ class PromiseTicks:
     # -- the send-time check -------------------------------------------------------------
     def cancel_reason(self, entry: OutboxEntry) -> str | None:
         if entry.kind == "escalation" and entry.key.startswith("esc:"):
-            _, tid, rest = entry.key.split(":", 2)
+            # "esc:OA-1:<clock>:<stage>#<recipient>": one copy per staff member (service/outbox.py)
+            _, tid, rest = entry.key.partition("#")[0].split(":", 2)
             clock, _, stage = rest.rpartition(":")
             thread = self.store.thread(tid)
             if thread is None:

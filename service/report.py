@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 # Counted only when they happened, in this order, after the six counts every summary shows.
 _OPTIONAL = ("sent", "send_failed", "duplicates", "history", "skipped", "automatic", "escalations", "auto_closed",
-             "digests", "bounces", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed", "send_retry", "held",
-             "cancelled")
+             "digests", "bounces", "unverified", "mailings_queued", "mailings_skipped", "rsvp", "unsubscribed",
+             "send_retry", "held", "cancelled")
 
 
 @dataclass
@@ -18,11 +18,13 @@ class CycleReport:
     problems: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)  # one line per message taken in: what and why
 
-    def summary(self) -> str:
+    def summary(self, *, dry_run: bool = False) -> str:
+        """The one-line summary; ``dry_run``: nothing went out, so "sent" is what would have been sent."""
         c = self.counts
         parts = [f"fetched {c['fetched']}", f"new threads {c['new_threads']}", f"acks {c['acks']}",
                  f"notifications {c['notifications']}", f"relayed {c['relayed']}", f"quarantined {c['quarantined']}"]
-        return ", ".join(parts + [f"{k.replace('_', ' ')} {c[k]}" for k in _OPTIONAL if c[k]])
+        words = {"sent": "would send"} if dry_run else {}
+        return ", ".join(parts + [f"{words.get(k, k.replace('_', ' '))} {c[k]}" for k in _OPTIONAL if c[k]])
 
     def merge(self, other: CycleReport) -> None:
         self.counts.update(other.counts)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
+from workflows import unverified
 from workflows.autoreply import automatic_reason
 from workflows.errors import BadInput
 from workflows.mailings.due import outbox_key, split_key
@@ -32,7 +33,9 @@ from workflows.trainings.model import Status
 from workflows.trainings.notices import promise_words
 from workflows.trainings.replies import STAFF_COMMANDS, StaffCommand, our_lines, parse_staff_command, understand
 
-from .intake import Interceptor
+from workflows.proofs import StaffProof
+
+from .intake import IntakeService, Interceptor
 from .mailings import MailingRunner
 from .outbox import Outbox
 from .ports import Store
@@ -50,8 +53,11 @@ class TrainingMailSettings:
 
 class TrainingMail:
     def __init__(self, *, store: Store, outbox: Outbox, trainings: Trainings, settings: TrainingMailSettings,
-                 parse_replies: Callable[[str], list[Any]] | None = None) -> None:
+                 parse_replies: Callable[[str], list[Any]] | None = None,
+                 prove: Callable[[InboundMail], StaffProof] | None = None) -> None:
         self.store = store
+        # Whether a staff address's mail is really theirs; None: nothing is proven, no command runs.
+        self.prove = prove
         self.outbox = outbox
         self.trainings = trainings
         self.s = settings
@@ -71,7 +77,10 @@ class TrainingMail:
             if cmd is None or (ref is None and not cmd.training_id and cmd.name in ("approve", "decline")
                                and not self._about_trainings(mail)):
                 return None  # an ordinary staff mail (thread commands are the intake's)
-            self._answer_staff(mail, cmd, ref, now)
+            proof = self.prove(mail) if self.prove is not None else None
+            if proof is None or not proof.proven:
+                return self._unproven(mail, cmd, proof, now)
+            self._answer_staff(mail, cmd, ref, now, how=proof.how)
             return "training-command"
         if ref is None:
             return None
@@ -182,7 +191,22 @@ class TrainingMail:
         return None if intent.question else "training-reply"
 
     # -- staff commands ---------------------------------------------------------------------------------------------
-    def _answer_staff(self, mail: InboundMail, cmd: StaffCommand, ref: dict[str, Any] | None, now: datetime) -> None:
+    def _unproven(self, mail: InboundMail, cmd: StaffCommand, proof: StaffProof | None, now: datetime) -> str:
+        """A training command from a staff address without proof: not applied; that address is told (at most
+        NOTICES_PER_HOUR an hour) to answer the training mail itself, whose reply key proves them."""
+        why = "; ".join(proof.reasons) if proof is not None else "staff proof is not available here"
+        log.warning("training command %r from %s not applied: not proven (%s)", mail.subject, mail.from_addr, why)
+        since = now - unverified.NOTICE_EVERY
+        if self.store.count_sent_to(mail.from_addr, unverified.NOTICE_KIND, since) < unverified.NOTICES_PER_HOUR:
+            self.store.remember_sent(mail.from_addr, unverified.NOTICE_KIND, now)
+            self._reply(mail, cmd, "", now, problem=(
+                f"NOT applied: we could not verify that you sent it ({why}). Press Reply on our training mail "
+                f"(the approval request or the attendance sheet) and write the command there: its reply address "
+                f"proves it is you."))
+        return "training-unverified"
+
+    def _answer_staff(self, mail: InboundMail, cmd: StaffCommand, ref: dict[str, Any] | None, now: datetime,
+                      how: str = "") -> None:
         by = mail.from_addr
         tid = cmd.training_id or (ref or {}).get("training_id", "")
         results: list[Outcome] = []
@@ -211,6 +235,14 @@ class TrainingMail:
                 results = self.trainings.absent(tid, cmd.addresses, by=by, via="staff-mail", now=now)
         except BadInput as e:
             problem = str(e)
+        self._reply(mail, cmd, tid, now, problem=problem, results=results)
+        log.info("staff command %r from %s (proven by %s): %s", cmd.line, by, how or "-",
+                 problem or "; ".join(o.text for o in results))
+
+    def _reply(self, mail: InboundMail, cmd: StaffCommand, tid: str, now: datetime, *, problem: str,
+               results: list[Outcome] | None = None) -> None:
+        by = mail.from_addr
+        results = results or []
         out = OutgoingMail(
             key=f"training-cmd:{mail.message_id}", kind="training-command", template="training_command",
             to=(by,), subject=("Re: " + mail.subject if not mail.subject.lower().startswith("re:") else mail.subject)
@@ -221,19 +253,23 @@ class TrainingMail:
                      "valid": list(STAFF_COMMANDS.values())})
         mid, raw = self.outbox.render(out, thread_number=0, now=now)
         self.outbox.add(out, mid, raw, now, record=True, to=[by])
-        log.info("staff command %r from %s: %s", cmd.line, by, problem or "; ".join(o.text for o in results))
 
 
-def training_desk(mailings: MailingRunner, outbox: Outbox, intake: IntakeSettings) -> list[Interceptor]:
+def training_desk(mailings: MailingRunner, outbox: Outbox, intake: IntakeService | IntakeSettings
+                  ) -> list[Interceptor]:
     """Trainings into a desk (run.py): waitlists settled before each mailings tick, so what they change is
     mailed in the same cycle; the seat mail states the promise of the [sla] calendar; queued training mail
     no longer wanted is called off at send time. Returns the interceptor for the intake (after the
     mailings' own: calendar answers for calls and unsubscribe requests are theirs)."""
+    # Given the intake service, staff commands by mail count only with staff proof (service/proof.py).
+    prove = intake.prove if isinstance(intake, IntakeService) else None
+    intake = intake.settings if isinstance(intake, IntakeService) else intake
     trainings = Trainings(store=mailings.store, config=mailings.s.config)
     mailings.s = replace(mailings.s, promise=promise_words(intake.calendar))
     mailings.before_tick.append(trainings.tick)
     outbox.cancel_checks.append(trainings.cancel_reason)
     mail = TrainingMail(store=mailings.store, outbox=outbox, trainings=trainings, parse_replies=mailings.parse_replies,
+                        prove=prove,
                         settings=TrainingMailSettings(support_address=intake.support_address,
                                                       support_name=intake.support_name,
                                                       staff=intake.recognised_staff))

@@ -17,6 +17,10 @@ A step gets the whole store as TinyDB holds it and ``put_body(day, bytes) -> ref
 a rendered mail's bytes apart from the JSON (written, fsynced, before the migrated JSON replaces the
 old one). A read-only open migrates in memory only (``migrated_view``): there is no ``put_body``, and
 the bytes stay in the rows, where the outbox reads them as before.
+
+Additions that need no step (absent means empty): a thread's
+``refused_keys`` and an event's ``proof`` (staff proof), the ``unverified`` table; the tables
+``roster_changes`` and ``first_seen`` and ``Partner.deactivated_on`` (roster lifecycle, spool receipt).
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py)
 | delivery         | address                    | DeliveryState: bouncing since, failures, last reason | all          |
 | automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work | none (archive only) |
 | registrations    | "training id|address"      | training registrations (workflows/trainings/model.py) | all         |
+| unverified       | Message-ID                 | unproven staff-looking mail, held until its writer confirms it | all |
+| roster_changes   | "at|partner id|what"       | contacts removed, partners (de/re)activated: who, when | all       |
+| first_seen       | source key + content hash  | when a spool file was first seen, on the rules' clock | all        |
 
 Beside the JSON file: ``.archive/`` (store/archive.py), ``.mail/`` (rendered outgoing mail,
 store/mailfiles.py), ``.journal`` (send results not yet folded in, store/journal.py), ``.lock``
@@ -59,10 +62,8 @@ from workflows.delivery import DeliveryState
 from workflows.errors import AlreadyRunning
 from workflows.filing import AutomaticRecord
 from workflows.lifecycle import State
-from workflows.loopbreaker import Breaker
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
-from workflows.trainings.model import Registration
 
 from .archive import Archive
 from .atomic import AtomicJSONStorage
@@ -70,6 +71,7 @@ from .journal import SendJournal
 from .mailfiles import MailFiles
 from .migrate import SCHEMA, migrate, migrated_view
 from .outbox_rows import FINISHED, OutboxRows
+from .small_tables import SmallTables
 
 
 class KeyedTable(Table):
@@ -103,7 +105,7 @@ def _side(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-class Store(OutboxRows):
+class Store(OutboxRows, SmallTables):
     """``readonly``: for verbs that only read; a write raises, and nothing on disk changes."""
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -238,6 +240,24 @@ class Store(OutboxRows):
         f.flush()
         self._daemon_lock = f
 
+    def daemon_pid(self) -> int | None:
+        """Who holds the daemon lock now (a running `run` or `once`), without taking it; None if nobody."""
+        lock_path = self.path.with_name(self.path.name + ".daemon.lock")
+        if self._daemon_lock is not None:
+            return os.getpid()
+        try:
+            f = open(lock_path)
+        except FileNotFoundError:
+            return None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = f.read().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
     def release_daemon_lock(self) -> None:
         if self._daemon_lock is not None:
             fcntl.flock(self._daemon_lock, fcntl.LOCK_UN)
@@ -308,6 +328,14 @@ class Store(OutboxRows):
             "old_term_end": old_term_end.isoformat() if old_term_end else None,
             "paid_until": paid_until.isoformat(), "plan": plan, "amount": amount})
 
+    def record_roster_change(self, at: datetime, record: dict[str, Any]) -> None:
+        what = record.get("contact", {}).get("email", "") if isinstance(record.get("contact"), dict) else ""
+        self._put("roster_changes", f"{at.isoformat()}|{record.get('partner_id', '')}|{record['change']}|{what}",
+                  {"at": at.isoformat(), **record})
+
+    def roster_changes(self) -> list[dict[str, Any]]:
+        return sorted((dict(d) for d in self._all("roster_changes")), key=lambda r: r["at"])
+
     def payments(self) -> list[dict[str, Any]]:
         return sorted((dict(d) for d in self._all("payments")), key=lambda r: r["recorded_at"])
 
@@ -364,6 +392,15 @@ class Store(OutboxRows):
 
     def record_raw(self, sha256: str, message_id: str, source: str) -> None:
         self._put("raw", sha256, {"message_id": message_id, "source": source})
+
+    def first_seen(self, key: str, at: datetime) -> datetime:
+        """Call inside a transaction: the first call for ``key`` records ``at``; later ones return it."""
+        d = self._get("first_seen", key)
+        if d is not None:
+            return datetime.fromisoformat(d["at"])
+        if not self.readonly:
+            self._put("first_seen", key, {"at": at.isoformat()})
+        return at
 
     # -- IMAP cursors ---------------------------------------------------------------------------------------------
     def cursor(self, folder: str) -> dict[str, Any] | None:
@@ -484,42 +521,6 @@ class Store(OutboxRows):
 
     def set_delivery_settled_at(self, at: datetime) -> None:
         self.set_meta("delivery_settled_at", at.isoformat())
-
-    # -- the loop breaker ----------------------------------------------------------------------------------------
-    def loop_breaker(self) -> Breaker:
-        d = self.meta("loop_breaker") or {}
-        at = d.get("tripped_at")
-        return Breaker(tripped_at=datetime.fromisoformat(at) if at else None,
-                       answers_when_tripped=d.get("answers_when_tripped", 0))
-
-    def set_loop_breaker(self, breaker: Breaker) -> None:
-        self.set_meta("loop_breaker", {"tripped_at": breaker.tripped_at.isoformat() if breaker.tripped_at else None,
-                                       "answers_when_tripped": breaker.answers_when_tripped})
-
-    def remember_answer(self, address: str, at: datetime) -> None:
-        """An automatic answer (acknowledgement, command reply) queued to ``address``."""
-        self.remember_sent(address.lower(), "answer", at)
-        self.remember_sent("*", "answer", at, keep=2000)
-
-    def count_answers(self, since: datetime, address: str | None = None) -> int:
-        """Automatic answers queued since ``since``: to ``address``, or to anyone (None)."""
-        return self.count_sent_to(address.lower() if address else "*", "answer", since)
-
-
-    # -- training registrations (a new table: a store without it simply has none; no migration needed) ----------
-    def registrations(self, training_id: str | None = None) -> list[Registration]:
-        """Registrations, in request order; ``training_id``: of one course only."""
-        docs = self._all("registrations")
-        if training_id is not None:
-            docs = [d for d in docs if d.get("training_id") == training_id]
-        return sorted((Registration.from_dict(d) for d in docs), key=lambda r: (r.requested_at, r.key))
-
-    def registration(self, training_id: str, address: str) -> Registration | None:
-        d = self._get("registrations", f"{training_id}|{address.lower()}")
-        return Registration.from_dict(d) if d is not None else None
-
-    def save_registration(self, reg: Registration) -> None:
-        self._put("registrations", reg.key, reg.to_dict())
 
 
 ARCHIVED = frozenset({"threads", "messages", "ghosts", "raw", "outbox", "ledger", "automatic"})

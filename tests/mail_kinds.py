@@ -18,7 +18,7 @@ from config.reader import Reader
 from mailbox.compose import Composer
 from service.mailings import MailingRunner, RunnerSettings
 from service.outbox import Outbox
-from workflows import commands
+from workflows import commands, health
 from workflows.calendar import BusinessCalendar
 from workflows.digest import DigestConfig, due_digest
 from workflows.escalation import LadderConfig, due_escalations
@@ -26,6 +26,7 @@ from workflows.automatic import Failure, Verdict
 from workflows.filing import FilingSettings, SentMail, file_automatic
 from workflows.intake import Candidates, IntakeSettings, decide
 from workflows.mailings.plan import preview
+from workflows.proofs import StaffProof
 from workflows.model import Contact, InboundMail, OutgoingMail, Partner, Thread
 from workflows.senders import Roster, classify
 
@@ -38,6 +39,8 @@ CAL = BusinessCalendar()
 SETTINGS = IntakeSettings(support_address=SUPPORT, staff=frozenset({STAFF}), team=frozenset({LEAD}), calendar=CAL)
 LADDER = LadderConfig(support_address=SUPPORT, staff=frozenset({STAFF}), escalation=(LEAD,), program_lead=LEAD)
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc)  # Tuesday 10:00 AM ET
+# Staff replies here come back with the reply key of the notification they answer (the default proof).
+PROVEN = StaffProof(proven=True, address=STAFF, method="reply-key", how="reply key (To)")
 
 
 def _c(pid: str, name: str, email: str, roles: str, trained: date | None = None) -> Contact:
@@ -148,7 +151,8 @@ def partner_mails(shape: str) -> list[Rendered]:
         answer = inbound(STAFF, "Hi! Run `drush features-revert-all` and clear the cache.\n\n"
                                 "The details are on https://community.openatrium.example/node/12 if you want them.\n",
                          name="Young Hahn", subject=f"Re: [OA-7] {thread.subject}", reply_to=thread.messages[0])
-        a = decide(answer, classify(STAFF, roster, SETTINGS.staff), Candidates(by_reference=thread, now=NOW),
+        a = decide(answer, classify(STAFF, roster, SETTINGS.staff),
+                   Candidates(by_reference=thread, now=NOW, staff_proof=PROVEN),
                    roster, SETTINGS)
         relay = [o for o in a.outgoing if o.kind == "relay"][0]
         out.append(Rendered(kind="relay", shape=shape, to=contact.email, out=relay, raw=_render(relay, 2)))
@@ -202,7 +206,8 @@ def staff_mails() -> list[Rendered]:
                             partner_facing=False))
     for line, kind in (("#assign me", "command_ok"), ("#frobnicate", "command_error")):
         m = inbound(STAFF, line + "\n", reply_to=thread.messages[0], subject=f"Re: [OA-3] {thread.subject}")
-        c = decide(m, classify(STAFF, roster, SETTINGS.staff), Candidates(by_reference=thread, now=NOW), roster,
+        c = decide(m, classify(STAFF, roster, SETTINGS.staff),
+                   Candidates(by_reference=thread, now=NOW, staff_proof=PROVEN), roster,
                    SETTINGS)
         for o in c.outgoing:
             out.append(Rendered(kind=kind, shape="staff", to=STAFF, out=o, raw=_render(o, 14),
@@ -214,4 +219,15 @@ def staff_mails() -> list[Rendered]:
                                "detail": "550 5.1.1 No such user here", "support_name": "Open Atrium Support"})
     out.append(Rendered(kind="mailing_failure", shape="staff", to=STAFF, out=failure, raw=_render(failure, 15),
                         partner_facing=False))
+    # The intake alarm (issue 13): IMAP refused for an hour, then working again.
+    down = health.after_intake(health.Health(), NOW - timedelta(hours=1), "IMAP login refused: [AUTHENTICATIONFAILED]")
+    down = health.after_intake(down, NOW, "IMAP login refused: [AUTHENTICATIONFAILED]")
+    for kind, h, at in (("health_alert", down, NOW),
+                        ("health_all_clear", None, NOW + timedelta(minutes=5))):
+        if h is None:  # the alarm went out; now a fetch succeeds
+            h = health.after_intake(told, at, None)
+        told, o = health.alarm(h, at, health.HealthConfig(), staff=(STAFF,), support_name="Open Atrium Support",
+                               support_address="support@openatrium.example")
+        assert o is not None, kind
+        out.append(Rendered(kind=kind, shape="staff", to=STAFF, out=o, raw=_render(o, 16), partner_facing=False))
     return out

@@ -5,6 +5,12 @@ that hands mail for local domains to Dovecot over LMTP, so a message sent by SMT
 is in the recipient's IMAP INBOX as soon as the SMTP server has answered 250.
 Mail for other domains is only recorded and written as ``.eml`` files.
 
+With ``authserv_id`` set, the SMTP server stamps each message as a receiving mail
+server would: a ``Received:`` line by ``mx.mailservers.test`` and, above it,
+``Authentication-Results: <authserv_id>; auth=pass smtp.auth=<login>`` for an
+authenticated submission (``none`` otherwise). Headers the sender wrote, forged
+ones included, are kept below, as many real servers keep them.
+
     with MailServers(tmp_path) as ms:
         ms.add_user("support@example.test")
         ...  # SMTP to ms.host:ms.smtp_port, IMAP to ms.host:ms.imap_port
@@ -26,6 +32,7 @@ import asyncio
 import atexit
 import base64
 import binascii
+import email.utils
 import itertools
 import json
 import os
@@ -55,7 +62,7 @@ class Received:
 
     mail_from: str  # "" for the null sender <>
     rcpt_tos: tuple[str, ...]
-    data: bytes  # the message as the client sent it, dot-unstuffed
+    data: bytes  # the message as the client sent it, dot-unstuffed (plus the stamp, with authserv_id)
     auth: str = ""  # "XOAUTH2 user@…" / "OAUTHBEARER user@…" when the client logged in by OAuth2
 
 
@@ -121,6 +128,8 @@ class _RelayHandler:
 
     async def handle_DATA(self, server, session, envelope):
         data = envelope.original_content
+        if self._servers.authserv_id:
+            data = self._servers._stamp(session) + data
         mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from
         local = [r for r in envelope.rcpt_tos if self._servers._is_local(r)]
         loop = asyncio.get_running_loop()
@@ -224,10 +233,12 @@ class MailServers:
     """
 
     host = "127.0.0.1"
+    smtp_hostname = "mx.mailservers.test"  # the SMTP server's name: its greeting and Received lines
 
     def __init__(self, root: str | os.PathLike | None = None, *,
                  local_domains: tuple[str, ...] = ("example.test",),
-                 oauth2_introspection_url: str | None = None, sieve: bool = False, pipelining: bool = False):
+                 oauth2_introspection_url: str | None = None, sieve: bool = False, pipelining: bool = False,
+                 authserv_id: str | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="mailservers-", dir="/tmp"))
         # sieve: Dovecot's LMTP runs users' Sieve scripts (Pigeonhole, Debian dovecot-sieve), and what
         # they send (vacation replies) goes out by SMTP through our own server (set_vacation).
@@ -235,6 +246,8 @@ class MailServers:
         self.local_domains = tuple(d.lower() for d in local_domains)
         self.oauth2_introspection_url = oauth2_introspection_url
         self.pipelining = pipelining
+        self.authserv_id = authserv_id  # None: no trace headers added (the default)
+        self._stamped = itertools.count(1)
         self.capture_dir = self.root / "outbound"
         self.imap_port = self.lmtp_port = self.smtp_port = 0
         self._conf = self.root / "dovecot.conf"
@@ -282,7 +295,7 @@ class MailServers:
         self._smtp = _SMTPController(
             handler, hostname=self.host, port=0,
             # A fixed name: the default calls socket.getfqdn(), slow without DNS.
-            server_hostname="mx.mailservers.test",
+            server_hostname=self.smtp_hostname,
             authenticator=self._authenticate, auth_require_tls=False,
         )
         self._smtp.start()
@@ -533,7 +546,22 @@ plugin {{
         # SMTP AUTH (optional for clients) accepts the same credentials as IMAP.
         login = auth_data.login.decode()
         ok = self._users.get(login.lower()) == auth_data.password.decode()
-        return AuthResult(success=ok)
+        # auth_data kept on success: session.auth_data.login names the user for _stamp.
+        return AuthResult(success=ok, auth_data=auth_data if ok else None)
+
+    def _stamp(self, session) -> bytes:
+        """Trace headers a receiving server prepends: Authentication-Results above its Received line
+        (as rspamd or a well-behaved milter writes them)."""
+        login = getattr(session.auth_data, "login", None) if session.authenticated else None
+        login = login.decode() if isinstance(login, bytes) else (login or "")
+        result = f"auth=pass smtp.auth={login}" if login else "none"
+        ip = session.peer[0] if session.peer else "127.0.0.1"
+        proto = ("ESMTP" if session.extended_smtp else "SMTP") + ("A" if login else "")
+        date = email.utils.format_datetime(email.utils.localtime())
+        return (f"Authentication-Results: {self.authserv_id};\r\n\t{result}\r\n"
+                f"Received: from {session.host_name or 'unknown'} (localhost [{ip}])\r\n"
+                f"\tby {self.smtp_hostname} with {proto} id {next(self._stamped):06d};\r\n"
+                f"\t{date}\r\n").encode()
 
     # -- what the SMTP server received --------------------------------------
 

@@ -9,6 +9,7 @@ from workflows.calendar import BusinessCalendar
 from workflows.escalation import LadderConfig
 from workflows.intake import Candidates, IntakeSettings, decide
 from workflows.model import Contact, InboundMail, Partner, Thread
+from workflows.proofs import StaffProof
 from workflows.senders import Roster, classify
 
 ET = ZoneInfo("America/New_York")
@@ -40,10 +41,17 @@ def mail(frm: str, at: datetime, text: str = "Please help", *, subject: str = "U
                        in_reply_to=(reply_to,) if reply_to else ())
 
 
+def proven(address: str) -> StaffProof:
+    """What the service finds for a staff member pressing Reply on our mail: its reply key came back."""
+    return StaffProof(proven=True, address=address, method="reply-key", how="reply key (To)")
+
+
 def step(thread: Thread | None, m: InboundMail, settings: IntakeSettings = SETTINGS, next_number: int = 1):
-    """Run intake's decide on one mail, as the service would (by_reference = the thread)."""
+    """Run intake's decide on one mail, as the service would (by_reference = the thread); staff mail
+    comes as a reply to our mail, proven by its reply key (tests/test_unverified.py: without)."""
     sender = classify(m.from_addr, ROSTER, settings.staff)
-    c = Candidates(by_reference=thread, next_number=next_number)
+    c = Candidates(by_reference=thread, next_number=next_number,
+                   staff_proof=proven(m.from_addr) if sender.kind == "staff" else None)
     return decide(m, sender, c, ROSTER, settings)
 
 

@@ -1,6 +1,7 @@
 """Five weeks of the program, played through the real program (run.py in spool mode, `--now`), for the
 status report's tests: requests answered in time and late, one left to escalate, a partner with no seat, a
-lapsed partner, welcome mails, renewal notices (some superseded), call invitations and one that bounced.
+lapsed partner (its call invitation held, its renewal notice sent and bounced), welcome mails, renewal
+notices (some superseded), call invitations.
 
 ``build(folder)`` returns the config path; the store is ``folder/data/pd.json``.
 """
@@ -96,14 +97,14 @@ def _answer(folder: Path, config: Path, request_mid: str, n: int, at: str) -> No
     run(config, at, "once")
 
 
-def _bounce_of_first_invitation(folder: Path, to: str) -> bytes:
+def _bounce_of_first(folder: Path, kind: str, to: str) -> bytes:
     for p in _outbox(folder):
         m = email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-        if m["X-Partnerdesk-Kind"] == "call-invite" and to in str(m["To"]):
+        if m["X-Partnerdesk-Kind"] == kind and to in str(m["To"]):
             mid = m["Message-ID"]
             break
     else:
-        raise AssertionError(f"no invitation to {to}")
+        raise AssertionError(f"no {kind} mail to {to}")
     return (f"From: Mail Delivery System <MAILER-DAEMON@mx.oldco.example>\r\nTo: support@openatrium.example\r\n"
             f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-1@mx.oldco.example>\r\n"
             f"Auto-Submitted: auto-replied\r\nReturn-Path: <>\r\nMIME-Version: 1.0\r\n"
@@ -112,7 +113,7 @@ def _bounce_of_first_invitation(folder: Path, to: str) -> bytes:
             f"--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.oldco.example\r\n\r\n"
             f"Final-Recipient: rfc822; {to}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
             f"--b1\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {mid}\r\nTo: {to}\r\n"
-            f"Subject: Invitation\r\n--b1--\r\n").encode()
+            f"Subject: Renewal\r\n--b1--\r\n").encode()
 
 
 def build(folder: Path) -> Path:
@@ -134,8 +135,10 @@ def build(folder: Path) -> Path:
         run(config, at, "once")
         if answered:
             _answer(folder, config, mid, i, answered)
-    run(config, "2026-12-29T14:05:00-05:00", "once")  # the January call's invitations
-    _drop(folder, "dsn.eml", _bounce_of_first_invitation(folder, "olga@oldco.example"), "2026-12-29T15:00:00-05:00")
+    # The January call's invitations; Old & Co lapsed on 2026-12-21 (renewal due 2026-11-20, 30 days' grace,
+    # no payment): its invitation is held, but its renewal notice (14 days after) went out on 2026-12-04.
+    run(config, "2026-12-29T14:05:00-05:00", "once")
+    _drop(folder, "dsn.eml", _bounce_of_first(folder, "renewal", "olga@oldco.example"), "2026-12-29T15:00:00-05:00")
     run(config, "2026-12-29T15:00:00-05:00", "once")
     for at in ("2027-01-06T09:30:00-05:00", "2027-01-06T16:30:00-05:00", "2027-01-07T09:30:00-05:00"):
         run(config, at, "once")  # the ladder on the unanswered January request

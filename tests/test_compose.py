@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import pytest
 from jinja2 import UndefinedError
 
+from tests.promise_helpers import proven
 from mailbox.compose import Composer, text_to_html
 from mailbox.parse import html_to_text, parse
 from workflows import intake
@@ -269,6 +270,8 @@ def inbound(frm: str, subject: str, body: str, **headers: str) -> bytes:
 def decide(raw: bytes, **cand):
     mail = parse(raw, received_at=NOW)
     sender = classify(mail.from_addr, ROSTER, SETTINGS.staff)
+    if sender.kind == "staff":  # a reply to our notification, proven by its reply key
+        cand.setdefault("staff_proof", proven(mail.from_addr))
     return intake.decide(mail, sender, intake.Candidates(**cand), ROSTER, SETTINGS)
 
 

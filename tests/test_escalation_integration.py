@@ -12,6 +12,7 @@ import email
 import email.policy
 import email.utils
 import json
+import re
 from datetime import datetime
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
@@ -96,7 +97,9 @@ def test_ladder_fires_each_stage_once_to_the_right_people(desk):
         assert kinds(desk, staff) == ["notify", "escalation"]
     warning = parsed(desk.servers.fetch_all(desk.staff[0])[1])
     assert warning["X-Partnerdesk-Stage"] == "warning" and "[OA-1]" in warning["Subject"]
-    assert email.utils.parseaddr(warning["Reply-To"])[1] == desk.support
+    # Reply goes to the support address with this staff member's reply key: support+KEY@...
+    local, _, domain = desk.support.partition("@")
+    assert re.fullmatch(rf"{local}\+1k[a-z2-7]{{24}}@{domain}", email.utils.parseaddr(warning["Reply-To"])[1])
     text = body(warning)
     for needle in (f"Nuvole {desk.n}", desk.partner, "6h of business time", "Tuesday, December 2, 10:00 AM ET",
                    "Upgrade to beta 4 breaks our spaces."):
@@ -202,13 +205,15 @@ def test_digest_and_dry_run(desk):
     store = desk.dir / "store" / "partnerdesk.json"
     before = store.read_bytes()
     out = desk.run("once", "--dry-run", now=iso(1, 16)).stdout
-    assert "would send 1 mail(s)" in out and "OA-1-escalation.eml" in out
+    # One copy per staff member, each with its own reply key.
+    assert "would send 2 mails;" in out and "OA-1-escalation.eml" in out
     assert store.read_bytes() == before
     assert kinds(desk, desk.staff[0]) == ["notify", "digest"]
-    [eml] = list((desk.dir / "partnerdesk-dry-run").glob("*/outbox/*.eml"))
-    raw = eml.read_bytes()
-    assert b"X-Partnerdesk-Stage: warning" in raw
-    assert all(f"{a}".encode() in raw.split(b"\r\n")[1] for a in desk.staff)  # X-Envelope-To
+    emls = sorted((desk.dir / "partnerdesk-dry-run").glob("*/outbox/*.eml"))
+    assert len(emls) == 2
+    raws = [eml.read_bytes() for eml in emls]
+    assert all(b"X-Partnerdesk-Stage: warning" in raw for raw in raws)
+    assert sorted(raw.split(b"\r\n")[1].split(b": ")[1].decode() for raw in raws) == sorted(desk.staff)
     # ... and the real run then does send them.
     assert "escalations 1" in desk.run("once", now=iso(1, 16)).stdout
     assert kinds(desk, desk.staff[0]) == ["notify", "digest", "escalation"]

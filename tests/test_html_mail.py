@@ -66,7 +66,8 @@ def shots(tmp_path_factory):
 def test_every_kind_of_mail_is_here():
     assert set(WITH_ACTION) <= set(KINDS)
     assert {"ack", "channel_info", "relay", "close", "staff_notification", "escalation", "digest", "bounce_notice",
-            "command_ok", "command_error", "mailing_failure", "call-cancel"} <= set(KINDS)
+            "command_ok", "command_error", "mailing_failure", "call-cancel", "health_alert",
+            "health_all_clear"} <= set(KINDS)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -10,6 +10,7 @@ import email
 import email.policy
 import email.utils
 import json
+import re
 import signal
 import smtplib
 import subprocess
@@ -84,7 +85,7 @@ def setup_desk(desk) -> None:
         f"shop{n},Nuvole {n},standard,2027-03-31,Giulia,{desk.colleague},technical,",
     ])
     out = desk.run("partners", "import", str(roster)).stdout
-    assert "imported 1 partners, 2 contacts" in out
+    assert "imported 1 partner, 2 contacts" in out
     # First start on the (empty) mailbox: sets the history cut-off.
     assert desk.run("once").stdout.startswith("fetched 0")
 
@@ -122,16 +123,23 @@ def test_request_ack_notify_reply_relay(desk):
     assert f"by {format_due(expected_due, BusinessCalendar())}" in text_of(ack).replace("\n", " ")
     assert thread["messages"][0] == request["Message-ID"] and ack["Message-ID"] in thread["messages"]
 
-    # Staff are told, with the seat status; Reply goes back to the support address.
+    # Staff are told, with the seat status; Reply goes back to the support address, with a reply key
+    # of each one's own (support+KEY@...) that proves their reply.
+    local, _, domain = desk.support.partition("@")
+    keys = set()
     for staff in desk.staff:
         [note_raw] = wait_box(s, staff, 1)
         note = parsed(note_raw)
-        assert email.utils.parseaddr(note["Reply-To"])[1] == desk.support
+        reply_to = email.utils.parseaddr(note["Reply-To"])[1]
+        assert re.fullmatch(rf"{local}\+1k[a-z2-7]{{24}}@{domain}", reply_to), reply_to
+        assert note["To"] == staff and reply_to.partition("+")[2].partition("@")[0] in note["Message-ID"]
+        keys.add(reply_to)
         assert "[OA-1]" in note["Subject"]
         body = text_of(note)
         assert "holds a seat" in body and "After features revert" in body
         assert note["Message-ID"] in thread["messages"]
 
+    assert len(keys) == 2
     # Nothing twice.
     again = desk.run("once").stdout.strip()
     assert again.startswith("fetched 0, new threads 0, acks 0, notifications 0, relayed 0")

@@ -10,6 +10,7 @@ import pytest
 
 from workflows import msgids
 from workflows.autoreply import automatic_reason
+from tests.promise_helpers import proven
 from workflows.intake import Candidates, IntakeSettings, choose_thread, decide
 from workflows.model import Contact, InboundMail, Partner, Thread
 from workflows.senders import Roster, classify
@@ -133,8 +134,12 @@ def test_automatic_reason(kw, automatic):
 
 # -- what is decided -------------------------------------------------------------------------
 def _decide(mail, *, cand=None, history=False, settings=SETTINGS):
+    """As the service decides; staff mail comes proven by its reply key unless ``cand`` says otherwise."""
     sender = classify(mail.from_addr, ROSTER, settings.staff)
-    return decide(mail, sender, cand or Candidates(next_number=7), ROSTER, settings, history=history)
+    cand = cand or Candidates(next_number=7)
+    if sender.kind == "staff" and cand.staff_proof is None:
+        cand = replace(cand, staff_proof=proven(mail.from_addr))
+    return decide(mail, sender, cand, ROSTER, settings, history=history)
 
 
 def test_new_request_from_a_seat_holder_is_acked_and_staff_told():

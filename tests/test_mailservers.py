@@ -127,3 +127,12 @@ def test_new_user_can_log_in_at_once(servers):
         servers.folders("first@example.test")  # a lookup in this very second
         servers.add_user(f"new{i}@example.test")
         assert servers.folders(f"new{i}@example.test") == ["INBOX"]
+
+
+def test_no_trace_headers_unless_asked(servers):
+    # authserv_id=None (the default): the message arrives as the client sent it, plus Dovecot's own lines.
+    servers.add_user("plain@example.test")
+    _send(servers, _message("plain@example.test", "untouched"))
+    [raw] = servers.fetch_all("plain@example.test")
+    assert b"Authentication-Results" not in raw and b"by mx.mailservers.test" not in raw
+    assert servers.received[-1].data.startswith(b"From: ")

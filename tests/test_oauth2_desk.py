@@ -161,7 +161,8 @@ def test_once_fetches_and_sends_by_oauth2(desk, provider, mechanism, used):  # n
     start(desk, provider)
     request(desk, at(1, 10))
     out = desk.run("once", now=iso(1, 10, 5)).stdout
-    assert out.startswith("fetched 1, new threads 1, acks 1, notifications 1") and "sent 2" in out
+    # the ack and the notification: one copy per staff member, each with its own reply key
+    assert out.startswith("fetched 1, new threads 1, acks 1, notifications 1") and "sent 3" in out
     assert kinds(desk, desk.partner) == ["welcome", "ack"]
     assert {r.auth for r in desk.servers.received if desk.partner in r.rcpt_tos} == {f"{used} {desk.support}"}
     assert any(f"method={used}" in line for line in dovecot_logins(desk.servers, desk.support))
@@ -197,7 +198,7 @@ def test_the_daemon_refreshes_ahead_and_after_a_refusal_with_nothing_lost(desk, 
     assert "login required" not in err and "cannot be used" not in err
     outbox = desk.outbox()
     assert {e["status"] for e in outbox} == {"sent"}
-    assert sorted(e["kind"] for e in outbox) == ["ack", "ack", "notify", "notify", "welcome"]
+    assert sorted(e["kind"] for e in outbox) == ["ack", "ack"] + ["notify"] * 4 + ["welcome"]
     assert [t["subject"] for t in json.loads(desk.run("threads", "list", "--json").stdout)] == ["first", "second"]
 
 
@@ -214,9 +215,13 @@ def test_a_revoked_login_says_what_to_run_and_the_desk_goes_on_deciding(desk, pr
     assert (f"login required: the OAuth2 login of {desk.support} at generic cannot be used: generic refused the "
             f"refresh token (invalid_grant") in p.stderr
     assert f"To log in, run: python3 run.py --config {desk.config} auth login" in p.stderr
-    assert "before the failure:" in p.stderr and "escalations 1" in p.stderr and "held 1" in p.stderr
-    [held] = [e for e in desk.outbox() if e["kind"] == "escalation"]
-    assert held["status"] == "pending" and held["attempts"] == 0 and held["held_since"]
+    # Held: the breach escalation, one copy to each of three people (each with its own reply key), and
+    # (issue 13) the alarm to staff that no mail was taken in for 24 hours.
+    assert "before the failure:" in p.stderr and "escalations 1" in p.stderr and "held 4" in p.stderr
+    assert "ALERT: no mail has been taken in since" in p.stderr
+    held = [e for e in desk.outbox() if e["kind"] == "escalation"]
+    assert len(held) == 3
+    assert all(h["status"] == "pending" and h["attempts"] == 0 and h["held_since"] for h in held)
     asked = provider.stats.token_requests
     # Four days later, still not renewed: the mail is still held (not failed), and no process asked the
     # provider again with the refused token (the refusal is kept in the token file).

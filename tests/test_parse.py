@@ -56,6 +56,19 @@ def test_plain_mail_fields():
     assert m.defects == ()
 
 
+def test_envelope_recipients_keep_their_plus_detail():
+    # Where a reply key still is when the support address was Bcc'd (workflows/replykeys.py).
+    m = p(mail("""
+Delivered-To: Support+12kabc@openatrium.example
+X-Original-To: support+12kabc@openatrium.example
+Envelope-To: <support@openatrium.example>
+From: young@devseed.example
+To: antonio@nuvole.example
+"""))
+    assert m.envelope_to == ("support+12kabc@openatrium.example", "support@openatrium.example")
+    assert p(PLAIN).envelope_to == ()
+
+
 # -- missing or broken headers ----------------------------------------------------------------------------------
 def test_missing_message_id_is_derived_and_stable():
     raw = mail("From: a@b.example\nSubject: no id")

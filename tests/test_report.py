@@ -56,7 +56,7 @@ def test_first_response_figures_on_business_time():
         thread(5, "2026-12-01T10:00:00", seat=False),  # no promise: not counted
         thread(6, "2026-12-02T10:00:00", state=State.CLOSED),  # closed without an answer: not counted
     ]
-    r = figures(threads=threads, partners=[], ledger=[], entries=[], failures={}, now=now, cal=CAL)
+    r = figures(threads=threads, partners=[], ledger=[], entries=[], delivery={}, now=now, cal=CAL)
     assert (r.overall.within, r.overall.missed, r.overall.pending, r.overall.answered) == (1, 2, 1, 2)
     assert r.overall.share_text == "33 %" and r.overall.median_text == "8h"
     assert [(m.label, m.within, m.missed, m.pending) for m in r.by_month] == [("2026-11", 1, 1, 0),
@@ -72,14 +72,23 @@ def test_lapsed_is_a_passed_renewal_date_without_payment():
     assert lapsed(p, date(2026, 12, 1)) and not lapsed(p, date(2026, 11, 30))
     assert not lapsed(replace(p, renews_on=date(2027, 11, 30)), date(2026, 12, 1))  # a payment moved it
     assert not lapsed(replace(p, active=False), date(2026, 12, 1))
-    r = figures(threads=[], partners=[p], ledger=[], entries=[], failures={}, now=et("2026-12-01T10:00:00"), cal=CAL,
+    # The roster's rule: the grace period ([renewals] grace_days) first, and only while in the program.
+    assert not lapsed(p, date(2026, 12, 30), 30) and lapsed(p, date(2026, 12, 31), 30)
+    assert not lapsed(replace(p, deactivated_on=date(2026, 12, 15)), date(2026, 12, 31), 30)
+    r = figures(threads=[], partners=[p, replace(p, id="y", deactivated_on=date(2027, 1, 1))], ledger=[], entries=[],
+                delivery={}, now=et("2026-12-31T10:00:00"), cal=CAL, grace_days=30)
+    assert (r.roster["partners"], r.roster["lapsed"]) == (2, 2)  # y leaves later: still in the program today
+    r = figures(threads=[], partners=[p, replace(p, id="y", deactivated_on=date(2026, 12, 31))], ledger=[],
+                entries=[], delivery={}, now=et("2026-12-31T10:00:00"), cal=CAL, grace_days=31)
+    assert (r.roster["partners"], r.roster["lapsed"]) == (1, 0)
+    r = figures(threads=[], partners=[p], ledger=[], entries=[], delivery={}, now=et("2026-12-01T10:00:00"), cal=CAL,
                 is_lapsed=lambda partner, today: False)  # the rule is one function, swappable
     assert r.roster["lapsed"] == 0
 
 
 def test_mailings_sent_skipped_and_bounced_join_the_ledger_and_the_outbox():
     def entry(key: str, status: Status) -> OutboxEntry:
-        return OutboxEntry(key=key, kind="call-invite", message_id="<m>", mail_from="", rcpt_to=("a@x",), raw="",
+        return OutboxEntry(key=key, kind="call-invite", message_id=f"<{key}>", mail_from="", rcpt_to=("a@x",), raw="",
                            created_at=datetime(2026, 12, 1, tzinfo=UTC), status=status)
 
     ledger = [{"mailing": "call-invite", "status": "queued", "outbox_key": "mailing:a"},
@@ -87,9 +96,12 @@ def test_mailings_sent_skipped_and_bounced_join_the_ledger_and_the_outbox():
               {"mailing": "call-invite", "status": "queued", "outbox_key": "mailing:c"},
               {"mailing": "renewal", "status": "skipped", "outbox_key": None}]
     rows = mailing_rows(ledger, [entry("mailing:a", Status.SENT), entry("mailing:b", Status.SENT),
-                                 entry("mailing:c", Status.FAILED)], {"a@x": {"keys": ["mailing:b"]}})
+                                 entry("mailing:c", Status.FAILED)], frozenset({"<mailing:b>"}))
     assert [(m.mailing, m.sent, m.failed, m.skipped, m.bounced) for m in rows] == [
         ("call-invite", 2, 1, 0, 2), ("renewal", 0, 0, 1, 0)]
+
+
+GRACE_DAYS = 30  # [renewals] grace_days: the scenario keeps the default
 
 
 # -- the page, in Chromium ----------------------------------------------------------------------------------------
@@ -110,11 +122,11 @@ def expected_from_store(folder: Path, now: datetime) -> dict[str, str]:
     store = Store(str(folder / "data" / "pd.json"), readonly=True)
     try:
         threads = store.threads()
-        partners = [p for p in store.partners() if p.active]
         today = now.astimezone(CAL.tz()).date()
+        partners = [p for p in store.partners() if p.active and (p.deactivated_on is None or today < p.deactivated_on)]
         entries = {e.key: e for e in store.outbox()}
         queued = [r for r in store.ledger_all() if r["status"] == "queued"]
-        failed_keys = {k for f in store.contact_failures().values() for k in f["keys"]}
+        bounced_ids = {m for r in store.automatic_mail() if r.kind == "bounce" and r.failures for m in r.about}
         return {
             "open": str(sum(t.state != State.CLOSED for t in threads)),
             "overdue": str(sum(t.state in (State.NEW, State.WAITING_ON_STAFF) and t.due_at is not None
@@ -122,12 +134,14 @@ def expected_from_store(folder: Path, now: datetime) -> dict[str, str]:
             "escalations": str(sum(e.kind == "stage" for t in threads for e in t.events)),
             "mailings-sent": str(sum(entries[r["outbox_key"]].status == Status.SENT for r in queued)),
             "mailings-skipped": str(sum(r["status"] == "skipped" for r in store.ledger_all())),
-            "mailings-bounced": str(len(failed_keys)),
+            "mailings-bounced": str(sum(entries[r["outbox_key"]].message_id in bounced_ids
+                                        or entries[r["outbox_key"]].status == Status.FAILED for r in queued)),
             "roster-partners": str(len(partners)),
             "roster-contacts": str(sum(len(p.contacts) for p in partners)),
             "roster-seats": str(sum(c.trained_on is not None for p in partners for c in p.contacts)),
-            "roster-lapsed": str(sum(p.renews_on is not None and p.renews_on < today for p in partners)),
-            "roster-bouncing": str(len(store.contact_failures())),
+            "roster-lapsed": str(sum(p.renews_on is not None and (today - p.renews_on).days > GRACE_DAYS
+                                     for p in partners)),
+            "roster-bouncing": str(sum(d.bouncing for d in store.delivery_states().values())),
         }
     finally:
         store.close()

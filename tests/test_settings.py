@@ -287,3 +287,32 @@ def test_cli_with_the_password_set_does_try_to_connect(tmp_path):
     assert r.returncode != 2
     assert "config error" not in r.stderr
     assert "127.0.0.1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_trust_defaults_and_values():
+    t = load(cfg(), "x.toml").trust
+    assert (t.plus_addresses, t.recipient_delimiter, t.authserv_ids, t.verify_dkim, t.dns_servers) == (
+        True, "+", frozenset(), False, ())
+    t = load(cfg(trust={"authserv_ids": ["MX.Google.com."], "verify_dkim": True,
+                        "dns_servers": ["127.0.0.1", "[::1]:5353"], "recipient_delimiter": "-"}), "x.toml").trust
+    assert t.authserv_ids == frozenset({"mx.google.com"}) and t.verify_dkim
+    assert t.dns_servers == ("127.0.0.1:53", "::1:5353") and t.recipient_delimiter == "-"
+    assert load(cfg(trust={"recipient_delimiter": "-"}), "x.toml").intake().recipient_delimiter == "-"
+
+
+@pytest.mark.parametrize("trust, key, problem", [
+    ({"authserv_ids": ["mx google"]}, "[trust] authserv_ids", "not a host name"),
+    ({"dns_servers": ["ns.example.org"]}, "[trust] dns_servers", "IP address"),
+    ({"recipient_delimiter": "ab"}, "[trust] recipient_delimiter", "one character"),
+    ({"verify_dkim": "yes"}, "[trust] verify_dkim", "true or false"),
+    ({"verifydkim": True}, "[trust] verifydkim", "unknown key"),
+])
+def test_trust_errors_name_the_key(trust, key, problem):
+    message = error(cfg(trust=trust))
+    assert f"{SRC}: {key}" in message and problem in message, message
+
+
+def test_a_support_address_too_long_for_reply_keys_is_refused_unless_plus_addresses_are_off():
+    long = {"address": "a" * 40 + "@example.com", "staff": ["s@example.com"]}
+    assert "at most 29" in error({"support": long})
+    assert load({"support": long, "trust": {"plus_addresses": False}}, "x.toml").trust.plus_addresses is False

@@ -141,3 +141,42 @@ def test_threads_opened_for_automatic_mail_are_set_aside_by_the_upgrade(old_stor
         assert billing["delivery"]["bouncing"] and billing["delivery"]["staff_told_at"]  # 0.1.0 told staff
     stored = json.loads((old_store.parent / "partnerdesk.json").read_text())
     assert stored["meta"]["schema"]["value"] == 4 and "contact_failures" not in stored
+
+
+def test_a_reply_to_a_notification_sent_by_0_1_0_gets_a_notice_and_one_reply_sends_it_on(old_store: Path):
+    # 0.1.0's notifications carry no reply key: a staff member answering one after the upgrade is not
+    # proven. They get the unverified-mail notice (with a key); replying to it sends the answer on.
+    outbox = old_store.parent / "spool" / "outbox"
+    inbox = old_store.parent / "spool" / "inbox"
+    inbox.mkdir(parents=True)
+    old_notification = "<oa-1.notify.cd224532c620.fcf545449032b981@openatrium.example>"
+    at = datetime.fromisoformat(NOW).timestamp() - 3600
+
+    def drop(name: str, headers: str, body: str) -> None:
+        (inbox / name).write_text(f"From: Young <young@devseed.example>\r\n{headers}"
+                                  f"Message-ID: <{name}@devseed.example>\r\n\r\n{body}\r\n")
+        os.utime(inbox / name, (at, at))
+
+    drop("old-reply.eml", "To: support@openatrium.example\r\nSubject: Re: [OA-1] New: Spaces override lost\r\n"
+                          f"In-Reply-To: {old_notification}\r\nReferences: {old_notification}\r\n",
+         "Revert with --force, then clear the cache.")
+    p = run(old_store, "once")
+    assert p.returncode == 0, p.stderr
+    assert "relayed 0" in p.stdout and "unverified 1" in p.stdout, p.stdout
+    [notice_file] = [f for f in outbox.glob("*.eml") if "unverified-notice" in f.read_text(errors="replace")]
+    notice = email.message_from_bytes(notice_file.read_bytes(), policy=email.policy.default)
+    assert str(notice["To"]) == "young@devseed.example"
+    assert "Revert with --force" in notice.get_body(("plain",)).get_content()
+    reply_to = notice["Reply-To"].addresses[0].addr_spec
+    assert reply_to.startswith("support+1k")
+
+    drop("confirm.eml", f"To: {reply_to}\r\nSubject: Re: {notice['Subject']}\r\n"
+                        f"In-Reply-To: {notice['Message-ID']}\r\nReferences: {notice['Message-ID']}\r\n", "yes")
+    p = run(old_store, "once")
+    assert p.returncode == 0, p.stderr
+    assert "relayed 1" in p.stdout, p.stdout
+    [relay] = [f for f in outbox.glob("*relay*.eml")]
+    text = relay.read_text(errors="replace")
+    assert "X-Envelope-To: antonio@nuvole.example" in text and "Revert with --force" in text
+    shown = run(old_store, "threads", "show", "OA-1").stdout
+    assert "confirming it by replying to the unverified-mail notice" in shown

@@ -7,7 +7,11 @@ re-recorded on the merged code for main's intended changes only, each checked by
 (merged_into, held_since), the training mail kinds listed, a solo plan's one included place, and the
 schema-3 upgrade of issue 9 (OA-5's out-of-office and OA-6's sender-less mail set aside, so the digest
 counts 6 open; billing@nuvole.example bouncing, so its call mail is skipped and the renewal goes to the
-primary contact). The schema-4 layout (issue 11) changes none of it.
+primary contact); then for issues 8 and 13: mail to staff goes out one keyed copy per staff member, a
+staff reply to a schema-2 notification (which carries no reply key) is held as unverified and its
+writer asked, so no relay goes out and the escalation fires; a spool file is received when first seen
+(10:00, not its mtime); plurals ("1 contact, 1 seat"); a skip names the mail it skips. The schema-4
+layout (issue 11) changes none of it.
 """
 
 from __future__ import annotations

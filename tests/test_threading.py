@@ -205,7 +205,7 @@ class Desk:
         with self.store.transaction():
             self.store.save_partner(PARTNER)
         outbox = Outbox(store=self.store, composer=Composer(support_address=SUPPORT, support_name="Support"),
-                        secret=b"k", support_address=SUPPORT)
+                        secret=b"k", support_address=SUPPORT, staff=frozenset({STAFF}))  # staff get reply keys
         self.svc = IntakeService(store=self.store, parse=parse, outbox=outbox, secret=b"k",
                                  settings=IntakeSettings(support_address=SUPPORT, staff=frozenset({STAFF})))
         self.report = CycleReport()

@@ -268,6 +268,13 @@ def test_a_training_run_by_mail_from_announcement_to_the_first_promised_reply(de
     out = show(desk, iso(3, 10, 17, 35))
     assert "not marked yet" in out and desk.partner in section(out, "not marked yet")
 
+    # Someone writing in a staff member's name (no reply key, plain SMTP) marks nobody: the staff member is
+    # told it was not applied.
+    answer(desk, desk.staff[0], None, f"#attended {TID} {desk.partner}", at(3, 11, 8), subject="attendance")
+    assert "training-unverified" in desk.run("-v", "once", now=iso(3, 11, 8, 5)).stdout
+    assert "not marked yet" in show(desk, iso(3, 11, 8, 6))
+    assert "NOT applied" in text(one(desk, desk.staff[0], "training-command"))
+
     answer(desk, desk.staff[0], sheet, "#attended all", at(3, 11, 9))
     desk.run("once", now=iso(3, 11, 9, 5))
     assert desk.partner in section(show(desk, iso(3, 11, 9, 10)), "attended (1)")

@@ -165,7 +165,7 @@ def test_attendance_by_cli_and_csv_and_the_seat(tmp_path, capsys):
     code, out = cli("2027-03-10T18:00:00-05:00", "trainings", "attended", TID, "--csv", str(sheet))
     assert "ann@shop.example: attended: now holds a seat" in out and "bob@shop.example: absent" in out
     code, out = cli("2027-03-10T18:00:00-05:00", "partners", "list")
-    assert "2 contacts, 1 seats" in out
+    assert "2 contacts, 1 seat\n" in out
     code, out = cli("2027-03-10T18:01:00-05:00", "trainings", "show", TID)
     assert "attended (1)" in out and "absent (no-show) (1)" in out and "training-seat" in out  # the mail due now
     code, out = cli("2027-03-10T18:01:00-05:00", "trainings", "list")

@@ -114,4 +114,4 @@ def test_renewal_phases_say_what_happened():
 def test_staff_mail_renders_too():
     kinds = {r.kind for r in staff_mails()}
     assert kinds == {"staff_notification", "escalation", "digest", "bounce_notice", "command_ok", "command_error",
-                     "mailing_failure"}
+                     "mailing_failure", "health_alert", "health_all_clear"}

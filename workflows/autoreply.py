@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .model import InboundMail
 
 _AUTO_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "do-not-reply", "donotreply",
@@ -41,3 +43,18 @@ def automatic_reason(mail: InboundMail, *, person_known: bool = False) -> str | 
     if mail.content_type.startswith("multipart/report"):
         return "delivery or read report"
     return None
+
+
+# Subjects that out-of-office responders put on their answers (Outlook, Exchange, Gmail, Apple Mail, and
+# the common translations), for the few that mark nothing else.
+_OOO_SUBJECT = re.compile(
+    r"^\s*(out of (the )?office|automatic reply|auto(matic)?[- ]?(reply|response|antwort)|autoreply|"
+    r"away from (the )?office|vacation|on vacation|abwesenheit|absence|r[ée]ponse automatique|"
+    r"risposta automatica|fuera de la oficina|respuesta autom[áa]tica|autosvar)\b", re.IGNORECASE)
+
+
+def out_of_office_subject(mail: InboundMail) -> str | None:
+    """Why the subject says "out-of-office", or None. Only for mail that answers our own automatic
+    mail, where a person has little reason to write such a subject."""
+    subject = re.sub(r"^\s*((re|aw|sv|fw|fwd)\s*:\s*)+", "", mail.subject or "", flags=re.IGNORECASE)
+    return f"out-of-office subject {mail.subject[:60]!r}" if _OOO_SUBJECT.match(subject) else None

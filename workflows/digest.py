@@ -43,7 +43,9 @@ def is_due(now: datetime, cal: BusinessCalendar) -> bool:
 
 
 def due_digest(threads: list[Thread], now: datetime, cal: BusinessCalendar, config: DigestConfig,
-               ladder: LadderConfig, *, partner_names: dict[str, str] | None = None) -> OutgoingMail | None:
+               ladder: LadderConfig, *, partner_names: dict[str, str] | None = None,
+               flags: dict[str, str] | None = None) -> OutgoingMail | None:
+    """``flags``: partner id -> a word for staff next to its threads ("lapsed since 2027-05-01")."""
     if not config.enabled or not is_due(now, cal):
         return None
     open_threads = [t for t in threads if t.state in OPEN]
@@ -59,7 +61,8 @@ def due_digest(threads: list[Thread], now: datetime, cal: BusinessCalendar, conf
             "subject": t.subject[:70],
             "state": t.state.words,
             "on_partner": t.state == State.WAITING_ON_PARTNER,
-            "partner": names.get(t.partner_id or "", t.partner_id or "(no partner)"),
+            "partner": names.get(t.partner_id or "", t.partner_id or "(no partner)")
+                       + (f" [{(flags or {})[t.partner_id]}]" if t.partner_id in (flags or {}) else ""),
             "requester": t.requester,
             "due": format_due(clock.due_at, cal) if clock else "-",
             "waited": format_duration(clock.waited) if clock else "-",

@@ -37,7 +37,8 @@ from .senders import Roster
 # Kinds of our mail whose bounce is about a staff mailbox: recorded, never reported (reporting a bounce
 # of mail to staff to staff could bounce again, forever).
 TO_STAFF = frozenset({"notify", "escalation", "digest", "command", "command-error", "delivery-notice",
-                      "loop-breaker", "mailing-failure", "bounce-notice"})
+                      "loop-breaker", "mailing-failure", "bounce-notice", "unverified-notice", "training-approval",
+                      "training-attendance", "training-command", "health"})
 _WORDS = {"mail": "mail (the report does not say which)", "ack": "acknowledgement", "relay": "relayed answer", "close": "closing mail", "renewal": "renewal notice",
           "call-invite": "call invitation", "call-update": "call update", "invitation": "invitation",
           "channel-info": "channel information"}

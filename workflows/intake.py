@@ -5,6 +5,10 @@ store, calls ``decide`` and records the returned Decision, outgoing mail include
 in one durable write before anything is sent. Automatic mail does not come here: the
 service files it (workflows/filing.py); the automatic-mail rules below are the guard for
 mail that is work but must not be answered (a list, a null sender).
+
+Mail from a staff address counts as staff (an answer, a relay, a command, a note) only with proof
+(``Candidates.staff_proof``, workflows/staffproof.py); without it the mail is held and its writer
+asked to confirm (workflows/unverified.py).
 """
 
 from __future__ import annotations
@@ -13,17 +17,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from . import lifecycle, merging, msgids
+from . import lifecycle, merging, msgids, replykeys, unverified
 from .lifecycle import Event
 from .autoclose import reopen_expired
-from .autoreply import automatic_reason
+from .autoreply import automatic_reason, out_of_office_subject
 from .calendar import BusinessCalendar, format_due
 from .commands import apply_command, parse_command
 from .mailings.due import primary_contacts
 from .model import FROZEN, Decision, InboundMail, OutgoingMail, Sender, Thread, ThreadEvent
+from .proofs import StaffProof
 from .refgraph import Link, Route, Via, belongs, route
+from .roster import lapse_note
 from .senders import Roster
-
 
 
 @dataclass(**FROZEN)
@@ -37,6 +42,8 @@ class IntakeSettings:
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3  # per address, whatever happens: a loop can never get past this
     reopen_days: int = 30  # a partner mail to a thread closed longer ago starts a new thread (issue 3)
+    recipient_delimiter: str = "+"  # of the support mailbox's plus-addresses (reply keys)
+    lapse_grace_days: int = 30  # [renewals] grace_days: a lapsed partner's requests are flagged to staff
 
     @property
     def recognised_staff(self) -> frozenset[str]:
@@ -62,6 +69,16 @@ class Candidates:
     own_message: bool = False  # the Message-ID is one of ours: our own mail came back
     answers_ours: bool = False  # it replies to mail we sent (In-Reply-To/References name one of ours)
     now: datetime | None = None  # when the decision is taken (mail may reach us after its deadline)
+    # Staff proof (service/proof.py): None when the sender is not staff, or nothing was checked.
+    staff_proof: StaffProof | None = None
+    answers_notice: bool = False  # it replies to one of our unverified-mail notices
+    held: InboundMail | None = None  # the held mail that notice is about, not yet sent on
+    notices_in_thread: int = 0  # unverified-mail notices to this sender about this thread, last hour
+    notices_to_sender: int = 0  # the same over all threads
+
+    @property
+    def proven(self) -> bool:
+        return self.staff_proof is not None and self.staff_proof.proven
 
 
 def choose(mail: InboundMail, sender: Sender, c: Candidates) -> Route:
@@ -119,14 +136,40 @@ def decide(
     if candidates.own_message or mail.from_addr == settings.support_address:
         return Decision(action="skip", thread=None, sender=sender, reason="our own mail came back; not answered")
 
-    r = choose(mail, sender, candidates)
+    # An unproven staff address routes as nobody's: it never joins a thread by a shared ancestor alone
+    # nor merges threads; the thread its proven links or its tag name keeps it as unverified.
+    unproven = sender.kind == "staff" and not candidates.proven
+    r = choose(mail, replace(sender, kind="unknown") if unproven else sender, candidates)
+    if unproven and r.thread is None and candidates.by_tag is not None:
+        r = Route(thread=candidates.by_tag, why="subject tag, sender claims a staff address", refused=r.refused)
     thread, merged, notices = _merge_all(mail, r, settings, history=history)
     decision = _route(mail, sender, thread, r.why, candidates, roster, settings, history=history)
     if not candidates.judged_work:  # judged a person's mail by workflows.automatic: staff are told
         decision = _quiet_if_automatic(mail, decision, thread, candidates.answers_ours)
     if merged:
         decision = replace(decision, also=decision.also + merged, outgoing=decision.outgoing + notices)
-    return decision
+    return _refuse_exposed_keys(mail, decision, settings)
+
+
+def _refuse_exposed_keys(mail: InboundMail, decision: Decision, s: IntakeSettings) -> Decision:
+    """Reply keys this mail showed to someone outside staff (a Cc'd partner) are refused in its thread."""
+    exposed = replykeys.exposed_keys(mail, staff=s.recognised_staff, support_address=s.support_address,
+                                     delimiter=s.recipient_delimiter)
+    t = decision.thread
+    if not exposed or t is None:
+        return decision
+    refused = tuple(dict.fromkeys(t.refused_keys + exposed))
+    return decision if refused == t.refused_keys else replace(decision, thread=replace(t, refused_keys=refused))
+
+
+def _with_proof(decision: Decision, message_id: str, how: str) -> Decision:
+    """Say on each timeline line of ``message_id`` how its writer was proven (`threads show`, -v)."""
+    t = decision.thread
+    if t is None or not how:
+        return decision
+    events = tuple(replace(e, proof=how) if e.message_id == message_id and not e.proof and e.kind != "unverified"
+                   else e for e in t.events)
+    return replace(decision, thread=replace(t, events=events), reason=f"{decision.reason}; proven by {how}")
 
 
 def _route(mail: InboundMail, sender: Sender, thread: Thread | None, why: str, candidates: Candidates,
@@ -134,7 +177,9 @@ def _route(mail: InboundMail, sender: Sender, thread: Thread | None, why: str, c
     if thread is None:
         return _new_thread(mail, sender, candidates, roster, settings, history=history, why=why)
     if sender.kind == "staff":
-        auto = automatic_reason(mail, person_known=True)
+        # An answer to an unverified-mail notice must be a person's: it sends the held mail on.
+        auto = automatic_reason(mail, person_known=True) or (
+            out_of_office_subject(mail) if candidates.answers_notice else None)
         if auto:
             # A staff member's out-of-office answering our notification is not their answer:
             # relaying it would tell the partner nonsense and stop the clock.
@@ -143,7 +188,19 @@ def _route(mail: InboundMail, sender: Sender, thread: Thread | None, why: str, c
                             detail=auto))
             return Decision(action="auto-reply", thread=thread, sender=sender,
                             reason=f"automatic mail from staff ({auto}): recorded, not relayed")
-        return _staff_mail(mail, sender, thread, roster, settings, history=history, other=candidates.merge_target)
+        c = candidates
+        if not c.proven:
+            return unverified.unverified(
+                mail, sender, thread, c.staff_proof, support_name=settings.support_name, history=history,
+                notice=unverified.notice_allowed(answers_notice=c.answers_notice,
+                                                 to_address_in_thread=c.notices_in_thread,
+                                                 to_address=c.notices_to_sender))
+        assert c.staff_proof is not None
+        if c.answers_notice:
+            return _confirm(mail, sender, thread, c.held, c.staff_proof, roster, settings)
+        decision = _staff_mail(mail, sender, thread, roster, settings, history=history,
+                               other=c.merge_target)
+        return _with_proof(decision, mail.message_id, c.staff_proof.how)
     if not history and reopen_expired(thread, mail.received_at, settings.reopen_days):
         # Closed too long ago to reopen: a new request that names the old thread.
         return _new_thread(mail, sender, candidates, roster, settings, history=False,
@@ -213,6 +270,11 @@ def _to_staff(thread: Thread, s: IntakeSettings, *, kind: str, template: str, ke
                         from_name=s.support_name, auto_kind="auto-generated", context=context, **headers)
 
 
+def _lapse(roster: Roster, partner_id: str | None, mail: InboundMail, s: IntakeSettings) -> str:
+    p = roster.partners.get(partner_id or "")
+    return lapse_note(p, mail.received_at.astimezone(s.calendar.tz()).date(), s.lapse_grace_days) if p else ""
+
+
 def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s: IntakeSettings, *,
             first: bool) -> OutgoingMail:
     due = format_due(thread.due_at, s.calendar) if thread.due_at else "no promise (no seat)"
@@ -237,6 +299,7 @@ def _notify(mail: InboundMail, sender: Sender, thread: Thread, roster: Roster, s
             "support_address": s.support_address,
             "automatic": automatic_reason(mail) or "",
             "previous": thread.previous,  # a closed thread this one continues
+            "lapsed": _lapse(roster, thread.partner_id, mail, s),  # still supported, but staff should know
         },
     )
 
@@ -265,10 +328,18 @@ def _new_thread(mail, sender, c: Candidates, roster, s: IntakeSettings, *, histo
         ThreadEvent(at=mail.received_at, kind="history" if history else "request", message_id=mail.message_id,
                     by=mail.from_addr, detail=why)
     )
+    if sender.kind == "staff" and not c.proven:
+        # Opens a staff thread as before (nothing goes to anyone from it), marked unverified.
+        return unverified.unverified(
+            mail, sender, thread, c.staff_proof, support_name=s.support_name, history=history, opened=True,
+            notice=unverified.notice_allowed(answers_notice=c.answers_notice, to_address_in_thread=0,
+                                             to_address=c.notices_to_sender))
     if history:
         return Decision(action="history", thread=thread, sender=sender, reason="received before the first start")
     if sender.kind == "staff":
-        return Decision(action="thread-new", thread=thread, sender=sender, reason="staff mail outside any thread")
+        assert c.staff_proof is not None
+        return _with_proof(Decision(action="thread-new", thread=thread, sender=sender,
+                                    reason="staff mail outside any thread"), mail.message_id, c.staff_proof.how)
 
     out: list[OutgoingMail] = []
     reason = why
@@ -360,8 +431,37 @@ def _staff_mail(mail, sender, thread: Thread, roster, s: IntakeSettings, *, hist
         in_reply_to=thread.partner_messages[-1] if thread.partner_messages else None,
         references=thread.partner_messages[-20:],
         automatic=False,  # a person wrote it; the partner may answer it
-        body_text=body.strip() + "\n",
+        body_text=replykeys.redact(body.strip(), s.support_address, delimiter=s.recipient_delimiter) + "\n",
         attachments=mail.attachments,
         context={"staff_name": staff_name, "thread_id": thread.id, "support_name": s.support_name},
     )
     return Decision(action="answer", thread=thread, outgoing=(relay,), sender=sender, reason="staff answer relayed")
+
+
+def _confirm(mail: InboundMail, sender: Sender, thread: Thread, held: InboundMail | None, proof: StaffProof,
+             roster: Roster, s: IntakeSettings) -> Decision:
+    """A proven reply to an unverified-mail notice: the held mail goes on as if it came in proven now.
+
+    Only its writer can confirm it (the notice and its key went to them alone). What the reply itself
+    says is kept in the timeline, never sent: "yes, that was me" must not reach the partner.
+    """
+    words = " ".join((mail.reply_text or mail.text).split())[:300]
+    thread = thread.with_message(mail.message_id)
+    if held is None or held.from_addr != mail.from_addr:
+        why = "nothing held to send on" if held is None else f"only {held.from_addr} can confirm their own mail"
+        thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="notice-reply", message_id=mail.message_id,
+                                               by=mail.from_addr, detail=f"{why}. {words}".strip(), proof=proof.how))
+        return Decision(action="notice-reply", thread=thread, sender=sender,
+                        reason=f"reply to an unverified-mail notice: {why}; recorded")
+    how = f"{proof.how}, confirming it by replying to the unverified-mail notice"
+    thread = thread.with_event(ThreadEvent(at=mail.received_at, kind="confirmed", message_id=mail.message_id,
+                                           by=mail.from_addr, detail=f"sends {held.message_id} on. {words}".strip(),
+                                           proof=proof.how))
+    if thread.messages and thread.messages[0] == held.message_id:  # it opened the thread: nothing to send
+        return Decision(action="confirmed", thread=thread, sender=sender, released=held.message_id,
+                        reason=f"{held.from_addr} confirmed the mail that opened {thread.id}; proven by {how}")
+    # It counts from now: the partner gets the answer now, so the clock stops now.
+    decision = _staff_mail(replace(held, received_at=mail.received_at), sender, thread, roster, s, history=False)
+    decision = _with_proof(decision, held.message_id, how)
+    return replace(decision, released=held.message_id)
+

@@ -68,6 +68,9 @@ class InboundMail:
     from_name: str = ""
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
+    # Envelope recipients as receiving servers recorded them (Delivered-To, X-Original-To): where a
+    # reply key still is when the sender Bcc'd the support address.
+    envelope_to: tuple[str, ...] = ()
     subject: str = ""
     date_header: datetime | None = None
     in_reply_to: tuple[str, ...] = ()
@@ -130,10 +133,17 @@ class Partner:
     renews_on: date | None
     contacts: tuple[Contact, ...] = ()
     active: bool = True
+    # `partners deactivate`: out of the program from this day on (no mailings, no support seat); a
+    # later day is a deactivation planned ahead. ``active`` False (0.1.0 stores) means out already.
+    deactivated_on: date | None = None
 
     @property
     def yearly_fee(self) -> int:
         return PLANS[self.plan]
+
+    def active_on(self, day: date) -> bool:
+        """In the program on ``day``: not deactivated, or deactivated only from a later day."""
+        return self.active and (self.deactivated_on is None or day < self.deactivated_on)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +153,7 @@ class Partner:
             "yearly_fee": self.yearly_fee,
             "renews_on": self.renews_on.isoformat() if self.renews_on else None,
             "active": self.active,
+            "deactivated_on": self.deactivated_on.isoformat() if self.deactivated_on else None,
             "contacts": [
                 {
                     "name": c.name,
@@ -164,6 +175,7 @@ class Partner:
             plan=d["plan"],
             renews_on=date.fromisoformat(d["renews_on"]) if d.get("renews_on") else None,
             active=d.get("active", True),
+            deactivated_on=date.fromisoformat(d["deactivated_on"]) if d.get("deactivated_on") else None,
             contacts=tuple(
                 Contact(
                     partner_id=pid,
@@ -198,15 +210,19 @@ class ThreadEvent:
     message_id: str = ""
     by: str = ""  # address
     detail: str = ""
+    # How a staff member's message was proven to be theirs (workflows/staffproof.py):
+    # "reply key (To)", "Authentication-Results from mx.example (dmarc=pass)", "DKIM d=example.com".
+    proof: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "at": self.at.isoformat(),
             "kind": self.kind,
             "message_id": self.message_id,
             "by": self.by,
             "detail": self.detail,
         }
+        return d | ({"proof": self.proof} if self.proof else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ThreadEvent:
@@ -216,6 +232,7 @@ class ThreadEvent:
             message_id=d.get("message_id", ""),
             by=d.get("by", ""),
             detail=d.get("detail", ""),
+            proof=d.get("proof", ""),
         )
 
 
@@ -275,6 +292,9 @@ class Thread:
     messages: tuple[str, ...] = ()  # Message-IDs, oldest first, ours included
     partner_messages: tuple[str, ...] = ()  # only the partner side, for relay threading
     events: tuple[ThreadEvent, ...] = ()
+    # Nonces of reply keys shown to someone outside staff (a Cc'd partner): refused in this thread from
+    # then on (workflows/replykeys.py). Absent from older stores: none refused.
+    refused_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, State):  # Thread(state="closed") from a test or an old record
@@ -324,7 +344,7 @@ class Thread:
             "messages": list(self.messages),
             "partner_messages": list(self.partner_messages),
             "events": [e.to_dict() for e in self.events],
-        }
+        } | ({"refused_keys": list(self.refused_keys)} if self.refused_keys else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Thread:
@@ -357,6 +377,7 @@ class Thread:
             messages=tuple(d.get("messages", ())),
             partner_messages=tuple(d.get("partner_messages", ())),
             events=tuple(ThreadEvent.from_dict(e) for e in d.get("events", ())),
+            refused_keys=tuple(d.get("refused_keys", ())),
         )
 
 
@@ -387,6 +408,11 @@ class OutgoingMail:
     # composer turns into a text/calendar part with mailbox/ical.py. None for ordinary mail.
     calendar: Any = None
     attachments: tuple[Attachment, ...] = ()  # carried over from a staff answer to its relay
+    # Mail to staff goes out one copy per recipient (service/outbox.py), each with its own reply key:
+    # in Reply-To (``support+KEY@...``; "" means the plain support address) and in the Message-ID.
+    reply_to: str = ""
+    reply_key: str = ""
+    about: str = ""  # the inbound Message-ID this mail is about (an unverified-mail notice: the held mail)
 
 
 @dataclass(**FROZEN)
@@ -400,3 +426,4 @@ class Decision:
     reason: str = ""  # for the log / summary: why this action
     also: tuple[Thread, ...] = ()  # other threads the decision changed (merged into ``thread``)
     counters: dict[str, int] = field(default_factory=dict)
+    released: str = ""  # the held (unverified) Message-ID this decision sends on, confirmed by its writer

@@ -13,7 +13,10 @@ import hmac
 import re
 
 TAG_RE = re.compile(r"\[(OA-(\d{1,9}))\]", re.IGNORECASE)
-_OURS_RE = re.compile(r"^<oa-(\d{1,9})\.([a-z-]{1,20})\.([0-9a-f]{12})\.([0-9a-f]{16})@([^>]+)>$")
+# The optional last segment carries a reply key (workflows/replykeys.py) in mail to staff; it has a
+# MAC of its own, so the Message-ID's MAC does not cover it and ids with and without one are ours.
+_OURS_RE = re.compile(
+    r"^<oa-(\d{1,9})\.([a-z-]{1,20})\.([0-9a-f]{12})\.([0-9a-f]{16})(?:\.([0-9a-z]{1,40}))?@([^>]+)>$")
 
 
 def thread_id(number: int) -> str:
@@ -29,12 +32,24 @@ def mac(secret: bytes, body: str) -> str:
     return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def make_message_id(secret: bytes, *, thread_number: int, kind: str, key: str, domain: str) -> str:
-    """Deterministic in ``key``: deciding the same mail twice gives the same Message-ID."""
+def make_message_id(secret: bytes, *, thread_number: int, kind: str, key: str, domain: str,
+                    suffix: str = "") -> str:
+    """Deterministic in ``key``: deciding the same mail twice gives the same Message-ID.
+
+    ``suffix``: a reply key for the one staff member the mail goes to (lower-case letters and digits).
+    """
     nonce = hashlib.sha256(key.encode()).hexdigest()[:12]
     kind = re.sub(r"[^a-z-]", "", kind.lower())[:20] or "mail"
     body = f"oa-{thread_number}.{kind}.{nonce}"
-    return f"<{body}.{mac(secret, body)}@{domain}>"
+    if suffix and not re.fullmatch(r"[0-9a-z]{1,40}", suffix):
+        raise ValueError(f"Message-ID suffix {suffix!r}: 1-40 lower-case letters and digits")
+    return f"<{body}.{mac(secret, body)}{'.' + suffix if suffix else ''}@{domain}>"
+
+
+def suffix_of_message_id(message_id: str) -> str:
+    """The suffix (a reply key) of one of our Message-IDs, "" when it has none or is not ours."""
+    m = _OURS_RE.match(message_id.strip().lower())
+    return (m.group(5) or "") if m else ""
 
 
 def thread_of_message_id(secret: bytes, message_id: str) -> str | None:

@@ -194,8 +194,10 @@ def held_problem(pending: list[OutboxEntry]) -> str | None:
 
 
 def message_id(secret: bytes, domain: str, out: OutgoingMail, thread_number: int) -> str:
-    """Our Message-ID for ``out``: deterministic in its key, so a mail decided twice has one id."""
-    return msgids.make_message_id(secret, thread_number=thread_number, kind=out.kind, key=out.key, domain=domain)
+    """Our Message-ID for ``out``: deterministic in its key, so a mail decided twice has one id. A copy
+    for one staff member ends in their reply key (workflows/replykeys.py)."""
+    return msgids.make_message_id(secret, thread_number=thread_number, kind=out.kind, key=out.key, domain=domain,
+                                  suffix=out.reply_key)
 
 
 def entry(out: OutgoingMail, *, message_id: str, raw: bytes, now: datetime, mail_from: str,

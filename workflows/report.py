@@ -14,10 +14,13 @@ Definitions (the README's "Status report" section says the same):
 - A thread belongs to the **month** (program time zone) and the **partner** of its request.
 - **Escalations fired**: the ladder's stage events in the threads' timelines (one per escalation mail).
 - **Mailings**: the ledger (queued or skipped) joined with the outbox (sent, pending, failed,
-  cancelled); **bounced**: a queued mailing whose outbox entry failed for good or whose delivery report
-  came back (the ``contact_failures`` records name the entry).
-- **Lapsed**: ``lapsed(partner, today)``, the one rule the report asks (today: the renewal date has passed
-  and no payment moved it; a grace period can be added there alone).
+  cancelled); **bounced**: a queued mailing whose outbox entry failed for good or that a bounce report
+  names (``bounced``: the Message-IDs of ours that automatic mail of kind bounce is about).
+- **Bouncing contacts**: the delivery states (workflows/delivery.py) that say so today.
+- **Lapsed**: ``lapsed(partner, today, grace_days)``: the roster's one lapse rule
+  (``workflows.roster.lapsed_since``: the renewal date plus ``[renewals] grace_days`` has passed and no
+  payment moved it), for a partner in the program that day. **In the program**: ``Partner.active_on(today)``
+  (a partner deactivated from a later day still counts until then).
 """
 
 from __future__ import annotations
@@ -30,16 +33,19 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import lifecycle
 from .calendar import BusinessCalendar, format_due, format_duration
+from .delivery import DeliveryState
 from .escalation import current_stage
 from .mailings.trainings import seats_unused
 from .model import FROZEN, Partner, Thread
 from .outbox import OutboxEntry, Status
+from .roster import lapsed_since
 from .sla import running_clock
 
 
-def lapsed(partner: Partner, today: date) -> bool:
-    """A partner whose renewal date has passed without a recorded payment (a payment moves ``renews_on``)."""
-    return partner.active and partner.renews_on is not None and partner.renews_on < today
+def lapsed(partner: Partner, today: date, grace_days: int = 0) -> bool:
+    """A partner in the program whose renewal date plus the grace period has passed without a recorded
+    payment (a payment moves ``renews_on``): the same rule that holds its invitations and training mail."""
+    return partner.active_on(today) and lapsed_since(partner, today, grace_days) is not None
 
 
 @dataclass(**FROZEN)
@@ -197,9 +203,8 @@ def thread_rows(threads: Iterable[Thread], now: datetime, cal: BusinessCalendar,
 
 
 def mailing_rows(ledger: Iterable[Mapping[str, Any]], entries: Iterable[OutboxEntry],
-                 failures: Mapping[str, Mapping[str, Any]]) -> list[MailingRow]:
+                 bounced: frozenset[str] = frozenset()) -> list[MailingRow]:
     by_key = {e.key: e for e in entries}
-    bounced_keys = {k for f in failures.values() for k in f.get("keys", ())}
     counts: dict[str, Counter[str]] = {}
     for rec in ledger:
         c = counts.setdefault(rec.get("mailing", "?"), Counter())
@@ -210,18 +215,28 @@ def mailing_rows(ledger: Iterable[Mapping[str, Any]], entries: Iterable[OutboxEn
         e = by_key.get(key)
         status = e.status if e is not None else Status.SENT  # pruned from the outbox: it went out
         c[str(status)] += 1
-        if key in bounced_keys or status is Status.FAILED:
+        if status is Status.FAILED or (e is not None and e.message_id in bounced):
             c["bounced"] += 1
     return [MailingRow(mailing=m, sent=c["sent"], pending=c["pending"], failed=c["failed"],
                        cancelled=c["cancelled"], skipped=c["skipped"], bounced=c["bounced"])
             for m, c in sorted(counts.items())]
 
 
+def _bouncing(d: DeliveryState, partner_of: Mapping[str, str]) -> Bouncing:
+    last = d.last_failure_at or d.bouncing_since
+    return Bouncing(address=d.address, partner_id=partner_of.get(d.address.lower(), "-"), failures=d.failures,
+                    last_at=last.isoformat()[:10] if last else "", detail=d.last_reason)
+
+
 def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[Mapping[str, Any]],
-            entries: Iterable[OutboxEntry], failures: Mapping[str, Mapping[str, Any]], now: datetime,
-            cal: BusinessCalendar, seats_per_term: int = 2,
-            is_lapsed: Callable[[Partner, date], bool] = lapsed) -> Report:
+            entries: Iterable[OutboxEntry], delivery: Mapping[str, DeliveryState], now: datetime,
+            bounced: frozenset[str] = frozenset(),
+            cal: BusinessCalendar, seats_per_term: int = 2, grace_days: int = 0,
+            is_lapsed: Callable[[Partner, date], bool] | None = None) -> Report:
     today = now.astimezone(cal.tz()).date()
+    if is_lapsed is None:
+        def is_lapsed(p: Partner, day: date) -> bool:
+            return lapsed(p, day, grace_days)
     names = {p.id: p.name for p in partners}
     open_rows = thread_rows(threads, now, cal, names)
 
@@ -242,10 +257,9 @@ def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[
                 fired[stage] += 1
                 fired_months.setdefault(_month(e.at, cal), Counter())[stage] += 1
 
-    bouncing = tuple(sorted((Bouncing(address=a, partner_id=str(f.get("partner_id") or "-"),
-                                      failures=int(f.get("count", len(f.get("keys", ())))),
-                                      last_at=str(f.get("last_at", ""))[:10], detail=str(f.get("last_detail", "")))
-                             for a, f in failures.items()), key=lambda b: (-b.failures, b.address)))
+    partner_of = {c.email.lower(): p.id for p in partners for c in p.contacts}
+    bouncing = tuple(sorted((_bouncing(d, partner_of) for d in delivery.values() if d.bouncing),
+                            key=lambda b: (-b.failures, b.address)))
     bounce_by_partner = Counter(b.partner_id for b in bouncing)
     prows = []
     for p in sorted(partners, key=lambda p: p.name.lower()):
@@ -253,8 +267,8 @@ def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[
         prows.append(PartnerRow(
             id=p.id, name=p.name, plan=p.plan, renews_on=p.renews_on.isoformat() if p.renews_on else "-",
             contacts=len(p.contacts), seats=sum(c.has_seat for c in p.contacts),
-            unused_training=seats_unused(p, today, seats_per_term) if p.active and not gone else 0,
-            lapsed=gone, bouncing=bounce_by_partner.get(p.id, 0), active=p.active))
+            unused_training=seats_unused(p, today, seats_per_term) if p.active_on(today) and not gone else 0,
+            lapsed=gone, bouncing=bounce_by_partner.get(p.id, 0), active=p.active_on(today)))
     active = [r for r in prows if r.active]
     roster = {"partners": len(active), "contacts": sum(r.contacts for r in active),
               "seats": sum(r.seats for r in active), "lapsed": sum(r.lapsed for r in active),
@@ -272,7 +286,7 @@ def figures(*, threads: list[Thread], partners: list[Partner], ledger: Iterable[
         overall=_response("all", [o for _, o in counted]),
         escalations=dict(sorted(fired.items())),
         escalations_by_month={m: dict(c) for m, c in sorted(fired_months.items())},
-        mailings=tuple(mailing_rows(ledger, entries, failures)),
+        mailings=tuple(mailing_rows(ledger, entries, bounced)),
         partners=tuple(prows),
         bouncing=bouncing,
         roster=roster,

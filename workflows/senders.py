@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 from .model import FROZEN, Contact, Partner, Sender
 
@@ -32,11 +33,12 @@ class Roster:
     by_domain: dict[str, str] = field(default_factory=dict)  # domain -> partner id (unambiguous only)
 
     @classmethod
-    def build(cls, partners: list[Partner] | tuple[Partner, ...]) -> Roster:
+    def build(cls, partners: list[Partner] | tuple[Partner, ...], today: date | None = None) -> Roster:
+        """``today``: partners deactivated by then are left out (their people write as strangers)."""
         by_email: dict[str, Contact] = {}
         owners: dict[str, set[str]] = {}
         for p in partners:
-            if not p.active:
+            if not (p.active_on(today) if today is not None else p.active and p.deactivated_on is None):
                 continue
             for c in p.contacts:
                 by_email[c.email] = c

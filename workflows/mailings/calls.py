@@ -19,7 +19,7 @@ from dateutil.rrule import rrulestr
 
 from ..model import Partner
 from .types import CallDate, CallsConfig, MailingsConfig
-from .due import CalendarEvent, Due, format_when, ledger_key, queued, stamp
+from .due import CalendarEvent, Due, format_when, lapse_reason, ledger_key, queued, stamp
 
 CALENDAR_MAILINGS = ("call-invite", "call-update", "call-cancel")
 LOOKBACK = timedelta(days=45)  # a call longer ago than this is history: no skips recorded for it
@@ -80,9 +80,11 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
     skip: list[Due] = []
     known = {c.id: c for c in call_dates(cfg, now - _RULE_SLACK, now + _RULE_SLACK)}
     state = calendar_state(ledger)
-    people = [(p, c) for p in partners if p.active for c in p.contacts]
+    today = now.astimezone(tz).date()
+    people = [(p, c) for p in partners if p.active_on(today) for c in p.contacts]
+    lapsed = {p.id: note for p in partners if (note := lapse_reason(p, today, mc))}
 
-    def offer(d: Due, *, passed: bool, unsub: bool = False) -> bool:
+    def offer(d: Due, *, passed: bool, unsub: bool = False, correction: bool = False) -> bool:
         """Decide ``d`` unless the ledger holds it; True if it goes out now (appended to ``send``)."""
         if d.key in ledger:
             return False
@@ -90,6 +92,8 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
             skip.append(d.skipped(f"the call on {format_when(datetime.fromisoformat(d.record['start']), tz)} has already started"))
         elif unsub:
             skip.append(d.skipped("the recipient unsubscribed from the call invitations"))
+        elif d.partner_id in lapsed and not correction:
+            skip.append(d.skipped(lapsed[d.partner_id], held=True))
         else:
             send.append(d)
             return True
@@ -133,8 +137,9 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                         context=_context(cfg, call, when, c.name, p.name, p.plan == "solo", was=was),
                         event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
                         record={**record, "sequence": seq, "method": "REQUEST"})
-                # An attendee who has the entry in their calendar gets the correction even if unsubscribed.
-                calendar_going_now = offer(d, passed=passed)
+                # An attendee who has the entry in their calendar gets the correction even if unsubscribed
+                # (or lapsed: the entry they have is wrong).
+                calendar_going_now = offer(d, passed=passed, correction=True)
             elif last.get("method") == "CANCEL":
                 # Cancelled, then put back in the config: invite again (the entry in their calendar says
                 # cancelled), with the next SEQUENCE; keyed by it so a second restore is invited too.

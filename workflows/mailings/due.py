@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from ..calendar import format_date, format_local
 from ..model import FROZEN, Contact, Partner
+from ..roster import lapsed_since
 
 MAILINGS = {
     "call-invite": "quarterly call: invitation with a calendar entry (METHOD:REQUEST)",
@@ -97,14 +98,17 @@ class Due:
     event: CalendarEvent | None = None
     record: dict[str, Any] = field(default_factory=dict)  # extra ledger fields (call start, sequence...)
     reason: str = ""  # set on skips: why it is not sent
+    # A skip that is not recorded in the ledger, decided again at every tick: its reason may go away
+    # while the mail is still timely (a lapsed partner renews before the call).
+    held: bool = False
     in_reply_to: str = ""  # an answer to the recipient's own mail (a registration confirmed) is threaded to it
 
     @property
     def key(self) -> str:
         return ledger_key(self.mailing, self.occurrence, self.recipient)
 
-    def skipped(self, reason: str) -> Due:
-        return replace(self, reason=reason)
+    def skipped(self, reason: str, *, held: bool = False) -> Due:
+        return replace(self, reason=reason, held=held)
 
     def ledger_record(self, status: str, now: datetime) -> dict[str, Any]:
         return {
@@ -120,6 +124,15 @@ class Due:
             "outbox_key": outbox_key(self.key) if status == "queued" else None,
             **self.record,
         }
+
+
+def lapse_reason(partner: Partner, today: date, mc: Any) -> str:
+    """Why a lapsed partner gets no invitations or training mail now ("" when it is in good standing)."""
+    since = lapsed_since(partner, today, mc.renewals.grace_days)
+    if since is None:
+        return ""
+    return (f"{partner.name} lapsed on {since.isoformat()} (renewal due {partner.renews_on}, no payment recorded "
+            f"within {mc.renewals.grace_days} days); held until `partners renew {partner.id}`")
 
 
 def billing_contacts(partner: Partner) -> tuple[Contact, ...]:

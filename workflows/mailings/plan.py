@@ -107,8 +107,11 @@ def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]
     for at in (welcome_requests or {}).values():
         if start <= at < end:
             moments.add(at)
+    if end <= start:
+        raise ValueError(f"the window ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     sim: dict[str, Mapping[str, Any]] = dict(ledger)
     steps: list[PlannedStep] = []
+    held: set[str] = set()  # held skips are decided again at every tick: shown once, at the first
     for now in sorted(moments):
         send, skip = due_mailings(partners, sim, config, now, welcome_requests=welcome_requests,
                                   unsubscribed=unsubscribed, delivery=delivery, trainings_in=trainings_in)
@@ -116,7 +119,12 @@ def simulate(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]
             sim[d.key] = d.ledger_record("queued", now)
             steps.append(PlannedStep(at=now, due=d, sent=True))
         for d in skip:
-            sim[d.key] = d.ledger_record("skipped", now)
+            if d.held:
+                if d.key in held:
+                    continue
+                held.add(d.key)
+            else:
+                sim[d.key] = d.ledger_record("skipped", now)
             steps.append(PlannedStep(at=now, due=d, sent=False))
     return steps
 
@@ -187,4 +195,5 @@ def _without_call(config: MailingsConfig, call_id: str) -> MailingsConfig:
 def describe_step(step: PlannedStep, tz: Any) -> str:
     d = step.due
     head = f"{format_when(step.at, tz):<40} {d.mailing:<22} {d.recipient:<34}"
-    return f"{head} {d.why}" if step.sent else f"{head} SKIP: {d.reason}"
+    # A skip names what it skips: several notices of one series skipped at once are distinct rows.
+    return f"{head} {d.why}" if step.sent else f"{head} SKIP {d.why}: {d.reason}"

@@ -109,8 +109,9 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
         now: datetime, delivery: Mapping[str, DeliveryState] | None = None) -> tuple[list[Due], list[Due]]:
     send: list[Due] = []
     skip: list[Due] = []
+    today = now.astimezone(mc.tz()).date()
     for p in partners:
-        if not p.active or p.renews_on is None:
+        if not p.active_on(today) or p.renews_on is None:
             continue
         by_recipient: dict[str, list[Due]] = {}
         for d in series(p, p.renews_on, mc, delivery):
@@ -145,7 +146,7 @@ def stop_series(partner: Partner, old_end: date, ledger: Mapping[str, Mapping[st
 def times(partners: Sequence[Partner], mc: MailingsConfig, start: datetime, end: datetime) -> set[datetime]:
     out = set()
     for p in partners:
-        if p.active and p.renews_on is not None:
+        if p.active_on(start.astimezone(mc.tz()).date()) and p.renews_on is not None:
             for off in mc.renewals.offsets:
                 t = local_day(p.renews_on - timedelta(days=off), mc.renewals.send_at, mc.tz())
                 if start <= t < end:

@@ -22,7 +22,7 @@ from ..model import Partner
 from ..trainings import notices, schedule, seats
 from ..trainings.model import Status, TrainingInputs
 from .types import MailingsConfig, TrainingDate
-from .due import Due, format_when, primary_contacts
+from .due import Due, format_when, lapse_reason, primary_contacts
 
 LOOKBACK = timedelta(days=45)
 
@@ -54,6 +54,7 @@ def announcements(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str,
                   now: datetime, unsubscribed: frozenset[str], inputs: TrainingInputs) -> tuple[list[Due], list[Due]]:
     cfg = mc.trainings
     tz = mc.tz()
+    today = now.astimezone(tz).date()
     send: list[Due] = []
     skip: list[Due] = []
     regs = inputs.registrations
@@ -68,8 +69,9 @@ def announcements(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str,
         refresh_cutoff = day - timedelta(days=cfg.refresher_after_days)
         when = format_when(tr.start, tz)
         for p in partners:
-            if not p.active:
+            if not p.active_on(today):
                 continue
+            lapsed = lapse_reason(p, today, mc)
             included = cfg.included(p.plan)
             used = seats.included_users(p, regs, courses, day, now, tz)
             unused = max(0, included - len(used))
@@ -94,7 +96,7 @@ def announcements(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str,
                     why = f"trained on {c.trained_on.isoformat()}; refresher on {when}"  # type: ignore[union-attr]
                     subject = f"Refresher: {tr.title}, {when}"
                     extra = {"trained_on": c.trained_on.isoformat()}  # type: ignore[union-attr]
-                _offer(send, skip, ledger, tr, now, unsubscribed, Due(
+                _offer(send, skip, ledger, tr, now, unsubscribed, lapsed, Due(
                     mailing=mailing, occurrence=tr.id, recipient=c.email, partner_id=p.id, due_at=announce_at,
                     template=mailing.replace("-", "_"), list_name="trainings", why=why, subject=subject,
                     context=_context(mc, tr, p, c.name, day, unused=unused, included=included, **extra),
@@ -114,13 +116,15 @@ def _context(mc: MailingsConfig, tr: TrainingDate, p: Partner, name: str, day: d
 
 
 def _offer(send: list[Due], skip: list[Due], ledger: Mapping[str, Any], tr: TrainingDate, now: datetime,
-           unsubscribed: frozenset[str], d: Due) -> None:
+           unsubscribed: frozenset[str], lapsed: str, d: Due) -> None:
     if d.key in ledger:
         return
     if tr.start <= now:
         skip.append(d.skipped("the training has already started"))
     elif f"trainings:{d.recipient}" in unsubscribed:
         skip.append(d.skipped("the recipient unsubscribed from training announcements"))
+    elif lapsed:
+        skip.append(d.skipped(lapsed, held=True))
     else:
         send.append(d)
 

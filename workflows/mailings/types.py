@@ -92,6 +92,9 @@ class RenewalsConfig:
     offsets: tuple[int, ...] = (60, 30, 7, 0, -14)  # days before the term ends; negative: after (lapse)
     send_at: time = time(10, 0)  # local time of day the notice is due
     pay_url: str = ""
+    # Past the renewal date by this many days without a recorded payment: lapsed (no invitations or
+    # training mail; renewal notices and support go on, flagged to staff) until `partners renew`.
+    grace_days: int = 30
 
 
 @dataclass(**FROZEN)

@@ -52,7 +52,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
     by_id = {p.id: p for p in partners}
     for pid, at in sorted(requests.items()):
         p = by_id.get(pid)
-        if p is None or not p.active:
+        if p is None or not p.active_on(now.astimezone(mc.tz()).date()):
             continue
         for c in p.contacts:
             d = mail(p, c.email, c.name, mc, at)

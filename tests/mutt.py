@@ -1,0 +1,197 @@
+"""A real mail client for tests: mutt in a private tmux, reading IMAP and sending by SMTP.
+
+    with Mutt(tmp_path, servers, "young@staff.example.test", name="Young Staff") as mutt:
+        mutt.reply("Thanks, fixed.")       # to the newest message in the INBOX
+
+mutt is driven the way a person drives it: keys typed into a terminal (tmux
+send-keys), the screen read back (capture-pane). Replying opens a real editor (vim)
+in which the text is typed; mutt then sends through the test SMTP server with the
+user's login, just as a staff member pressing Reply would. Nothing is set that a
+person would not set: mutt's defaults decide In-Reply-To, References and which
+address a reply goes to (Reply-To over From).
+
+Needs the Debian packages mutt, tmux and vim (scripts/setup.sh). The tmux server has
+a socket of its own under the test directory and is killed on exit, so nothing is
+left running and no other tmux is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+EDITORS = ("vim", "vim.tiny", "vi")
+
+
+def available() -> bool:
+    return bool(shutil.which("mutt") and shutil.which("tmux") and editor())
+
+
+def editor() -> str | None:
+    return next((e for e in EDITORS if shutil.which(e)), None)
+
+
+class MuttError(AssertionError):
+    pass
+
+
+class Mutt:
+    def __init__(self, root: str | os.PathLike, servers, address: str, *, password: str = "pw",
+                 name: str = "", smtp_login: bool = True) -> None:
+        self.root = Path(root) / f"mutt-{address}"
+        self.servers, self.address, self.password, self.name = servers, address, password, name
+        self.smtp_login = smtp_login
+        self.socket = self.root / "tmux.sock"
+        self._running = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Mutt:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        for sub in ("home", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "muttrc").write_text(self._muttrc())
+        env = {"HOME": str(self.root / "home"), "TERM": "xterm", "LANG": "C.UTF-8",
+               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        # A wide window, so no header is cut on screen; -n: no system muttrc.
+        self._tmux("new-session", "-d", "-s", "mutt", "-x", "200", "-y", "50",
+                   f"mutt -n -F {self.root / 'muttrc'}", env=env)
+        self._running = True
+        try:
+            self.wait_for("Mutt: =INBOX")
+        except BaseException:
+            self.stop()  # __exit__ never runs when __enter__ fails
+            raise
+
+    def stop(self) -> None:
+        if self._running:
+            self._running = False
+            subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True, timeout=10)
+
+    def _muttrc(self) -> str:
+        s = self.servers
+        user = quote(self.address, safe="")
+        smtp_user = f"{user}@" if self.smtp_login else ""
+        return f"""\
+# Written by tests/mutt.py: a staff member's mutt, pointed at the test servers.
+set folder="imap://{user}@{s.host}:{s.imap_port}/"
+set spoolfile="+INBOX"
+set imap_pass="{self.password}"
+set smtp_url="smtp://{smtp_user}{s.host}:{s.smtp_port}/"
+set smtp_pass="{self.password}"
+set from="{self.address}"
+set realname="{self.name}"
+set use_from=yes
+set hostname="{self.address.partition('@')[2]}"
+# The test servers speak no TLS.
+set ssl_starttls=no
+set ssl_force_tls=no
+set editor="{editor()} -u NONE -N -n -i NONE"
+# Skip the questions mutt asks before the editor (To, Subject, quote?) with their default answers.
+set fast_reply=yes
+set include=yes
+set reply_to=yes
+# Nothing kept on the side: no Sent folder, caches or postponed drafts to ask about.
+set record=""
+set copy=no
+set move=no
+set postpone=no
+set header_cache=""
+set message_cachedir=""
+set tmpdir="{self.root / 'tmp'}"
+set charset="utf-8"
+set send_charset="utf-8"
+set mail_check=1
+set mark_old=no
+set wait_key=no
+"""
+
+    # -- the terminal -----------------------------------------------------------------------------
+
+    def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(["tmux", "-S", str(self.socket), *args], capture_output=True, text=True,
+                              timeout=10, env=env, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise MuttError(f"tmux {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "mutt")
+
+    def keys(self, *keys: str) -> None:
+        """Key names as tmux knows them ("Enter", "Escape", "r")."""
+        self._tmux("send-keys", "-t", "mutt", *keys)
+
+    def type(self, text: str) -> None:
+        """Literal text, one line (-l: no key-name lookup)."""
+        self._tmux("send-keys", "-t", "mutt", "-l", text)
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        """The screen once it shows ``text`` (a bound on waiting, not a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise MuttError(f"mutt never showed {text!r}; the screen:\n{screen}")
+            time.sleep(0.1)
+
+    def press(self, key: str, *, until: str, still: str, timeout: float = 15) -> str:
+        """Press ``key`` until the screen shows ``until``. mutt flushes typeahead when it redraws
+        (curses flushinp), so a key sent the instant a screen appeared can be lost: it is pressed
+        again only while the screen still shows ``still``, i.e. while nothing has happened."""
+        deadline = time.monotonic() + timeout
+        self.keys(key)
+        pressed_at = time.monotonic()
+        while True:
+            screen = self.screen()
+            if until in screen:
+                return screen
+            now = time.monotonic()
+            if now > deadline:
+                raise MuttError(f"mutt never showed {until!r} after {key!r}; the screen:\n{screen}")
+            if now - pressed_at > 1.5 and still in screen.splitlines()[0] and "Sending" not in screen:
+                self.keys(key)
+                pressed_at = now
+            time.sleep(0.1)
+
+    # -- what a person does -------------------------------------------------------------------------
+
+    def reply(self, text: str, *, which: int = 0) -> str:
+        """Reply to message number ``which`` + 1 in the INBOX (0: the first listed): press r, type
+        ``text`` above the quote in vim, save, send. Returns the compose screen it confirmed."""
+        # (No Escape first: in mutt's index Escape starts a Meta key, and "Escape j" is not "j".)
+        self.wait_for("Mutt: =INBOX")
+        for _ in range(which):
+            self.keys("j")
+        self.press("r", until="wrote:", still="r:Reply")  # the editor holds the quoted message
+        self.keys("g", "g", "O")
+        self.wait_for("-- INSERT --")  # keys typed before vim is in insert mode would be commands
+        for i, line in enumerate(text.splitlines()):
+            if i:
+                self.keys("Enter")
+            self.type(line)
+        self.wait_for(text.splitlines()[-1][:40])
+        self.keys("Escape")
+        # On a loaded machine Escape and ':' close together read as one Meta key: wait for normal mode.
+        deadline = time.monotonic() + 15
+        while "-- INSERT --" in self.screen():
+            if time.monotonic() > deadline:
+                raise MuttError(f"vim stayed in insert mode; the screen:\n{self.screen()}")
+            time.sleep(0.1)
+        self.type(":wq")
+        self.keys("Enter")
+        compose = self.wait_for("y:Send")
+        self.press("y", until="Mail sent.", still="y:Send")
+        return compose

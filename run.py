@@ -12,12 +12,12 @@ place concrete classes are chosen. Nothing happens at import time.
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,8 +180,9 @@ class Wiring:
         if dry_run_dir is not None:  # a copy of the store: nothing real changes
             tmp = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="partnerdesk-dry-run-")))
             copy = tmp / Path(s.store_path).name
-            if Path(s.store_path).exists():
-                shutil.copyfile(s.store_path, copy)
+            from store.tinystore import copy_store
+
+            copy_store(s.store_path, copy)
             spool_root = spool_root or Path(s.store_path).parent / "spool"
             copied = self.with_settings(replace(s, store_path=str(copy)))
             return copied._desk(spool_root, dry_run_dir, passwords, login)
@@ -208,9 +209,15 @@ class Wiring:
             from mailbox.spool import SpoolSender
             source, sender = ReadOnlySource(source), SpoolSender(dry_run_dir)
         outbox = self.outbox(store)
+        from service.dispatch import Dispatcher
+
+        # Mail leaves from a thread of its own as soon as it is recorded; only mailings are paced.
+        outbox.dispatcher = Dispatcher(store=store, sender=sender, now=self.clock.now,
+                                       bulk_per_minute=s.smtp.rate_per_minute if s.smtp and dry_run_dir is None else 0)
+        self.stack.callback(outbox.dispatcher.close, finish=False)
         automatic = AutomaticMail(store=store, outbox=outbox, settings=s.intake(), loop=s.loop, delivery=s.delivery)
-        intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox,
-                               secret=outbox.secret, history_cutoff=cutoff, automatic=automatic,
+        intake = IntakeService(store=store, settings=s.intake(), parse=parse, outbox=outbox, secret=outbox.secret,
+                               history_cutoff=cutoff, automatic=automatic, parse_head=partial(parse, bodies=False),
                                proofs=reader_for(s.trust))
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
@@ -218,9 +225,12 @@ class Wiring:
         # RSVPs, unsubscribes, training replies: claimed before threading; stale mail is called off at send time.
         intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake)]
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]
+        from service.upkeep import Upkeep
+
         health = None if dry_run_dir is not None else self.health(store, outbox)
         return Desk(store=store, outbox=outbox, intake=intake, source=source, sender=sender, now=self.clock.now,
-                    promise=promise, mailings=mailings, login=login, extra_ticks=[automatic.tick], health=health)
+                    promise=promise, mailings=mailings, login=login, health=health,
+                    extra_ticks=[automatic.tick, Upkeep(store=store, keep_sent_mail_days=s.keep_sent_mail_days).tick])
 
     def heartbeat(self) -> Any:
         from store.heartbeat import HeartbeatFile

@@ -129,7 +129,8 @@ def send(args: argparse.Namespace, ctx: Context) -> int:
     desk = ctx.desk()
     assert desk.mailings is not None
     report = CycleReport()
-    queued, skipped = desk.mailings.tick(now, report, only=args.name)
+    with desk.outbox.sending():  # the first chunk leaves while the next is decided
+        queued, skipped = desk.mailings.tick(now, report, only=args.name)
     desk.outbox.drain(desk.sender, ctx.clock.now(), report)
     warn(report)
     print(f"{args.name}: queued {queued}, skipped {skipped}; {report.summary()}")

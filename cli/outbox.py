@@ -28,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def list_entries(args: argparse.Namespace, ctx: Context) -> int:
-    rows = ctx.store().outbox(args.status)
+    rows = ctx.store().outbox(args.status, bodies=False)
     if args.json:
-        print(json.dumps([{k: v for k, v in e.to_dict().items() if k != "raw"} for e in rows], indent=2))
+        print(json.dumps([{k: v for k, v in e.to_dict().items() if k not in ("raw", "body")} for e in rows], indent=2))
         return 0
     for e in rows:
         detail = " ".join(e.detail.split())

@@ -42,7 +42,7 @@ BUILT_IN = {"support": {"address": "support@openatrium.example", "staff": ["staf
 
 _TABLES = {
     "support": ("address", "name", "staff", "escalation", "secret", "program_lead"),
-    "store": ("path",),
+    "store": ("path", "keep_sent_mail_days"),
     "intake": ("acks_per_hour", "history_before", *LOOP_KEYS),
     "report": ("dir",),
 }
@@ -65,6 +65,7 @@ class Settings:
     smtp: SmtpSettings | None = None
     oauth2: OAuth2Settings | None = None  # when [imap] or [smtp] has auth = "oauth2"
     store_path: str = DEFAULT_STORE
+    keep_sent_mail_days: int = 90  # the rendered copy of sent mail is kept this long (0: for ever)
     calendar: BusinessCalendar = BusinessCalendar()
     acks_per_hour: int = 3
     history_before: datetime | None = None
@@ -179,6 +180,9 @@ def load(data: dict[str, Any], source: str) -> Settings:
             raise r.fail("[intake] history_before", f"{v!r} is not an ISO-8601 date-time") from None
         if history_before.tzinfo is None:
             raise r.fail("[intake] history_before", "needs a UTC offset, e.g. 2026-11-01T00:00:00-05:00")
+    keep_days = r.get(store, "[store]", "keep_sent_mail_days", int, 90)
+    if keep_days < 0:
+        raise r.fail("[store] keep_sent_mail_days", "must be 0 (keep for ever) or a number of days")
     acks = r.get(intake, "[intake]", "acks_per_hour", int, 3)
     if acks < 1:
         raise r.fail("[intake] acks_per_hour", "must be at least 1")
@@ -203,6 +207,7 @@ def load(data: dict[str, Any], source: str) -> Settings:
         smtp=smtp,  # type: ignore[arg-type]
         oauth2=read_oauth2(r, imap, smtp),  # type: ignore[arg-type]
         store_path=r.get(store, "[store]", "path", str, DEFAULT_STORE),
+        keep_sent_mail_days=keep_days,
         calendar=read_sla(r),
         acks_per_hour=acks,
         history_before=history_before,

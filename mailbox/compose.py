@@ -8,16 +8,27 @@ is only ever *data* in the context, and the HTML escapes it through autoescaping
 
 The output is 7-bit clean (quoted-printable or base64 where needed) so it can be
 stored as text in the outbox and sent by any server.
+
+The message is assembled here by hand rather than with ``email.message.EmailMessage``: we know
+its whole shape (text and HTML alternatives, maybe a calendar part, maybe files), and the
+standard library's header registry parsed every header we set again, which made one
+acknowledgement cost several milliseconds (a burst of requests, or a mailing of thousands, is
+bounded by it). Headers that are plain ASCII and short go out as they are; anything else
+(non-ASCII words, long lines) is encoded and folded by the standard library's own encoders
+(RFC 2047 words, RFC 2231 file names). A calendar invitation's shared part is built once per
+call and only the attendee differs per recipient (mailbox/ical.py).
 """
 
 from __future__ import annotations
 
-import email.policy
+import base64
+import binascii
+import email.header
 import email.utils
+import hashlib
 import re
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
+from email import quoprimime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +40,8 @@ from workflows.model import OutgoingMail
 from .html_mail import HtmlMail
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-POLICY = email.policy.SMTP.clone(cte_type="7bit", max_line_length=998)
+MAX_LINE = 998  # RFC 5322's hard limit; headers longer than that are folded (as the standard library did)
+_CRLF = "\r\n"
 
 
 def _header_safe(value: str) -> str:
@@ -41,6 +53,116 @@ def text_to_html(text: str, *, program_name: str = "Open Atrium Partners Program
     """The HTML alternative of ``text`` alone (no call to action): for tests and previews."""
     return HtmlMail(TEMPLATES_DIR, program_name=program_name).render(
         text, kind=kind, subject=subject, context={}, calendar=None, support_address="", support_name="")
+
+
+# -- headers ------------------------------------------------------------------------------------------------------------
+def _fold_ascii(name: str, value: str) -> str:
+    """``Name: value``, folded at spaces if it would pass MAX_LINE characters."""
+    line = f"{name}: {value}"
+    if len(line) <= MAX_LINE:
+        return line
+    out: list[str] = []
+    current = f"{name}:"
+    for word in value.split(" "):
+        if not word:
+            continue
+        if len(current) + 1 + len(word) > MAX_LINE and current != f"{name}:":
+            out.append(current)
+            current = " " + word
+        else:
+            current += " " + word
+    out.append(current)
+    return _CRLF.join(out)
+
+
+def _unstructured(name: str, value: str) -> str:
+    """An unstructured header (Subject, X-...): RFC 2047 words for non-ASCII text."""
+    value = _header_safe(value)
+    if value.isascii():
+        return _fold_ascii(name, value)
+    encoded = email.header.Header(value, "utf-8", header_name=name, maxlinelen=MAX_LINE).encode(linesep=_CRLF)
+    return f"{name}: {encoded}"
+
+
+def _mailbox(name: str, display: str, address: str) -> str:
+    """An address header with one mailbox: the display name quoted or encoded as needed."""
+    display = _header_safe(display)
+    if display and not display.isascii():
+        words = email.header.Header(display, "utf-8", header_name=name, maxlinelen=MAX_LINE).encode(linesep=_CRLF)
+        return f"{name}: {words} <{address}>"
+    return _fold_ascii(name, email.utils.formataddr((display, address)))
+
+
+def _check_address(address: str) -> str:
+    if any(c in address for c in "\r\n") or not address.isascii():
+        raise ValueError(f"not a usable recipient address: {address!r}")
+    return address
+
+
+def _params(**params: str) -> str:
+    out = []
+    for key, value in params.items():
+        if value.isascii():
+            out.append(f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"')
+        else:
+            out.append(f"{key}*={email.utils.encode_rfc2231(value, 'utf-8')}")
+    return "; ".join(out)
+
+
+# -- bodies -------------------------------------------------------------------------------------------------------------
+def _encode_text(text: str) -> tuple[str, bytes]:
+    """(Content-Transfer-Encoding, CRLF body) for a text part, chosen as the standard library does:
+    7bit when the text is ASCII with short lines, else the shorter of quoted-printable and base64."""
+    lines = text.encode("utf-8").splitlines()
+    if max((len(x) for x in lines), default=0) <= MAX_LINE:
+        joined = b"\r\n".join(lines) + b"\r\n"
+        if joined.isascii():
+            return "7bit", joined
+    sniff = b"\r\n".join(lines[:10]) + b"\r\n"
+    data = b"\n".join(lines) + b"\n"
+    if len(quoprimime.body_encode(sniff.decode("latin-1"), 76)) > len(binascii.b2a_base64(sniff)):
+        return "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
+    qp = quoprimime.body_encode(data.decode("latin-1"), 76)
+    return "quoted-printable", qp.encode("ascii").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+class _Part:
+    __slots__ = ("headers", "body")
+
+    def __init__(self, headers: list[str], body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+
+
+def _text_part(subtype: str, text: str, **params: str) -> _Part:
+    cte, body = _encode_text(text)
+    ctype = f"text/{subtype}; " + _params(charset="utf-8", **params)
+    return _Part([f"Content-Type: {ctype}", f"Content-Transfer-Encoding: {cte}"], body)
+
+
+def _file_part(data: bytes, content_type: str, filename: str) -> _Part:
+    maintype, _, subtype = content_type.partition("/")
+    ctype = f"{maintype or 'application'}/{subtype or 'octet-stream'}"
+    return _Part([f"Content-Type: {ctype}", "Content-Transfer-Encoding: base64",
+                  f"Content-Disposition: attachment; {_params(filename=_header_safe(filename))}"],
+                 base64.encodebytes(data).replace(b"\n", b"\r\n"))
+
+
+def _multipart(subtype: str, parts: list[_Part], seed: str) -> _Part:
+    """A multipart/<subtype> part whose boundary occurs in none of its parts."""
+    n = 0
+    while True:
+        boundary = "===============" + hashlib.sha256(f"{seed}/{subtype}/{n}".encode()).hexdigest()[:20] + "=="
+        marker = b"--" + boundary.encode()
+        if not any(marker in p.body or any(marker.decode() in h for h in p.headers) for p in parts):
+            break
+        n += 1
+    chunks = []
+    for p in parts:
+        chunks.append(marker + b"\r\n" + _CRLF.join(p.headers).encode("ascii") + b"\r\n\r\n" + p.body)
+    # Each part's body ends with CRLF, which stays the part's; the CRLF before a delimiter is the delimiter's.
+    body = b"\r\n".join(chunks) + b"\r\n" + marker + b"--\r\n"
+    return _Part([f'Content-Type: multipart/{subtype}; boundary="{boundary}"'], body)
 
 
 class Composer:
@@ -71,52 +193,53 @@ class Composer:
         if out.body_text is not None:
             context["body"] = out.body_text
         text = self.render_text(out.template, context)
-
-        msg = EmailMessage(policy=POLICY)
         local, _, domain = self.support_address.partition("@")
-        msg["From"] = Address(display_name=_header_safe(out.from_name or self.support_name), username=local,
-                              domain=domain)
-        msg["To"] = ", ".join(out.to)
-        msg["Subject"] = _header_safe(out.subject)
-        msg["Date"] = email.utils.format_datetime(date)
-        msg["Message-ID"] = message_id
+
+        head = [
+            _mailbox("From", out.from_name or self.support_name, self.support_address),
+            _fold_ascii("To", ", ".join(_check_address(a) for a in out.to)),
+            _unstructured("Subject", out.subject),
+            f"Date: {email.utils.format_datetime(date)}",
+            f"Message-ID: {_check_address(message_id)}",
+        ]
         if out.reply_to_support:
             # A copy for one staff member replies to support+KEY@ (its reply key), anything else to support@.
-            r_local, _, r_domain = (out.reply_to or self.support_address).partition("@")
-            msg["Reply-To"] = Address(display_name=self.support_name, username=r_local, domain=r_domain)
+            head.append(_mailbox("Reply-To", self.support_name, _check_address(out.reply_to or self.support_address)))
         if out.in_reply_to:
-            msg["In-Reply-To"] = out.in_reply_to
-        refs = list(dict.fromkeys(out.references))
+            head.append(f"In-Reply-To: {_check_address(_header_safe(out.in_reply_to))}")
+        refs = [_header_safe(r) for r in dict.fromkeys(out.references)][-20:]
         if refs:
-            msg["References"] = " ".join(refs[-20:])
+            head.append(_fold_ascii("References", " ".join(_check_address(r) for r in refs)))
         if out.automatic:
             # RFC 3834: say it is automatic, so that well-behaved autoresponders stay quiet.
-            msg["Auto-Submitted"] = out.auto_kind
+            head.append(f"Auto-Submitted: {out.auto_kind}")
         for name, value in out.extra_headers:
-            msg[name] = _header_safe(value)
+            head.append(_unstructured(name, value))
         if out.thread_id:
-            msg["X-Partnerdesk-Thread"] = out.thread_id
-        msg["X-Partnerdesk-Kind"] = out.kind
-        msg.set_content(text, charset="utf-8")
-        msg.add_alternative(self.html.render(text, kind=out.kind, subject=out.subject, context=context,
-                                             calendar=out.calendar, support_address=self.support_address,
-                                             support_name=self.support_name, personal=out.body_text is not None),
-                            subtype="html", charset="utf-8")
+            head.append(f"X-Partnerdesk-Thread: {out.thread_id}")
+        head.append(f"X-Partnerdesk-Kind: {out.kind}")
+
+        markup = self.html.render(text, kind=out.kind, subject=out.subject, context=context, calendar=out.calendar,
+                                  support_address=self.support_address, support_name=self.support_name,
+                                  personal=out.body_text is not None)
+        alternatives = [_text_part("plain", text), _text_part("html", markup)]
+        files: list[_Part] = []
         if out.calendar is not None:
-            self._add_calendar(msg, out.calendar, domain, date)
+            from .ical import build
+
+            ics = build(out.calendar, organizer=self.support_address, organizer_name=self.support_name,
+                        domain=domain, stamp=date)
+            # An invitation as mail clients expect it (what Google Calendar sends): the iTIP body as a
+            # third alternative, text/calendar; method=REQUEST|CANCEL, which clients turn into
+            # Accept/Decline buttons, plus the same data as an invite.ics attachment for clients that
+            # only import files.
+            alternatives.append(_text_part("calendar", ics, method=out.calendar.method))
+            files.append(_file_part(ics.encode("utf-8"), "application/ics", "invite.ics"))
         for a in out.attachments:
-            maintype, _, subtype = a.content_type.partition("/")
-            msg.add_attachment(a.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-                               filename=_header_safe(a.filename))
-        return msg.as_bytes(policy=POLICY)
-
-    def _add_calendar(self, msg: EmailMessage, event: Any, domain: str, date: datetime) -> None:
-        """An invitation as mail clients expect it (what Google Calendar sends): the iTIP body as a third
-        alternative, text/calendar; method=REQUEST|CANCEL, which clients turn into Accept/Decline
-        buttons, plus the same data as an invite.ics attachment for clients that only import files."""
-        from .ical import build
-
-        ics = build(event, organizer=self.support_address, organizer_name=self.support_name, domain=domain,
-                    stamp=date)
-        msg.add_alternative(ics, subtype="calendar", charset="utf-8", params={"method": event.method})
-        msg.add_attachment(ics.encode("utf-8"), maintype="application", subtype="ics", filename="invite.ics")
+            files.append(_file_part(a.data, a.content_type, a.filename))
+        root = _multipart("alternative", alternatives, message_id)
+        if files:
+            root = _multipart("mixed", [root, *files], message_id)
+        head.append("MIME-Version: 1.0")
+        head += root.headers
+        return _CRLF.join(head).encode("ascii") + b"\r\n\r\n" + root.body

@@ -222,6 +222,9 @@ class ImapSource:
 
         Sizes come from RFC822.SIZE first; a message expunged in the meantime has none and is left out.
         """
+        if len(uids) == 1:  # one message goes alone anyway: no size look-up first (a round trip saved)
+            yield uids
+            return
         sizes: dict[int, int] = {}
         for i in range(0, len(uids), SIZE_BATCH):
             chunk = uids[i:i + SIZE_BATCH]
@@ -245,17 +248,18 @@ class ImapSource:
     def _same_folder(self, raw: RawMail) -> bool:
         return raw.uidvalidity == self.uidvalidity and raw.folder == self.s.folder and raw.uid is not None
 
-    def _move(self, uid: int, folder: str) -> None:
+    def _move(self, uid: int | list[int], folder: str) -> None:
+        uids = uid if isinstance(uid, list) else [uid]
         c = self._c()
         if not c.folder_exists(folder):
             c.create_folder(folder)
         if c.has_capability("MOVE"):
-            c.move([uid], folder)
+            c.move(uids, folder)
             return
-        c.copy([uid], folder)
-        c.delete_messages([uid])
+        c.copy(uids, folder)
+        c.delete_messages(uids)
         if c.has_capability("UIDPLUS"):
-            c.uid_expunge([uid])  # removes only this message
+            c.uid_expunge(uids)  # removes only these messages
             return
         # A plain EXPUNGE would also remove every message a person flagged \Deleted and meant
         # to keep until they expunge themselves. Never destroy someone else's deletion: leave
@@ -287,6 +291,20 @@ class ImapSource:
 
         self._marking("marking done", raw, act)
 
+    def mark_done_many(self, raws: list[RawMail]) -> None:
+        """The keyword (and the move to done_folder) for a whole batch: one command each, not one per mail."""
+        uids = [r.uid for r in raws if self._same_folder(r)]
+        if not uids:
+            return
+
+        def act() -> None:
+            c = self._c()
+            c.add_flags(uids, [self.s.done_keyword.encode()], silent=True)
+            if self.s.done_folder:
+                self._move(uids, self.s.done_folder)
+
+        self._marking("marking done", raws[0], act)
+
     def file_automatic(self, raw: RawMail) -> None:
         """Automatic mail, recorded: flagged done and moved to [imap] automatic_folder (if one is set)."""
         if not self._same_folder(raw):
@@ -307,6 +325,24 @@ class ImapSource:
                           lambda: self._move(raw.uid, self.s.quarantine_folder))  # type: ignore[arg-type]
 
     # -- waiting ------------------------------------------------------------------------
+    def idle_supported(self) -> bool:
+        """Whether wait_for_mail can wait on the server (IDLE), or the caller must poll."""
+        try:
+            return bool(self.s.idle and self._c().has_capability("IDLE"))
+        except Transient:
+            return False
+
+    def poll_new(self) -> bool:
+        """Whether mail arrived since we last looked (a NOOP; cheap). True when unsure."""
+        if self.client is None:
+            return True
+        try:
+            _, untagged = self.client.noop()
+        except (IMAPClientError, *DROPPED):
+            self.close()
+            return True
+        return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in untagged)
+
     def wait_for_mail(self, timeout: float, should_stop: Callable[[], bool] | None = None) -> bool:
         """Block until the server reports new mail (IDLE) or ``timeout`` passes (polling fallback).
 
@@ -333,7 +369,10 @@ class ImapSource:
                 log.info("IMAP server %s:%s said BYE during IDLE; reconnecting", self.s.host, self.s.port)
                 self.close()
                 return True
-            c.idle_done()
+            # What the server said between the last check and DONE (an EXISTS, say) comes back with
+            # DONE's answer: dropping it would lose the wake-up, and the mail would wait for the next poll.
+            _, late = c.idle_done()
+            responses = [*responses, *(r for r in late or () if isinstance(r, tuple) and r)]
         except DROPPED as e:
             log.info("IMAP IDLE on %s:%s was interrupted (%s); reconnecting", self.s.host, self.s.port, e)
             self.close()
@@ -341,4 +380,6 @@ class ImapSource:
         except IMAPClientError as e:
             self.close()
             raise Transient(f"IMAP IDLE on {self.s.host}:{self.s.port} failed: {e}") from e
+        if responses:
+            log.debug("IDLE: the server says %s", responses[:3])
         return bool(responses)

@@ -8,6 +8,13 @@ reading at all (not bytes, empty) raises BadInput.
 compat32 is used on purpose: it is about 20 times faster than policy.default
 (see shared/notes/mail-servers.md) and never raises on odd headers; we decode
 the few headers we need ourselves.
+
+``parse(raw, received_at=..., bodies=False)`` reads the header block alone (what threading and the
+history import decide on) and says in ``InboundMail.body_read`` that it did; ``body_hint`` says
+whether the bytes hold something only a full reading finds (a delivery report, mail a machine sent
+that the bounce detectors would read, a calendar reply, an unsubscribe token), so the caller knows
+when a full parse is needed after all. Plain values take a fast path; anything unusual (encoded
+words, 8-bit bytes, quoting) goes through the strict parsers, so both readings agree.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import email
 import email.errors
 import email.header
+import email.parser
 import email.policy
 import email.utils
 import hashlib
@@ -25,7 +33,7 @@ from email.message import Message
 from html.parser import HTMLParser
 
 
-from mailbox.reports import marker_headers, read_report
+from mailbox.reports import machine_sent, marker_headers, read_report
 from workflows.errors import BadInput
 
 from .quotes import reply_text
@@ -43,6 +51,8 @@ def decode_header(value: object) -> str:
     """An RFC 2047 header as text, never raising (bad charsets become replacement characters)."""
     if value is None:
         return ""
+    if isinstance(value, str) and "=?" not in value and value.isascii():
+        return _clean(value)  # nothing to decode: what make_header(decode_header(...)) returns
     if isinstance(value, email.header.Header):
         # Raw 8-bit bytes in a header (RFC 6532, or a sloppy mailer): compat32 hands them over as
         # "unknown-8bit", which str() would turn into replacement characters. Most such mail is UTF-8.
@@ -89,6 +99,17 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     return out
 
 
+# "Name <local@domain>" or "local@domain" with nothing a strict parser could read otherwise: no quotes,
+# comments, encoded words, groups, second addresses or specials in the name. Anything else takes the
+# strict path below.
+_SIMPLE_FROM = re.compile(r"\s*(?:([A-Za-z0-9 .'_-]*[A-Za-z0-9'_-])\s*<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+                          r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>|([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+                          r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+))\s*")
+
+
+_ODD_DOTS = re.compile(r"(^|[<\s])\.|\.@|\.>|\.$")
+
+
 def _sender(msg: Message, defects: list[str]) -> tuple[str, str]:
     """(display name, address) of the one author, or ("", "") when From is missing or ambiguous.
 
@@ -109,6 +130,13 @@ def _sender(msg: Message, defects: list[str]) -> tuple[str, str]:
     if len(values) > 1:
         defects.append(f"{len(values)} From headers; the sender is treated as unknown")
         return "", ""
+    simple = _SIMPLE_FROM.fullmatch(raw) if isinstance(value, str) else None
+    if simple and ".." not in raw and not _ODD_DOTS.search(raw):
+        name, addr, bare = simple.groups()
+        if bare:
+            return "", bare.lower()
+        if "@" not in (name or "") and not (name or "").startswith("."):
+            return " ".join((name or "").split()), addr.lower()
     try:
         header = email.policy.default.header_factory("From", raw)
         addresses = list(header.addresses)
@@ -279,16 +307,69 @@ def calendar_parts(msg: Message, defects: list[str]) -> tuple[str, ...]:
     return tuple(_part_text(p, defects) for p in parts[:5])  # decode only what is kept
 
 
-def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
-    """Parse one message. ``received_at`` is our server's receipt time (IMAP INTERNALDATE)."""
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# Things only a reading of the body finds: a delivery report, a calendar part, an unsubscribe token.
+_BODY_HINTS = (b"multipart/report", b"text/calendar", b"unsubscribe")
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_FIELD = re.compile(r"[\041-\071\073-\176]+:")
+
+
+def _plain_head(head: bytes) -> Message | None:
+    """The header block as compat32's parser would store it, read without the feed parser, or None when
+    the block has anything that parser treats specially (an mbox "From " line, a line that is no header)."""
+    text = head.decode("ascii", "surrogateescape")
+    fields: list[list[str]] = []
+    for line in _LINE.findall(text):
+        if line in ("\r\n", "\n", "\r"):
+            break
+        if line[0] in " \t":
+            if not fields:
+                return None
+            fields[-1].append(line)
+        elif _FIELD.match(line) and not line.startswith("From "):
+            fields.append([line])
+        else:
+            return None
+    msg = Message()
+    for lines in fields:
+        msg._headers.append(email.policy.compat32.header_source_parse(lines))  # type: ignore[attr-defined]
+    return msg
+
+
+def _hinted(raw: bytes) -> bool:
+    low = raw.lower()
+    return any(h in low for h in _BODY_HINTS)
+
+
+def parse(raw: bytes, *, received_at: datetime, bodies: bool = True) -> InboundMail:
+    """Parse one message. ``received_at`` is our server's receipt time (IMAP INTERNALDATE).
+
+    ``bodies=False``: the header block only (``body_read`` is False, the text and parts empty).
+    """
     if not isinstance(raw, (bytes, bytearray)) or not raw.strip():
         raise BadInput("empty message: nothing to parse")
     raw = bytes(raw)
     sha = hashlib.sha256(raw).hexdigest()
+    if not bodies:
+        end = _HEAD_END.search(raw)
+        head = raw[:end.end()] if end else raw
+        msg = _plain_head(head)
+        if msg is None:  # anything unusual: the standard library's parser, as for a full reading
+            try:
+                msg = email.parser.BytesParser().parsebytes(head, headersonly=True)
+            except Exception as e:
+                raise BadInput(f"not a parseable mail message: {e}") from e
+        return _mail(msg, raw, sha, received_at, bodies=False)
     try:
         msg = email.message_from_bytes(raw)
     except Exception as e:  # compat32 practically never raises; be safe anyway
         raise BadInput(f"not a parseable mail message: {e}") from e
+    return _mail(msg, raw, sha, received_at, bodies=True)
+
+
+def _mail(msg: Message, raw: bytes, sha: str, received_at: datetime, *, bodies: bool) -> InboundMail:
     defects = [type(d).__name__ for d in msg.defects]
     top_defects = len(msg.defects)
 
@@ -313,13 +394,17 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         rp = decode_header(msg["Return-Path"]).strip()
         return_path = "" if rp in ("<>", "") else rp.strip("<>").lower()
 
-    text, markup, from_html = body_parts(msg, defects)
-    calendars = calendar_parts(msg, defects)
-    report = read_report(msg, raw, defects)
-    # Decoding a body (bad base64, say) records its defects on the part only now, after the copy above.
-    late = [type(d).__name__ for part in msg.walk()
-            for d in (part.defects[top_defects:] if part is msg else part.defects)]
-    defects.extend(dict.fromkeys(d for d in late if d not in defects))
+    text, markup, from_html, calendars, files, reported, report = "", None, False, (), (), (), None
+    if bodies:
+        text, markup, from_html = body_parts(msg, defects)
+        calendars = calendar_parts(msg, defects)
+        report = read_report(msg, raw, defects)
+        reported = reported_ids(msg)
+        files = attachments(msg, defects)
+        # Decoding a body (bad base64, say) records its defects on the part only now, after the copy above.
+        late = [type(d).__name__ for part in msg.walk()
+                for d in (part.defects[top_defects:] if part is msg else part.defects)]
+        defects.extend(dict.fromkeys(d for d in late if d not in defects))
     return InboundMail(
         message_id=message_id,
         raw_sha256=sha,
@@ -335,7 +420,7 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         in_reply_to=message_ids(" ".join(decode_header(v) for v in msg.get_all("In-Reply-To", []))),
         references=message_ids(" ".join(decode_header(v) for v in msg.get_all("References", []))),
         text=text,
-        reply_text=strip_quoted(text, markup, text_from_html=from_html),
+        reply_text=strip_quoted(text, markup, text_from_html=from_html) if bodies else "",
         auto_submitted=decode_header(msg.get("Auto-Submitted")).lower(),
         precedence=decode_header(msg.get("Precedence")).lower(),
         return_path=return_path,
@@ -344,10 +429,13 @@ def parse(raw: bytes, *, received_at: datetime) -> InboundMail:
         + (("X-Auto-Response-Suppress",) if _suppresses_autoreply(msg) else ()),
         content_type=msg.get_content_type(),
         calendar_parts=calendars,
-        reported_ids=reported_ids(msg),
+        reported_ids=reported,
         report=report,
         auto_headers=marker_headers(msg),
-        attachments=attachments(msg, defects),
+        attachments=files,
         size=len(raw),
         defects=tuple(defects),
+        body_read=bodies,
+        # A report the heuristic bounce detectors might find needs the body too (mailbox/reports.py).
+        body_hint=bodies or msg.get_content_type() == "multipart/report" or _hinted(raw) or machine_sent(msg),
     )

@@ -236,6 +236,12 @@ def _machine_sent(msg: Message) -> bool:
     return bool(_BOUNCE_SUBJECT.search(_header_text(msg.get("Subject"))))
 
 
+def machine_sent(msg: Message) -> bool:
+    """Whether ``msg``'s headers say a machine plausibly sent it about a delivery (read_report then reads
+    its body with the heuristic detectors; a header-only reading must not skip that)."""
+    return _machine_sent(msg)
+
+
 def _notification_text(msg: Message) -> str:
     """The human-readable notice of a bounce: its first text part, where MTAs explain the failure."""
     for part in msg.walk():

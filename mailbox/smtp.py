@@ -18,18 +18,35 @@ classified so the outbox knows what to do next:
 A failure of the connection stops the batch: every entry not yet tried gets the
 same transient result instead of hammering a server that already said no.
 
-It never raises for one bad mail. Several connections work through the batch in
-parallel, under a rate limit, because a large mailing must not hog one server.
+It never raises for one bad mail. ``serve(feed)`` pulls mail from the outbox's dispatcher
+(service/dispatch.py) on up to ``connections`` connections, opened when there is mail and kept
+open a few seconds after; ``send(entries)`` does the same for a given list.
+
+Near the wire: aiosmtplib opens the session (TLS, STARTTLS, EHLO, AUTH); the mail transactions then
+run on a small protocol of our own on the same connection, because aiosmtplib reads one reply per
+command and would lose the replies of pipelined commands. Where the server offers PIPELINING
+(RFC 2920) MAIL, RCPT and DATA go out in one write: two round trips per mail instead of four or more.
+
+At most one mail per connection is ever unrecorded. Results go to the dispatcher in groups (all
+results that arrived while the previous group was being written: one fsync for the group), and a
+connection sends the end of its next mail's DATA only once its previous mail's result is durable.
+So a process killed while sending resends, on restart, at most one mail per open connection: the
+one whose DATA exchange with the server was under way, with the same Message-ID.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
+from aiosmtplib.response import SMTPResponse
 
 from config.servers import SmtpSettings
 from service.ports import SendResult
@@ -93,6 +110,239 @@ def classify_error(e: BaseException, *, connecting: bool = False, oauth2: bool =
     return Failure("transient", f"unexpected {name}: {e}")
 
 
+KEEP_OPEN = 5.0  # seconds an idle connection is kept for the next mail (a burst of acks, say)
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_DOT = re.compile(rb"(?m)^\.")
+
+
+class _Wire(asyncio.Protocol):
+    """Replies as the server sends them, several per read if commands were pipelined."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.replies: collections.deque[SMTPResponse] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost = False
+        self.writable: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        lines: list[bytes] = []
+        start = 0
+        while (end := self.buf.find(b"\n", start)) >= 0:
+            line = bytes(self.buf[start:end + 1])
+            start = end + 1
+            lines.append(line)
+            if line[3:4] != b"-":
+                try:
+                    code = int(line[:3])
+                except ValueError:
+                    code = 500
+                text = b"\n".join(part[4:].strip(b" \t\r\n") for part in lines)
+                self.replies.append(SMTPResponse(code, text.decode("utf-8", "surrogateescape")))
+                lines = []
+                del self.buf[:start]
+                start = 0
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake()
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def eof_received(self) -> bool:
+        self.lost = True
+        self._wake()
+        return False
+
+    def pause_writing(self) -> None:
+        self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def reply(self, timeout: float) -> SMTPResponse:
+        while not self.replies:
+            if self.lost:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            self.waiter = self.loop.create_future()
+            try:
+                await asyncio.wait_for(self.waiter, timeout)
+            except (asyncio.TimeoutError, TimeoutError) as e:
+                raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from e
+        return self.replies.popleft()
+
+    async def write(self, data: bytes) -> None:
+        if self.lost or self.transport is None or self.transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        self.transport.write(data)
+        if self.writable is not None and not self.writable.done():
+            await self.writable
+
+
+class _Connection:
+    """One logged-in SMTP session, running mail transactions on _Wire."""
+
+    def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.pipelining = client.supports_extension("pipelining")
+        self.size = client.supports_extension("size")
+        loop = asyncio.get_running_loop()
+        self.wire = _Wire(loop)
+        transport = client.transport
+        assert transport is not None
+        self.wire.transport = transport  # type: ignore[assignment]
+        transport.set_protocol(self.wire)  # type: ignore[attr-defined]
+
+    async def transact(self, e: OutboxEntry, before_data: asyncio.Future[None] | None) -> SendResult:
+        body = _LINE_ENDS.sub(b"\r\n", e.raw.encode("ascii"))
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        body = _DOT.sub(b"..", body) + b".\r\n"
+        mail = b"MAIL FROM:" + quote_address(e.mail_from).encode("ascii")
+        if self.size:
+            mail += b" SIZE=%d" % (len(body) - 3)
+        rcpts = list(e.rcpt_to)
+        commands = [mail] + [b"RCPT TO:" + quote_address(r).encode("ascii") for r in rcpts] + [b"DATA"]
+        if any(b"\r" in c or b"\n" in c for c in commands):
+            raise ValueError(f"an address of {e.key} contains a line break")
+        t = self.timeout
+        refused: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
+        if self.pipelining:
+            await self.wire.write(b"\r\n".join(commands) + b"\r\n")
+            first = await self.wire.reply(t)
+            answers = [await self.wire.reply(t) for _ in rcpts]
+            go = await self.wire.reply(t)
+        else:
+            await self.wire.write(commands[0] + b"\r\n")
+            first = await self.wire.reply(t)
+            if first.code != 250:
+                await self._reset()
+                raise aiosmtplib.SMTPSenderRefused(first.code, first.message, e.mail_from)
+            answers = []
+            for c in commands[1:-1]:
+                await self.wire.write(c + b"\r\n")
+                answers.append(await self.wire.reply(t))
+            go = None
+        for r, a in zip(rcpts, answers):
+            if a.code not in (250, 251):
+                refused[r] = aiosmtplib.SMTPRecipientRefused(a.code, a.message, r)
+        if first.code != 250 or len(refused) == len(rcpts):
+            if go is not None and go.code == 354:  # the server opened DATA anyway: close it empty
+                await self.wire.write(b".\r\n")
+                await self.wire.reply(t)
+            await self._reset()
+            if first.code != 250:
+                raise aiosmtplib.SMTPSenderRefused(first.code, first.message, e.mail_from)
+            raise aiosmtplib.SMTPRecipientsRefused(list(refused.values()))
+        if before_data is not None:
+            await before_data  # this connection's previous mail is recorded: at most one unrecorded
+        if go is None:
+            await self.wire.write(b"DATA\r\n")
+            go = await self.wire.reply(t)
+        if go.code != 354:
+            await self._reset()
+            raise aiosmtplib.SMTPDataError(go.code, go.message)
+        await self.wire.write(body)
+        done = await self.wire.reply(t)
+        if done.code != 250:
+            await self._reset()
+            raise aiosmtplib.SMTPDataError(done.code, done.message)
+        detail = "; ".join(f"{r}: {c.code} {c.message}" for r, c in refused.items())
+        later = tuple(r for r, c in refused.items() if not 500 <= c.code < 600)
+        return SendResult(key=e.key, status="sent", detail=f"refused: {detail}" if detail else "", retry_rcpts=later)
+
+    async def _reset(self) -> None:
+        try:
+            await self.wire.write(b"RSET\r\n")
+            await self.wire.reply(self.timeout)
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+
+    async def quit(self) -> None:
+        try:
+            await self.wire.write(b"QUIT\r\n")
+            await self.wire.reply(min(self.timeout, 5.0))
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        self.close()
+
+    def close(self) -> None:
+        transport = self.wire.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+
+class _Committer:
+    """Results of every connection, handed to ``record`` in groups: while one group is being written
+    (and fsynced), the results that arrive meanwhile gather into the next."""
+
+    def __init__(self, record: Callable[[list[SendResult]], None]) -> None:
+        self.record = record
+        self.loop = asyncio.get_running_loop()
+        self.pending: list[tuple[SendResult, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, r: SendResult) -> asyncio.Future[None]:
+        fut = self.loop.create_future()
+        self.pending.append((r, fut))
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._flush())
+        return fut
+
+    async def _flush(self) -> None:
+        while self.pending:
+            group, self.pending = self.pending, []
+            try:
+                await self.loop.run_in_executor(None, self.record, [r for r, _ in group])
+            except BaseException as e:  # the journal cannot be written: nothing more may be sent
+                for _, f in group + self.pending:
+                    if not f.done():
+                        f.set_exception(e)
+                raise
+            for _, f in group:
+                if not f.done():
+                    f.set_result(None)
+
+
+class _ListFeed:
+    """``send(entries)``'s feed: the given mail, in order, results collected (and passed on)."""
+
+    def __init__(self, entries: list[OutboxEntry], on_result: Callable[[SendResult], None] | None) -> None:
+        self.queue = collections.deque(entries)
+        self.on_result = on_result
+        self.results: dict[str, SendResult] = {}
+        self.closed = True
+
+    def next(self) -> tuple[OutboxEntry | None, float]:
+        return (self.queue.popleft(), 0.0) if self.queue else (None, math.inf)
+
+    def record(self, results: list[SendResult]) -> None:
+        for r in results:
+            self.results[r.key] = r
+            if self.on_result is not None:
+                self.on_result(r)
+
+    def fail_queued(self, detail: str, status: str = "transient") -> None:
+        queued, self.queue = list(self.queue), collections.deque()
+        self.record([SendResult(key=e.key, status=status, detail=detail) for e in queued])
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        pass
+
+    def unsubscribe(self, wake: Callable[[], None]) -> None:
+        pass
+
+
 class SmtpSender:
     def __init__(self, settings: SmtpSettings, password: str | None,
                  authenticator: Callable[[aiosmtplib.SMTP], Awaitable[Any]] | None = None) -> None:
@@ -133,91 +383,98 @@ class SmtpSender:
 
     def send(self, entries: list[OutboxEntry],
              on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
-        """``on_result`` is called with each result as soon as it is known, so the caller can record it
-        durably before the next mail goes out (a crash mid-mailing then resends nothing)."""
+        """Send ``entries`` now; ``on_result`` is called with each result as it is known."""
         if not entries:
             return []
-        return asyncio.run(self._send_all(entries, on_result))
+        feed = _ListFeed(entries, on_result)
+        self.serve(feed)
+        return [feed.results[e.key] for e in entries if e.key in feed.results]
 
-    async def _send_all(self, entries: list[OutboxEntry],
-                        on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
-        queue: asyncio.Queue[OutboxEntry] = asyncio.Queue()
-        for e in entries:
-            queue.put_nowait(e)
-        results: dict[str, SendResult] = {}
-        broken: list[Failure] = []  # set by the first session failure: the rest of the batch waits
-        interval = 60.0 / self.s.rate_per_minute if self.s.rate_per_minute > 0 else 0.0
-        gate = asyncio.Lock()
+    def serve(self, feed: Any) -> None:
+        """Send what ``feed`` hands out until it is closed and empty (the calling thread runs the loop)."""
+        asyncio.run(self._serve(feed))
+
+    async def _serve(self, feed: Any) -> None:
         loop = asyncio.get_running_loop()
-        next_slot = [loop.time()]
+        wake = asyncio.Event()
 
-        async def pace() -> None:
-            if not interval:
-                return
-            async with gate:
-                wait = next_slot[0] - loop.time()
-                next_slot[0] = max(next_slot[0], loop.time()) + interval
-            if wait > 0:
-                await asyncio.sleep(wait)
+        def waker() -> None:
+            loop.call_soon_threadsafe(wake.set)
 
-        async def worker() -> None:
-            client: aiosmtplib.SMTP | None = None
+        feed.subscribe(waker)
+        committer = _Committer(feed.record)
+        try:
+            await asyncio.gather(*(self._worker(feed, wake, committer) for _ in range(max(1, self.s.connections))))
+            if committer.task is not None:
+                await committer.task
+        finally:
+            feed.unsubscribe(waker)
+
+    async def _open(self) -> _Connection:
+        prepare = getattr(self.authenticator, "prepare", None)
+        if prepare is not None:  # OAuth2: a lapsed login is known before connecting
+            await asyncio.to_thread(prepare)
+        client = self._client()
+        await client.connect()
+        if self.authenticator is not None:
+            await self.authenticator(client)
+        if client.is_ehlo_or_helo_needed:  # connect() greets only when it logs in or starts TLS
             try:
-                while True:
-                    try:
-                        e = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    if broken:
-                        results[e.key] = SendResult(key=e.key, status=broken[0].status, detail=broken[0].detail)
-                        if on_result is not None:
-                            on_result(results[e.key])
-                        continue
-                    await pace()
-                    connecting = False
-                    try:
-                        if client is None or not client.is_connected:
-                            connecting = True
-                            prepare = getattr(self.authenticator, "prepare", None)
-                            if prepare is not None:  # OAuth2: a lapsed login is known before connecting
-                                await asyncio.to_thread(prepare)
-                            client = self._client()
-                            await client.connect()
-                            if self.authenticator is not None:
-                                await self.authenticator(client)
-                            connecting = False
-                        refused, _reply = await client.sendmail(e.mail_from, list(e.rcpt_to), e.raw.encode())
-                        refused = refused or {}
-                        detail = "; ".join(f"{r}: {c.code} {c.message}" for r, c in refused.items())
-                        later = tuple(r for r, c in refused.items() if not 500 <= c.code < 600)
-                        results[e.key] = SendResult(key=e.key, status="sent",
-                                                       detail=f"refused: {detail}" if detail else "",
-                                                       retry_rcpts=later)
-                    except Exception as exc:  # classified per mail
-                        f = classify_error(exc, connecting=connecting, oauth2=self.authenticator is not None)
-                        log.warning("sending %s failed (%s): %s", e.key, f.status, f.detail)
-                        results[e.key] = SendResult(key=e.key, status=f.status, detail=f.detail,
-                                                       retry_rcpts=f.retry_rcpts)
-                        if f.session and not broken:
-                            broken.append(f)
-                            log.warning("stopping this batch: %s; the remaining mail stays queued",
-                                        "the OAuth2 login lapsed" if f.status == HELD
-                                        else "the SMTP server cannot take mail now")
-                        if f.status != "permanent" and client is not None:
-                            try:
-                                client.close()
-                            except Exception:
-                                pass
-                            client = None
-                    if on_result is not None:
-                        on_result(results[e.key])
-            finally:
-                if client is not None and client.is_connected:
-                    try:
-                        await client.quit()
-                    except Exception:
-                        client.close()
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
+        return _Connection(client, self.s.timeout)
 
-        n = max(1, min(self.s.connections, len(entries)))
-        await asyncio.gather(*(worker() for _ in range(n)))
-        return [results[e.key] for e in entries if e.key in results]
+    async def _worker(self, feed: Any, wake: asyncio.Event, committer: _Committer) -> None:
+        loop = asyncio.get_running_loop()
+        conn: _Connection | None = None
+        prev: asyncio.Future[None] | None = None  # the durability of this connection's last result
+        last = loop.time()
+        try:
+            while True:
+                wake.clear()  # before asking: a submission after this sets it again (no lost wake-up)
+                e, wait = feed.next()
+                if e is None:
+                    if feed.closed:
+                        return
+                    if conn is not None and loop.time() - last >= KEEP_OPEN:
+                        await conn.quit()
+                        conn = None
+                    timeout = min(wait, KEEP_OPEN) if conn is not None else wait
+                    try:
+                        await asyncio.wait_for(wake.wait(), None if math.isinf(timeout) else max(timeout, 0.001))
+                    except (asyncio.TimeoutError, TimeoutError):
+                        pass
+                    continue
+                connecting = False
+                try:
+                    if conn is None:
+                        connecting = True
+                        conn = await self._open()
+                        connecting = False
+                    result = await conn.transact(e, prev)
+                except Exception as exc:  # classified per mail
+                    f = classify_error(exc, connecting=connecting, oauth2=self.authenticator is not None)
+                    log.warning("sending %s failed (%s): %s", e.key, f.status, f.detail)
+                    result = SendResult(key=e.key, status=f.status, detail=f.detail, retry_rcpts=f.retry_rcpts)
+                    if f.status != "permanent" and conn is not None:
+                        conn.close()
+                        conn = None
+                    prev = committer.add(result)
+                    if f.session:
+                        log.warning("stopping for now: %s; the queued mail stays queued",
+                                    "the OAuth2 login lapsed" if f.status == HELD else "the SMTP server cannot take mail")
+                        await prev
+                        feed.fail_queued(f.detail, f.status)
+                    last = loop.time()
+                    continue
+                log.debug("sent %s", e.key)
+                prev = committer.add(result)
+                last = loop.time()
+        finally:
+            if prev is not None:
+                await asyncio.shield(prev)
+            if conn is not None:
+                await conn.quit()

@@ -13,7 +13,7 @@ from typing import Callable
 from workflows.errors import LoginRequired, Transient
 
 from .health import HealthMonitor
-from .intake import BATCH, IntakeService
+from .intake import BATCH, HISTORY_BATCH, IntakeService
 from .logins import LoginWatch
 from .mailings import MailingRunner
 from .outbox import Outbox
@@ -46,8 +46,39 @@ class Desk:
             + self.extra_ticks
 
 
-def cycle(desk: Desk) -> CycleReport:
+def take_in_new(desk: Desk, report: CycleReport) -> Transient | LoginRequired | None:
+    """The intake part of a cycle: new mail in batches, each recorded, marked done and its mail sent off.
+    Returns the source's Transient (an IMAP outage) or LoginRequired (a lapsed OAuth2 login) instead of
+    raising it."""
+    batch: list[RawMail] = []
+    limit = HISTORY_BATCH
+    failed: Transient | LoginRequired | None = None
+    try:
+        for raw in desk.source.fetch_new(desk.store):
+            if not batch and desk.progress is not None:  # the source knows by now how much is coming
+                desk.progress.set_total(getattr(desk.source, "expected", None))
+            batch.append(raw)
+            if not desk.intake.is_history(raw):
+                limit = BATCH  # history goes 500 to a write; anything else 50
+            if len(batch) >= limit:
+                desk.intake.take_in_many(batch, desk.now(), report, desk.source)
+                if desk.progress is not None:
+                    desk.progress.update(len(batch))
+                batch, limit = [], HISTORY_BATCH
+    except (Transient, LoginRequired) as e:  # reported by whoever catches it
+        failed = e
+    desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
+    if desk.progress is not None and batch:
+        desk.progress.update(len(batch))
+    return failed
+
+
+def cycle(desk: Desk, *, wait: bool = True) -> CycleReport:
     """One full pass: retry what is queued, take in new mail, fire what is due, send what it caused.
+
+    Mail leaves as soon as the write that queued it has committed (an acknowledgement does not wait
+    for the ticks, a mailing's first chunk not for its last); ``wait``: return only once everything
+    is sent and folded into the store (`once`); the daemon goes on while its dispatcher sends.
 
     An IMAP outage (Transient from the source) skips only the intake: escalations, digests,
     auto-close and mailings still fire and the outbox is still drained; then the Transient is
@@ -56,33 +87,35 @@ def cycle(desk: Desk) -> CycleReport:
     handled the same way: the rest of the cycle runs, the outbox holds what cannot be sent, and the
     LoginRequired comes last, so the daemon says it and goes on, and `once` exits 77.
     """
+    outbox = desk.outbox
+    if outbox.dispatcher is not None:
+        outbox.dispatcher.use(desk.sender)
+    with outbox.sending():
+        return _cycle(desk, wait)
+
+
+def _cycle(desk: Desk, wait: bool) -> CycleReport:
     report = CycleReport()
-    desk.outbox.drain(desk.sender, desk.now(), report)
-    batch: list[RawMail] = []
-    intake_failed: Transient | LoginRequired | None = None
-    try:
-        for raw in desk.source.fetch_new(desk.store):
-            if not batch and desk.progress is not None:  # the source knows by now how much is coming
-                desk.progress.set_total(getattr(desk.source, "expected", None))
-            batch.append(raw)
-            if len(batch) >= BATCH:
-                desk.intake.take_in_many(batch, desk.now(), report, desk.source)
-                if desk.progress is not None:
-                    desk.progress.update(len(batch))
-                batch = []
-    except (Transient, LoginRequired) as e:  # reported by whoever catches it below
-        intake_failed = e
-    desk.intake.take_in_many(batch, desk.now(), report, desk.source)  # what arrived before a failure
-    if desk.progress is not None and batch:
-        desk.progress.update(len(batch))
+    outbox = desk.outbox
+    if outbox.dispatcher is None:
+        outbox.drain(desk.sender, desk.now(), report)
+    elif wait:  # `once`: retries first, as before; the daemon takes new mail in first (retries come after)
+        outbox.submit_due(desk.now(), report)
+    intake_failed = take_in_new(desk, report)
     ticks_ok = False
     try:
-        if desk.health is not None:  # may queue the alarm, which the drain below sends
+        if desk.health is not None:  # may queue the alarm, which the sending below sends
             desk.health.intake_result(desk.now(), intake_failed, report)
         for tick in desk.ticks:
             tick(desk.now(), report)
         ticks_ok = True
-        desk.outbox.drain(desk.sender, desk.now(), report)
+        if outbox.dispatcher is None:
+            outbox.drain(desk.sender, desk.now(), report)
+        else:
+            outbox.submit_due(desk.now(), report)
+            if wait:
+                outbox.dispatcher.wait()
+                outbox.settle(report)
     finally:  # the heartbeat says what this cycle did, also when something in it failed
         if desk.health is not None:
             desk.health.cycle_done(desk.now(), report, ticks_ok=ticks_ok)

@@ -39,6 +39,7 @@ from .report import CycleReport
 log = logging.getLogger("partnerdesk.intake")
 
 BATCH = 50  # messages per durable store write; nothing is sent or marked done before it
+HISTORY_BATCH = 500  # ... when every message of the batch is history (nothing is sent for history)
 MERGE_HOPS = 20  # a merged thread points at the one it became; chains longer than this are our bug
 
 # Mail that is not a support request (calendar RSVPs, unsubscribe requests) is claimed by an
@@ -88,11 +89,15 @@ def _filing_line(raw: RawMail, mail: InboundMail, filing: Filing) -> str:
 class IntakeService:
     def __init__(self, *, store: Store, settings: IntakeSettings, parse: Callable[..., InboundMail], outbox: Outbox,
                  secret: bytes, history_cutoff: datetime | None = None,
-                 automatic: AutomaticMail | None = None, proofs: ProofReader | None = None) -> None:
+                 automatic: AutomaticMail | None = None, proofs: ProofReader | None = None,
+                 parse_head: Callable[..., InboundMail] | None = None) -> None:
         self.store = store
         self.automatic = automatic or AutomaticMail(store=store, outbox=outbox, settings=settings)
         self.settings = settings
         self.parse = parse
+        # Reads the header block only: enough for history that no rule reads the body of (the history
+        # import is bounded by parsing, and most of a message is its body).
+        self.parse_head = parse_head
         self.outbox = outbox
         self.secret = secret
         self.history_cutoff = history_cutoff
@@ -107,12 +112,24 @@ class IntakeService:
         mid, raw = getattr(self, "_raw_now", ("", b""))
         return self.staff_proofs.judge(mail, raw if mid == mail.message_id else b"", None)
 
+    def is_history(self, raw: RawMail) -> bool:
+        return self.history_cutoff is not None and raw.received_at < self.history_cutoff
+
+    def _read(self, raw: RawMail) -> InboundMail:
+        """Headers first: history whose body no rule reads (not staff, who may write #commands; no
+        delivery report, calendar reply or unsubscribe token in it) is read no further."""
+        if self.parse_head is not None and self.is_history(raw):
+            head = self.parse_head(raw.data, received_at=raw.received_at)
+            if not head.body_hint and head.from_addr not in self.settings.recognised_staff:
+                return head
+        return self.parse(raw.data, received_at=raw.received_at)
+
     # -- one message -----------------------------------------------------------------------------------
     def take_in(self, raw: RawMail, now: datetime, report: CycleReport, source: MailSource | None = None) -> str:
         """Record one message and its consequences durably. Returns the action taken."""
         report.counts["fetched"] += 1
         try:
-            mail = self.parse(raw.data, received_at=raw.received_at)
+            mail = self._read(raw)
         except BadInput as e:
             return self._quarantine(raw, "bad-input", str(e), now, report, source)
         except Exception as e:  # the parser should never raise anything else: our bug, this mail aside
@@ -133,6 +150,7 @@ class IntakeService:
         report.merge(done)
         if source is not None:
             self._mark_done(raw, report, source, moves)
+        self.outbox.release(now)
         return action
 
     # -- a batch -----------------------------------------------------------------------------------------
@@ -157,7 +175,7 @@ class IntakeService:
                 for raw in raws:
                     batch.counts["fetched"] += 1
                     try:
-                        mail = self.parse(raw.data, received_at=raw.received_at)
+                        mail = self._read(raw)
                     except BadInput as e:
                         self._record_quarantine(raw, "bad-input", str(e), now, batch)
                         bad.append((raw, str(e)))
@@ -170,13 +188,24 @@ class IntakeService:
             return
         report.merge(batch)
         if source is None:
+            self.outbox.release(now)
             return
         bad_keys = {r.source_key for r, _ in bad}
         for raw, reason in bad:
             self._quarantine_on_server(raw, reason, report, source)
-        for raw in raws:
-            if raw.source_key not in bad_keys:
-                self._mark_done(raw, report, source, moves)
+        done = [raw for raw in raws if raw.source_key not in bad_keys]
+        many = getattr(source, "mark_done_many", None)
+        if many is not None:  # plain "done" for the batch in one command, not one round trip per message
+            plain = [raw for raw in done if moves.get(raw.source_key, ("done", ""))[0] == "done"]
+            try:
+                if plain:
+                    many(plain)
+            except Exception as e:  # recorded already; the next pass dedupes them
+                report.problems.append(f"could not mark {len(plain)} messages done: {e}")
+            done = [raw for raw in done if moves.get(raw.source_key, ("done", ""))[0] != "done"]
+        for raw in done:  # automatic mail filed, quarantines: one by one
+            self._mark_done(raw, report, source, moves)
+        self.outbox.release(now)  # decided, recorded, marked done: now its mail leaves
 
     def _today(self, now: datetime) -> date:
         return now.astimezone(self.settings.calendar.tz()).date()

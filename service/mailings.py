@@ -23,7 +23,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from workflows import msgids
 from workflows.automatic import Failure, address_is_bad
@@ -31,7 +31,7 @@ from workflows.autoreply import automatic_reason
 from workflows.delivery import DeliveryPolicy, DeliveryState, record_failure, staff_told
 from workflows.mailings import renewals
 from workflows.mailings.calls import calendar_state, call_dates
-from workflows.mailings.due import UNSUBSCRIBE_LISTS, Due, outbox_key, split_key, uid_for
+from workflows.mailings.due import UNSUBSCRIBE_LISTS, Due, outbox_key, settled, split_key, uid_for
 from workflows.mailings.plan import due_mailings
 from workflows.mailings.types import MailingsConfig
 from workflows.model import FROZEN, InboundMail, OutgoingMail
@@ -53,7 +53,8 @@ _COURTESY = r"(?:unsubscribe|please|pls|thanks|thank|you|stop|remove|from|the|li
 _REST_RE = re.compile(rf"\b(?!{_COURTESY}\b)[^\W\d_]{{3,}}", re.IGNORECASE)
 
 
-QUEUE_CHUNK = 200  # mails decided per store write
+QUEUE_CHUNKS = (25, 50, 100, 200)  # mails decided per store write: a small first chunk, so that the
+# first mail leaves at once (it is sent while the next chunk is decided), then bigger ones (the last repeats)
 
 
 @dataclass(**FROZEN)
@@ -76,12 +77,17 @@ class MailingRunner:
         self.domain = settings.support_address.rpartition("@")[2]
         # mailbox.ical.parse_replies, passed in by run.py: reading iCalendar is the adapters' job.
         self.parse_replies = parse_replies
+        # Called between two chunks of a large mailing (the daemon takes in new mail there, so a
+        # request never waits for a mailing to be decided).
+        self.between_chunks: Callable[[], object] | None = None
+        self._settled_on: Any = None
         # Run before each tick decides (trainings settle their waitlists), so what they change is mailed now.
         self.before_tick: list[Callable[[datetime, CycleReport], object]] = []
 
     # -- inputs of the plan ------------------------------------------------------------------
-    def ledger(self) -> dict[str, dict[str, Any]]:
-        return {e["key"]: e for e in self.store.ledger_all()}
+    def ledger(self) -> Mapping[str, dict[str, Any]]:
+        """What planning reads: the entries it may list, and any other by key (store: ledger_view)."""
+        return self.store.ledger_view()
 
     def training_inputs(self) -> TrainingInputs:
         return TrainingInputs(registrations=tuple(self.store.registrations()), staff=tuple(sorted(self.s.staff)),
@@ -96,6 +102,7 @@ class MailingRunner:
     def tick(self, now: datetime, report: CycleReport, only: str | None = None) -> tuple[int, int]:
         """Queue what is due, record what is skipped; report permanent failures. Returns (queued, skipped)."""
         self.report_failures(now, report)
+        self.settle_ledger(now)
         for hook in self.before_tick:
             hook(now, report)
         send, skip = self.plan(now, only)
@@ -109,11 +116,16 @@ class MailingRunner:
             for d in skip:
                 log.info("skipped %s: %s", d.key, d.reason)
         queued = 0
-        for i in range(0, len(send), QUEUE_CHUNK):
+        i = 0
+        for n in range(len(send)):
+            if i >= len(send):
+                break
+            chunk = send[i:i + QUEUE_CHUNKS[min(n, len(QUEUE_CHUNKS) - 1)]]
+            i += len(chunk)
             # Rendered first, so that one mail whose template fails is reported and left for the
             # next tick without holding up the others.
             rendered = []
-            for d in send[i:i + QUEUE_CHUNK]:
+            for d in chunk:
                 try:
                     rendered.append((d, self.render(d, now)))
                 except Exception as e:  # our bug (a template, say): say so, queue the rest
@@ -121,8 +133,9 @@ class MailingRunner:
                     report.problems.append(f"mailing {d.key} could not be rendered ({type(e).__name__}: {e}); "
                                            f"it is retried at the next tick")
             # One transaction per chunk: each mail's ledger and outbox entries exist together or not at
-            # all, and nothing is sent before the drain, so a crash here only means deciding again.
-            # (One transaction per mail rewrote the store file once per recipient.)
+            # all, and nothing is sent before that commit, so a crash here only means deciding again.
+            # (One transaction per mail rewrote the store file once per recipient.) Then the chunk
+            # leaves while the next one is decided.
             with self.store.transaction():
                 for d, (out, mid, raw) in rendered:
                     if self.store.ledger(d.key) is not None:
@@ -133,9 +146,23 @@ class MailingRunner:
                     self.store.record_ledger(d.key, d.ledger_record("queued", now))
                     queued += 1
                     report.counts[d.mailing] += 1
+            self.outbox.release(now)
+            if self.between_chunks is not None and i < len(send):
+                self.between_chunks()
         if queued:
             report.counts["mailings_queued"] += queued
         return queued, len(skip)
+
+    def settle_ledger(self, now: datetime) -> int:
+        """Once a day: ledger entries no planning will list again leave the hot store (still found by key)."""
+        if self._settled_on == now.date():
+            return 0
+        self._settled_on = now.date()
+        keys = [k for k, r in self.store.ledger_view().items() if settled(r, now)]
+        if keys:
+            with self.store.transaction():
+                self.store.archive_ledger(keys)
+        return len(keys)
 
     def outgoing(self, d: Due) -> OutgoingMail:
         context = {"support_name": self.s.support_name, "support_address": self.s.support_address,
@@ -245,7 +272,7 @@ class MailingRunner:
     def report_failures(self, now: datetime, report: CycleReport) -> int:
         """Each outbox entry that failed for good: recorded against the contact, reported to staff once."""
         n = 0
-        for e in self.store.outbox(Status.FAILED):
+        for e in self.store.outbox(Status.FAILED, bodies=False):
             if e.kind == "mailing-failure" or e.failure_reported:
                 continue
             with self.store.transaction():
@@ -253,6 +280,7 @@ class MailingRunner:
             n += 1
             report.problems.append(f"permanent failure for {', '.join(e.rcpt_to)} ({e.key}): {e.detail}; recorded "
                                    f"against the contact" + (", staff told" if self.s.staff else ""))
+        self.outbox.release(now)
         return n
 
     def _record_failure(self, e: OutboxEntry, detail: str, now: datetime) -> None:

@@ -1,18 +1,22 @@
 """The outbox: the one way mail goes out, for intake, the promise ticks and the mailings alike.
 
 ``queue`` renders each mail a decision asked for and records it, inside the caller's store
-transaction, *before* anything is sent; ``drain`` sends what is due and records each result as soon
-as the server has answered (in the store's fsynced journal, folded in once per drain), so a crash
-mid-mailing resends at most the mail whose answer was not yet recorded, with the same Message-ID.
-The retry policy itself is pure: workflows/outbox.py.
+transaction, *before* anything is sent. Once that transaction has committed, ``release`` hands the
+new mail to the dispatcher (service/dispatch.py), which sends it at once from a thread of its own,
+most urgent first, while the caller goes on; ``submit_due`` hands it whatever else is due (retries).
+Each result is recorded as the server answers (in the store's fsynced journal) and ``settle`` folds
+the results into the store and the cycle's report, so a crash mid-mailing resends at most the mail
+whose answer was not yet recorded, with the same Message-ID. ``drain`` is all of it, waiting for the
+end. The retry policy itself is pure: workflows/outbox.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Callable, overload
+from typing import Any, Callable, Iterator, overload
 
 from workflows import outbox as rules
 from workflows.loopbreaker import ANSWER_KINDS
@@ -21,6 +25,7 @@ from workflows.model import OutgoingMail, Thread, ThreadEvent
 from workflows.outbox import OutboxEntry, Status
 from workflows.proofs import TrustSettings
 
+from .dispatch import Dispatcher
 from .ports import Composer, MailSender, SendResult, Store
 from .report import CycleReport
 
@@ -50,6 +55,9 @@ class Outbox:
         self.trust = trust  # plus-addresses or not, and their delimiter
         self.domain = support_address.rpartition("@")[2]
         self.cancel_checks: list[CancelCheck] = []
+        self.dispatcher: Dispatcher | None = None  # set by run.py: mail then leaves while the caller goes on
+        self._fresh: list[str] = []  # queued by the transaction in progress, for release()
+        self._live = False  # inside sending(): release() hands mail out at once
 
     # -- into the outbox -------------------------------------------------------------------------------
     def render(self, out: OutgoingMail, *, thread_number: int, now: datetime) -> tuple[str, bytes]:
@@ -71,6 +79,8 @@ class Outbox:
         sender = rules.envelope_sender(out, self.support_address) if mail_from is None else mail_from
         added = self.store.outbox_add(rules.entry(out, message_id=message_id, raw=raw, now=now, mail_from=sender,
                                                   thread_id=thread_id, partner_id=partner_id))
+        if added:
+            self._fresh.append(out.key)
         if added and record:
             self.store.record_message(message_id, direction="out", thread_id=thread_id, at=now.isoformat(),
                                       kind=out.kind, **message_fields)
@@ -129,42 +139,77 @@ class Outbox:
         return thread
 
     # -- out of the outbox -------------------------------------------------------------------------------
-    def drain(self, sender: MailSender, now: datetime, report: CycleReport) -> None:
-        """Send what is queued and due; a cancel check may call a mail off instead."""
-        self.store.apply_journal()  # results a crashed run recorded but never folded in
-        pending = self.store.outbox(Status.PENDING)
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """While inside, mail leaves as soon as the write that queued it commits (a cycle, `mailings
+        send`); outside, queued mail waits for the next drain, as a tick run on its own expects."""
+        self._live, was = self.dispatcher is not None, self._live
+        try:
+            yield
+        finally:
+            self._live = was
+
+    def release(self, now: datetime) -> int:
+        """Call after the transaction that queued mail has committed: that mail leaves now (a rolled-back
+        transaction's mail is not in the store, and is not sent). Returns how many were handed out."""
+        keys, self._fresh = self._fresh, []
+        if self.dispatcher is None or not self._live or not keys:
+            return 0
+        entries = [e for k in dict.fromkeys(keys) if (e := self.store.outbox_entry(k, bodies=False)) is not None]
+        n = self._hand_out([e for e in entries if e.due(now)], now, None)
+        log.debug("released %d mail(s) to the dispatcher", n)
+        return n
+
+    def submit_due(self, now: datetime, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
+        """Hand the dispatcher whatever is due and not already in its hands (results it has and the store
+        does not know yet included: those are settled later, see settle)."""
+        d = dispatcher or self.dispatcher
+        assert d is not None
+        pending = self.store.outbox(Status.PENDING, bodies=False, skip=d.known)
         self._report_stuck(pending, now, report)
+        return self._hand_out([e for e in pending if e.due(now)], now, report, d)
+
+    def _hand_out(self, entries: list[OutboxEntry], now: datetime, report: CycleReport | None,
+                  dispatcher: Dispatcher | None = None) -> int:
+        d = dispatcher or self.dispatcher
+        assert d is not None
         to_send = []
-        for e in (e for e in pending if e.due(now)):
+        for e in entries:
             why_not = self.still_wanted(e)
             if why_not:
                 with self.store.transaction():
                     self.store.outbox_save(e.cancel(why_not, now))
-                report.counts["cancelled"] += 1
+                if report is not None:
+                    report.counts["cancelled"] += 1
             else:
                 to_send.append(e)
-        if not to_send:
-            return
-        by_key = {e.key: e for e in to_send}
-        done: set[str] = set()
+        return d.submit(to_send)
 
-        def record(r: SendResult) -> None:
-            # One durable record per result, as soon as it is known: if the process dies in the
-            # middle of a large mailing, what was sent is already recorded and is not sent again.
-            # Plain results go to the store's journal (an fsynced append, O(1)); a result that
-            # queues a new mail needs a real transaction.
-            if r.key in done:
-                return
-            done.add(r.key)
-            if r.retry_rcpts and r.status != "transient":
-                with self.store.transaction():
-                    self._record_result(r, by_key[r.key], now, report, journal=False)
-            else:
-                self._record_result(r, by_key[r.key], now, report, journal=True)
+    def settle(self, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
+        """Fold the results recorded so far into the store (one write) and count them in ``report``."""
+        d = dispatcher or self.dispatcher
+        done = d.take_results() if d is not None else []
+        self.store.apply_journal()  # also what a crashed run recorded but never folded in
+        if d is not None:
+            d.forget([e.key for e, _, _ in done])
+        for entry, r, after in done:
+            self._count(r, entry, after, report)
+        return len(done)
 
-        for r in sender.send(to_send, on_result=record):  # record() ignores what on_result already recorded
-            record(r)
-        self.store.apply_journal()
+    def drain(self, sender: MailSender, now: datetime, report: CycleReport) -> None:
+        """Send what is queued and due, and wait until it is sent; a cancel check may call a mail off."""
+        d = self.dispatcher
+        temporary = d is None or d.sender is not sender
+        if temporary:
+            d = Dispatcher(store=self.store, sender=sender, now=lambda: now)
+        assert d is not None
+        try:
+            self.submit_due(now, report, d)
+            d.wait()
+        finally:
+            if temporary:
+                d.close()
+        self.settle(report, d)
 
     def still_wanted(self, entry: OutboxEntry) -> str | None:
         for check in self.cancel_checks:
@@ -173,17 +218,10 @@ class Outbox:
                 return reason
         return None
 
-    def _record_result(self, r: SendResult, entry: OutboxEntry, now: datetime, report: CycleReport, *,
-                       journal: bool) -> None:
-        after = entry.after_send(r.status, r.detail, now)
+    @staticmethod
+    def _count(r: SendResult, entry: OutboxEntry, after: OutboxEntry, report: CycleReport) -> None:
         if r.retry_rcpts and r.status != "transient":
-            # Refused for now (452 over quota) while the others got it: a copy for just them.
-            self.store.outbox_add(entry.copy_for(r.retry_rcpts, now))
-            report.counts["send_retry"] += 1
-        if journal:
-            self.store.journal_progress(after)
-        else:
-            self.store.outbox_save(after)
+            report.counts["send_retry"] += 1  # a copy for the recipients refused for now was queued
         if after.status is Status.SENT:
             report.counts["sent"] += 1
             if r.detail.endswith(".eml"):

@@ -53,6 +53,7 @@ class PromiseTicks:
                     self.store.save_thread(updated)
                 threads.append(updated)
             self._digest(threads, now, partners, report)
+        self.outbox.release(now)
 
     def _thread(self, thread: Thread, now: datetime, partners: dict[str, Partner], report: CycleReport) -> Thread:
         s = self.settings

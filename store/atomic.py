@@ -61,6 +61,8 @@ class AtomicJSONStorage(Storage):
         self._cache_stamp: tuple[int, int, int] | None = None
         self._txn: dict[str, Any] | None = None
         self.before_save: Callable[[dict[str, Any]], None] | None = None  # last touches to what is written
+        self.after_save: Callable[[], None] | None = None  # the write is committed (lock still held)
+        self.on_rollback: Callable[[], None] | None = None  # a write transaction ended without committing
         # Read-only opens: what is read, as this version sees it (an older layout migrated in memory).
         self.view: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._depth = 0
@@ -127,6 +129,8 @@ class AtomicJSONStorage(Storage):
                     if self.before_save is not None:
                         self.before_save(self._txn)
                     self._save(self._txn)
+                    if self.after_save is not None:
+                        self.after_save()
                 committed = True
                 if after_commit is not None:
                     after_commit()
@@ -136,6 +140,8 @@ class AtomicJSONStorage(Storage):
                 if not committed:
                     self._cache = None
                     self._cache_stamp = None
+                    if self.on_rollback is not None:
+                        self.on_rollback()
 
     # -- file handling -------------------------------------------------------
     def locked(self) -> contextlib.AbstractContextManager[None]:

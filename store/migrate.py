@@ -9,6 +9,14 @@ opened for writing by a newer version (read-only opens read the old layout as it
 | 3      | 0.3.0      | ``delivery`` (DeliveryState per address) replaces ``contact_failures``;   |
 |        |            | ``automatic`` holds automatic mail; threads older versions opened for     |
 |        |            | automatic mail are set aside (closed, and listed as automatic mail)        |
+| 4      | 0.4.0      | outbox rows without the rendered bytes (``body`` names where they are, in  |
+|        |            | ``<store>.mail/``); the JSON keeps open work only, the rest moves to      |
+|        |            | ``<store>.archive/`` at the migration's commit (store/tinystore.py)       |
+
+A step gets the whole store as TinyDB holds it and ``put_body(day, bytes) -> reference``, which keeps
+a rendered mail's bytes apart from the JSON (written, fsynced, before the migrated JSON replaces the
+old one). A read-only open migrates in memory only (``migrated_view``): there is no ``put_body``, and
+the bytes stay in the rows, where the outbox reads them as before.
 
 Additions that need no step (absent means empty): a thread's
 ``refused_keys`` and an event's ``proof`` (staff proof), the ``unverified`` table; the tables
@@ -17,19 +25,20 @@ Additions that need no step (absent means empty): a thread's
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 from datetime import datetime
+from typing import Any, Callable
 
 from workflows.delivery import DeliveryState
 from workflows.filing import set_aside
 from workflows.model import Thread
 from workflows.outbox import OutboxEntry
 
-SCHEMA = 3
+SCHEMA = 4
+
+PutBody = Callable[[str, bytes], str]
 
 
-def _v1_to_v2(tables: dict[str, Any]) -> dict[str, Any]:
+def _v1_to_v2(tables: dict[str, Any], put_body: PutBody | None) -> dict[str, Any]:
     threads = tables.get("threads", {})
     for key, doc in threads.items():
         threads[key] = Thread.from_dict(doc).to_dict()
@@ -39,7 +48,7 @@ def _v1_to_v2(tables: dict[str, Any]) -> dict[str, Any]:
     return tables
 
 
-def _v2_to_v3(tables: dict[str, Any]) -> dict[str, Any]:
+def _v2_to_v3(tables: dict[str, Any], put_body: PutBody | None) -> dict[str, Any]:
     # A contact failure was recorded for an SMTP refusal or a bounce of a mailing, and staff were told:
     # it becomes a bouncing delivery state whose staff have heard of it.
     delivery = tables.setdefault("delivery", {})
@@ -66,15 +75,27 @@ def _v2_to_v3(tables: dict[str, Any]) -> dict[str, Any]:
     return tables
 
 
-STEPS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(tables: dict[str, Any], put_body: PutBody | None) -> dict[str, Any]:
+    if put_body is None:  # a read-only view: the rows keep their bytes
+        return tables
+    for key, doc in tables.get("outbox", {}).items():
+        raw = doc.pop("raw", "") or ""
+        if raw and not doc.get("body"):
+            day = datetime.fromisoformat(doc["created_at"]).date().isoformat()
+            doc["body"] = put_body(day, raw.encode("ascii"))
+    return tables
 
 
-def migrate(tables: dict[str, Any]) -> dict[str, Any]:
-    """``tables`` (the whole store, as TinyDB holds it) brought to SCHEMA."""
+STEPS: dict[int, Callable[[dict[str, Any], PutBody | None], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3,
+                                                                            3: _v3_to_v4}
+
+
+def migrate(tables: dict[str, Any], *, put_body: PutBody | None) -> dict[str, Any]:
+    """``tables`` (the whole store, as TinyDB holds it) brought to SCHEMA; ``put_body`` None: in memory."""
     meta = tables.setdefault("meta", {})
     version = int(meta.get("schema", {}).get("value", 1))
     while version < SCHEMA:
-        tables = STEPS[version](tables)
+        tables = STEPS[version](tables, put_body)
         version += 1
     tables.setdefault("meta", {})["schema"] = {"value": SCHEMA}
     return tables
@@ -84,4 +105,4 @@ def migrated_view(tables: dict[str, Any]) -> dict[str, Any]:
     """What a read-only open shows of a store in an older layout: the migration, in memory only."""
     if int(tables.get("meta", {}).get("schema", {}).get("value", 1)) >= SCHEMA:
         return tables
-    return migrate(tables)
+    return migrate(tables, put_body=None)

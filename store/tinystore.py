@@ -4,35 +4,43 @@ Tables are keyed by natural keys (thread id, Message-ID, idempotency key), so a 
 access, not a scan, and writing the same thing twice is an upsert, never a duplicate. No code outside
 this package touches a table.
 
-| table            | key                        | what                                                   |
-|------------------|----------------------------|--------------------------------------------------------|
-| meta             | name                       | secret, history cut-off, thread counter, digest day, schema, |
-|                  |                            | the loop breaker, when delivery states were last settled |
-| partners         | partner id                 | the roster (Partner.to_dict)                           |
-| payments         | "partner id|recorded at"   | renewals recorded by `partners renew`                  |
-| roster_changes   | "at|partner id|what"       | contacts removed, partners (de/re)activated: who, when |
-| first_seen       | source key + content hash  | when a spool file was first seen, on the rules' clock  |
-| threads          | thread id ("OA-12")        | Thread.to_dict                                         |
-| messages         | Message-ID                 | which thread a message belongs to, and its side        |
-| ghosts           | Message-ID                 | an id named in References/In-Reply-To that we never    |
-|                  |                            | received: the first thread whose mail named it          |
-| raw              | sha256 of the raw bytes    | Message-ID of mail already taken in                    |
-| cursors          | folder                     | UIDVALIDITY and the last UID taken in                  |
-| quarantine       | source key                 | mail we could not take in, and why                     |
-| outbox           | idempotency key            | OutboxEntry: the rendered mail, envelope, send status  |
-| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit); |
-|                  |                            | "answer:ADDRESS" and "answer:*": automatic answers     |
-| ledger           | mailing key                | scheduled mailings already decided                     |
-| mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import`           |
-| unsubscribed     | "list:address"             | List-Unsubscribe requests honoured                     |
-| rsvps            | "calendar uid|attendee"    | calendar replies to our invitations                    |
-| delivery         | address                    | DeliveryState: bouncing since, failures, last reason   |
-| automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work  |
-| unverified       | Message-ID                 | unproven staff-looking mail, held until its writer confirms it |
-| registrations    | "training id|address"      | training registrations (workflows/trainings/model.py)  |
+The JSON file is the **hot store**: open work only, so that rewriting it at every durable write costs
+what the open work weighs, not what the history weighs. At each commit, what is no longer worked on
+moves to the archive (store/archive.py) in the same atomic step: closed threads and the message
+index of threads that are not open, every raw-hash record, finished (sent, cancelled) outbox rows;
+the mailings tick moves ledger entries no planning needs to list (``archive_ledger``).
+Look-ups try the hot store and then, on a miss, the archive; a reopened thread is saved hot again and
+wins over its archived copy. Small commits leave what could move where it is until at least
+``archive_batch`` records could (one fsync less for each of them); so the hot store holds open work
+plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py).
 
-Beside the JSON file: ``.journal`` (send results not yet folded in), ``.lock`` (the write lock) and
-``.daemon.lock`` (one daemon per store).
+| table            | key                        | what                                        | hot store keeps       |
+|------------------|----------------------------|---------------------------------------------|-----------------------|
+| meta             | name                       | secret, history cut-off, thread counter, digest day, schema, archive state, the loop breaker, when delivery states were last settled | all |
+| partners         | partner id                 | the roster (Partner.to_dict)                | all                   |
+| payments         | "partner id|recorded at"   | renewals recorded by `partners renew`       | all                   |
+| threads          | thread id ("OA-12")        | Thread.to_dict                              | threads not closed    |
+| messages         | Message-ID                 | which thread a message belongs to, its side | those of open threads |
+| ghosts           | Message-ID                 | an id named in References/In-Reply-To that we never received: the first thread whose mail named it | those of open threads |
+| raw              | sha256 of the raw bytes    | Message-ID of mail already taken in         | none (archive only)   |
+| cursors          | folder                     | UIDVALIDITY and the last UID taken in       | all                   |
+| quarantine       | source key                 | mail we could not take in, and why          | all                   |
+| outbox           | idempotency key            | OutboxEntry without its bytes (``body`` says where they are) | pending, failed |
+| recent           | "kind:address"             | when mail of a kind last went to an address (ack limit); "answer:ADDRESS" and "answer:*": automatic answers | all |
+| ledger           | mailing key                | scheduled mailings already decided          | unsettled entries     |
+| mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import` | all                  |
+| unsubscribed     | "list:address"             | List-Unsubscribe requests honoured          | all                   |
+| rsvps            | "calendar uid|attendee"    | calendar replies to our invitations         | all                   |
+| delivery         | address                    | DeliveryState: bouncing since, failures, last reason | all          |
+| automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work | none (archive only) |
+| registrations    | "training id|address"      | training registrations (workflows/trainings/model.py) | all         |
+| unverified       | Message-ID                 | unproven staff-looking mail, held until its writer confirms it | all |
+| roster_changes   | "at|partner id|what"       | contacts removed, partners (de/re)activated: who, when | all       |
+| first_seen       | source key + content hash  | when a spool file was first seen, on the rules' clock | all        |
+
+Beside the JSON file: ``.archive/`` (store/archive.py), ``.mail/`` (rendered outgoing mail,
+store/mailfiles.py), ``.journal`` (send results not yet folded in, store/journal.py), ``.lock``
+(the write lock) and ``.daemon.lock`` (one daemon per store).
 """
 
 from __future__ import annotations
@@ -42,9 +50,10 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from tinydb import TinyDB
 from tinydb.table import Document, Table
@@ -53,13 +62,16 @@ from workflows.delivery import DeliveryState
 from workflows.errors import AlreadyRunning
 from workflows.filing import AutomaticRecord
 from workflows.lifecycle import State
-from workflows.loopbreaker import Breaker
 from workflows.model import Partner, Thread
 from workflows.outbox import OutboxEntry, Status
-from workflows.trainings.model import Registration
 
+from .archive import Archive
 from .atomic import AtomicJSONStorage
+from .journal import SendJournal
+from .mailfiles import MailFiles
 from .migrate import SCHEMA, migrate, migrated_view
+from .outbox_rows import FINISHED, OutboxRows
+from .small_tables import SmallTables
 
 
 class KeyedTable(Table):
@@ -89,7 +101,11 @@ class KeyedTinyDB(TinyDB):
     table_class = KeyedTable
 
 
-class Store:
+def _side(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+class Store(OutboxRows, SmallTables):
     """``readonly``: for verbs that only read; a write raises, and nothing on disk changes."""
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -97,10 +113,16 @@ class Store:
         self.readonly = readonly
         self._db = KeyedTinyDB(self.path, storage=AtomicJSONStorage, readonly=readonly)
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
-        self._storage.before_save = _stamp_schema
+        self.archive = Archive(_side(self.path, ".archive"), readonly=readonly)
+        self.mail = MailFiles(_side(self.path, ".mail"), readonly=readonly)
+        self.journal = SendJournal(_side(self.path, ".journal"))
+        self._storage.before_save = self._before_save
+        self._storage.after_save = self.archive.after_commit
+        self._storage.on_rollback = self._rolled_back
         if readonly:  # an older store, read as this version would migrate it (nothing is written)
             self._storage.view = migrated_view
         self._daemon_lock: Any = None
+        self._migrating = False
         if not readonly:
             # Migrate first: any write stamps the current schema, so a journal folded into an old store
             # before its migration would mark it migrated without migrating it.
@@ -111,8 +133,64 @@ class Store:
         # cache_size=0: another process may have changed the file since our last query.
         return self._db.table(name, cache_size=0)
 
-    def _get(self, table: str, key: str) -> dict[str, Any] | None:
+    def _hot(self, table: str, key: str) -> dict[str, Any] | None:
         return self._t(table).get(doc_id=key)  # type: ignore[return-value]
+
+    def _get(self, table: str, key: str) -> dict[str, Any] | None:
+        """The hot store's record, else the archive's (for the tables that have one)."""
+        d = self._hot(table, key)
+        if d is None and table in ARCHIVED:
+            self._sync_archive()
+            d = self.archive.get(table, key)
+        return d
+
+    def _sync_archive(self) -> None:
+        self.archive.sync(self.meta("archive"))
+
+    # -- what moves to the archive, at each commit ------------------------------------------------------
+    archive_batch = 200  # records that may leave the hot store before a commit moves them (one fsync less
+    # for the small commits of a quiet desk, whose moves wait for the next big one)
+
+    def _before_save(self, tables: dict[str, Any]) -> None:
+        """Last touches to what a commit writes: what is no longer worked on goes to the archive (made
+        durable first) once there is enough of it, the outgoing mail staged by this transaction to its
+        file, the schema stamp."""
+        self._sync_archive()
+        closed = str(State.CLOSED)
+        threads = tables.get("threads", {})
+        messages = tables.get("messages", {})
+        raw = tables.get("raw", {})
+        outbox = tables.get("outbox", {})
+        gone_threads = [t for t, d in threads.items() if d.get("state") == closed]
+        open_ids = set(threads) - set(gone_threads)
+        gone_messages = [m for m, d in messages.items() if d.get("thread_id") not in open_ids]
+        ghosts = tables.get("ghosts", {})
+        gone_ghosts = [g for g, d in ghosts.items() if d.get("thread_id") not in open_ids]
+        gone_rows = [k for k, d in outbox.items() if d.get("status") in FINISHED]
+        automatic = tables.get("automatic", {})
+        movable = len(gone_threads) + len(gone_messages) + len(gone_ghosts) + len(raw) + len(gone_rows) + len(automatic)
+        if movable and (movable >= self.archive_batch or self._migrating):
+            for tid in gone_threads:
+                self.archive.put("threads", tid, threads.pop(tid))
+            for mid in gone_messages:
+                self.archive.put("messages", mid, messages.pop(mid))
+            for mid in gone_ghosts:
+                self.archive.put("ghosts", mid, ghosts.pop(mid))
+            for sha in list(raw):
+                self.archive.put("raw", sha, raw.pop(sha))
+            for mid in list(automatic):
+                self.archive.put("automatic", mid, automatic.pop(mid))
+            for key in gone_rows:
+                self.archive.put("outbox", key, outbox.pop(key))
+        self.mail.flush()  # the bytes of mail queued now exist before anything refers to them
+        state = self.archive.flush()
+        if state is not None:
+            tables.setdefault("meta", {})["archive"] = {"value": state}
+        tables.setdefault("meta", {}).setdefault("schema", {"value": SCHEMA})
+
+    def _rolled_back(self) -> None:
+        self.mail.rollback()
+        self.archive.rollback(self.meta("archive"))
 
     def _put(self, table: str, key: str, data: dict[str, Any]) -> None:
         self._t(table).upsert(Document(data, doc_id=key))
@@ -125,13 +203,18 @@ class Store:
         self._db.close()
 
     def _migrate(self) -> None:
-        """Bring a store written by an older version up to this one's layout, once, in one write."""
+        """Bring a store written by an older version up to this one's layout, once, in one write (what
+        the layout now keeps apart, the archive and the mail files, is written first, then the JSON)."""
         if not self._storage.read() or self.meta("schema", 1) >= SCHEMA:
             return  # a new store is stamped with this version by its first write
-        with self.transaction():
-            tables = self._storage.read() or {}
-            if tables.get("meta", {}).get("schema", {}).get("value", 1) < SCHEMA:
-                self._storage.write(migrate(tables))
+        self._migrating = True  # the migration's commit moves everything it can, however little
+        try:
+            with self.transaction():
+                tables = self._storage.read() or {}
+                if tables.get("meta", {}).get("schema", {}).get("value", 1) < SCHEMA:
+                    self._storage.write(migrate(tables, put_body=self.mail.stage))
+        finally:
+            self._migrating = False
 
     # -- one durable write per decision -----------------------------------------------------------------
     def transaction(self, after_commit: Any = None) -> contextlib.AbstractContextManager[None]:
@@ -262,12 +345,17 @@ class Store:
         return Thread.from_dict(d) if d is not None else None
 
     def threads(self, *, open_only: bool = False) -> list[Thread]:
-        """All threads, oldest first; ``open_only`` skips closed ones before decoding them
-        (the per-cycle tick needs only those, and closed threads are most of a mature store)."""
-        docs = self._all("threads")
+        """All threads, oldest first; ``open_only``: only those not closed, which are all in the hot store
+        (the per-cycle tick needs only those; closed threads are most of a mature store, in the archive)."""
+        docs: dict[str, dict[str, Any]] = {}
+        if not open_only:
+            self._sync_archive()
+            docs.update(self.archive.items("threads"))
+        docs.update((d.doc_id, d) for d in self._all("threads"))
+        rows = docs.values()
         if open_only:
-            docs = [d for d in docs if d.get("state") != State.CLOSED]
-        return sorted((Thread.from_dict(d) for d in docs), key=lambda t: t.number)
+            rows = [d for d in rows if d.get("state") != State.CLOSED]
+        return sorted((Thread.from_dict(d) for d in rows), key=lambda t: t.number)
 
     def save_thread(self, thread: Thread) -> None:
         self._put("threads", thread.id, thread.to_dict())
@@ -277,6 +365,7 @@ class Store:
         return self._get("messages", message_id)
 
     def record_message(self, message_id: str, **fields: Any) -> None:
+        # Goes to the hot store; the commit moves it to the archive unless its thread is open.
         self._put("messages", message_id, {**(self._get("messages", message_id) or {}), **fields})
 
     # -- ghosts: ancestors we never received (threading by the reference graph, workflows/refgraph.py) ----
@@ -331,47 +420,7 @@ class Store:
     def quarantine_record(self, source_key: str) -> dict[str, Any] | None:
         return self._get("quarantine", source_key)
 
-    # -- held mail (unproven, from a staff address) ------------------------------------------------------------
-    def hold_unverified(self, message_id: str, record: dict[str, Any]) -> None:
-        if self._get("unverified", message_id) is None:  # held once; a repeat must not undo a release
-            self._put("unverified", message_id, record)
-
-    def unverified_mail(self, message_id: str) -> dict[str, Any] | None:
-        return self._get("unverified", message_id)
-
-    def release_unverified(self, message_id: str, *, at: datetime, by: str) -> None:
-        rec = self._get("unverified", message_id)
-        if rec is not None:
-            self._put("unverified", message_id, {**rec, "released_at": at.isoformat(), "released_by": by})
-
-    # -- the outbox ------------------------------------------------------------------------------------------------
-    def outbox_add(self, entry: OutboxEntry) -> bool:
-        """Queue a rendered mail; False (and nothing written) if its key is already queued or sent."""
-        if self._get("outbox", entry.key) is not None:
-            return False
-        self._put("outbox", entry.key, entry.to_dict())
-        return True
-
-    def outbox_entry(self, key: str) -> OutboxEntry | None:
-        d = self._get("outbox", key)
-        if d is None:
-            return None
-        return OutboxEntry.from_dict({**d, "key": key, **self._unapplied().get(key, {})})
-
-    def outbox(self, status: Status | str | None = None) -> list[OutboxEntry]:
-        """Entries oldest first, optionally only those in ``status``."""
-        unapplied = self._unapplied()
-        rows = [OutboxEntry.from_dict({**d, "key": d.doc_id, **unapplied.get(d.doc_id, {})})
-                for d in self._all("outbox")]
-        if status:
-            rows = [r for r in rows if r.status == status]
-        return sorted(rows, key=lambda r: (r.created_at, r.key))
-
-    def outbox_save(self, entry: OutboxEntry) -> None:
-        if self._get("outbox", entry.key) is None:
-            raise KeyError(f"no outbox entry {entry.key!r}")
-        self._put("outbox", entry.key, entry.to_dict())
-
+    # -- the ack rate limit -------------------------------------------------------------------------------------
     def count_sent_to(self, address: str, kind: str, since: datetime) -> int:
         """How many mails of ``kind`` were queued to ``address`` since ``since`` (the ack rate limit)."""
         since_s = since.isoformat()
@@ -382,74 +431,32 @@ class Store:
         key = f"{kind}:{address}"
         self._put("recent", key, {"at": ((self._get("recent", key) or {}).get("at", []) + [at.isoformat()])[-keep:]})
 
-    # -- the send journal ------------------------------------------------------------------------------------------
-    # Recording each send result in the store would rewrite the whole file per mail sent (a mailing of
-    # 2,000 mails: 2,000 rewrites, each bigger than the last). Instead each result is appended, fsynced,
-    # to a small journal, O(1) per mail, and the journal is folded into the store in one write at the
-    # end of the drain, or by whoever opens the store next after a crash. A mail recorded as sent is
-    # never sent again.
-    def _journal_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".journal")
-
-    def journal_progress(self, entry: OutboxEntry) -> None:
-        line = (json.dumps({"key": entry.key, "fields": entry.progress()}, separators=(",", ":")) + "\n").encode()
-        with self._storage.locked():  # never between another process's read and truncate of the journal
-            with open(self._journal_path(), "ab") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-
-    def _journal(self) -> list[dict[str, Any]]:
-        try:
-            data = self._journal_path().read_bytes()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in data.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a line torn by a crash: that result was not recorded; at worst one resend
-        return out
-
-    def _unapplied(self) -> dict[str, dict[str, Any]]:
-        """A read-only store cannot fold the journal in; it shows what the journal says on top."""
-        if not self.readonly:
-            return {}
-        fields: dict[str, dict[str, Any]] = {}
-        for rec in self._journal():
-            fields.setdefault(rec["key"], {}).update(rec["fields"])
-        return fields
-
-    def apply_journal(self) -> int:
-        """Fold journaled send results into the outbox (one store write); returns how many."""
-        path = self._journal_path()
-        try:
-            if path.stat().st_size == 0:
-                return 0
-        except FileNotFoundError:
-            return 0
-        applied = 0
-
-        def truncate() -> None:
-            with open(path, "r+b") as f:
-                f.truncate(0)
-                os.fsync(f.fileno())
-
-        with self.transaction(after_commit=truncate):
-            for rec in self._journal():
-                doc = self._get("outbox", rec["key"])
-                if doc is not None:
-                    self._put("outbox", rec["key"], {**doc, **rec["fields"]})
-                    applied += 1
-        return applied
-
     # -- scheduled mailings -----------------------------------------------------------------------------------------
     def ledger(self, key: str) -> dict[str, Any] | None:
         return self._get("ledger", key)
 
     def ledger_all(self) -> list[dict[str, Any]]:
-        return [dict(d, key=d.doc_id) for d in self._all("ledger")]
+        """Every ledger entry, archived ones included (for the verbs that show or simulate the ledger)."""
+        self._sync_archive()
+        docs = dict(self.archive.items("ledger"))
+        docs.update((d.doc_id, dict(d)) for d in self._all("ledger"))
+        return [dict(d, key=k) for k, d in docs.items()]
+
+    def ledger_view(self) -> Mapping[str, dict[str, Any]]:
+        """The ledger as the planner reads it at every tick: listing it lists the hot entries only (the
+        ones planning may need to list); asking for a key asks the archive too."""
+        self._sync_archive()
+        return _LedgerView(self._t("ledger")._read_table(), self.archive)
+
+    def archive_ledger(self, keys: list[str]) -> None:
+        """Call inside a transaction: these entries (settled: workflows/mailings/due.py) leave the hot store."""
+        self._sync_archive()
+        hot = self._t("ledger")
+        present = [k for k in keys if hot.contains(doc_id=k)]
+        for k in present:
+            self.archive.put("ledger", k, dict(hot.get(doc_id=k)))  # type: ignore[arg-type]
+        if present:
+            hot.remove(doc_ids=present)
 
     def record_ledger(self, key: str, record: dict[str, Any]) -> None:
         self._put("ledger", key, record)
@@ -481,7 +488,10 @@ class Store:
 
     def automatic_mail(self) -> list[AutomaticRecord]:
         """Every automatic message taken in, oldest first."""
-        return sorted((AutomaticRecord.from_dict(d) for d in self._all("automatic")), key=lambda r: r.received_at)
+        self._sync_archive()
+        docs = dict(self.archive.items("automatic"))
+        docs.update({d.doc_id: d for d in self._all("automatic")})
+        return sorted((AutomaticRecord.from_dict(d) for d in docs.values()), key=lambda r: r.received_at)
 
     def delivery_state(self, address: str) -> DeliveryState | None:
         d = self._get("delivery", address.lower())
@@ -512,46 +522,41 @@ class Store:
     def set_delivery_settled_at(self, at: datetime) -> None:
         self.set_meta("delivery_settled_at", at.isoformat())
 
-    # -- the loop breaker ----------------------------------------------------------------------------------------
-    def loop_breaker(self) -> Breaker:
-        d = self.meta("loop_breaker") or {}
-        at = d.get("tripped_at")
-        return Breaker(tripped_at=datetime.fromisoformat(at) if at else None,
-                       answers_when_tripped=d.get("answers_when_tripped", 0))
 
-    def set_loop_breaker(self, breaker: Breaker) -> None:
-        self.set_meta("loop_breaker", {"tripped_at": breaker.tripped_at.isoformat() if breaker.tripped_at else None,
-                                       "answers_when_tripped": breaker.answers_when_tripped})
-
-    def remember_answer(self, address: str, at: datetime) -> None:
-        """An automatic answer (acknowledgement, command reply) queued to ``address``."""
-        self.remember_sent(address.lower(), "answer", at)
-        self.remember_sent("*", "answer", at, keep=2000)
-
-    def count_answers(self, since: datetime, address: str | None = None) -> int:
-        """Automatic answers queued since ``since``: to ``address``, or to anyone (None)."""
-        return self.count_sent_to(address.lower() if address else "*", "answer", since)
+ARCHIVED = frozenset({"threads", "messages", "ghosts", "raw", "outbox", "ledger", "automatic"})
 
 
-    # -- training registrations (a new table: a store without it simply has none; no migration needed) ----------
-    def registrations(self, training_id: str | None = None) -> list[Registration]:
-        """Registrations, in request order; ``training_id``: of one course only."""
-        docs = self._all("registrations")
-        if training_id is not None:
-            docs = [d for d in docs if d.get("training_id") == training_id]
-        return sorted((Registration.from_dict(d) for d in docs), key=lambda r: (r.requested_at, r.key))
+class _LedgerView(Mapping[str, dict[str, Any]]):
+    def __init__(self, hot: dict[str, Any], archive: Archive) -> None:
+        self.hot = hot
+        self.archive = archive
 
-    def registration(self, training_id: str, address: str) -> Registration | None:
-        d = self._get("registrations", f"{training_id}|{address.lower()}")
-        return Registration.from_dict(d) if d is not None else None
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        d = self.hot.get(key)
+        if d is None:
+            d = self.archive.get("ledger", key)
+        if d is None:
+            raise KeyError(key)
+        return d
 
-    def save_registration(self, reg: Registration) -> None:
-        self._put("registrations", reg.key, reg.to_dict())
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.hot)
+
+    def __len__(self) -> int:
+        return len(self.hot)
 
 
-def _stamp_schema(tables: dict[str, Any]) -> None:
-    # Every write says which layout it is in; a store opened by an older version is migrated first.
-    tables.setdefault("meta", {}).setdefault("schema", {"value": SCHEMA})
+def copy_store(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """A copy of the store at ``src`` (the JSON file and what lies beside it) at ``dst``, for dry runs."""
+    src, dst = Path(src), Path(dst)
+    if src.exists():
+        shutil.copyfile(src, dst)
+    for suffix in (".journal", ".journal.folding"):
+        if _side(src, suffix).exists():
+            shutil.copyfile(_side(src, suffix), _side(dst, suffix))
+    for suffix in (".archive", ".mail"):
+        if _side(src, suffix).is_dir():
+            shutil.copytree(_side(src, suffix), _side(dst, suffix))
 
 
 @contextlib.contextmanager

@@ -151,6 +151,15 @@ class _RelayHandler:
         return "250 2.0.0 OK delivered"
 
 
+class _PipeliningRelayHandler(_RelayHandler):
+    """The same, offering PIPELINING (RFC 2920) as most real servers do; aiosmtpd reads pipelined
+    commands in order anyway."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", responses[-1]]
+
+
 @dataclass(frozen=True, slots=True)
 class _OAuthLogin:
     mechanism: str
@@ -211,11 +220,16 @@ class _OAuthRelayHandler(_RelayHandler):
         return await self._finish(server, "OAUTHBEARER", user, token)
 
 
+class _PipeliningOAuthRelayHandler(_PipeliningRelayHandler, _OAuthRelayHandler):
+    pass
+
+
 class MailServers:
     """Private Dovecot (IMAP+LMTP) and aiosmtpd (SMTP) on 127.0.0.1, free ports.
 
     ``root`` is a directory to own (created if missing); default: a new dir under /tmp.
     ``local_domains``: recipients in these domains are delivered into Dovecot.
+    ``pipelining``: the SMTP server offers PIPELINING.
     """
 
     host = "127.0.0.1"
@@ -223,7 +237,7 @@ class MailServers:
 
     def __init__(self, root: str | os.PathLike | None = None, *,
                  local_domains: tuple[str, ...] = ("example.test",),
-                 oauth2_introspection_url: str | None = None, sieve: bool = False,
+                 oauth2_introspection_url: str | None = None, sieve: bool = False, pipelining: bool = False,
                  authserv_id: str | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="mailservers-", dir="/tmp"))
         # sieve: Dovecot's LMTP runs users' Sieve scripts (Pigeonhole, Debian dovecot-sieve), and what
@@ -231,6 +245,7 @@ class MailServers:
         self.sieve = sieve
         self.local_domains = tuple(d.lower() for d in local_domains)
         self.oauth2_introspection_url = oauth2_introspection_url
+        self.pipelining = pipelining
         self.authserv_id = authserv_id  # None: no trace headers added (the default)
         self._stamped = itertools.count(1)
         self.capture_dir = self.root / "outbound"
@@ -273,9 +288,12 @@ class MailServers:
         return self
 
     def _start_smtp(self) -> None:
+        oauth = bool(self.oauth2_introspection_url)
+        handler = {(False, False): _RelayHandler, (True, False): _PipeliningRelayHandler,
+                   (False, True): _OAuthRelayHandler,
+                   (True, True): _PipeliningOAuthRelayHandler}[(self.pipelining, oauth)](self)
         self._smtp = _SMTPController(
-            _OAuthRelayHandler(self) if self.oauth2_introspection_url else _RelayHandler(self),
-            hostname=self.host, port=0,
+            handler, hostname=self.host, port=0,
             # A fixed name: the default calls socket.getfqdn(), slow without DNS.
             server_hostname=self.smtp_hostname,
             authenticator=self._authenticate, auth_require_tls=False,

@@ -129,7 +129,7 @@ def test_mail_recorded_but_not_yet_marked_done_when_the_process_died_is_marked_o
         def dies(raw):
             raise Killed
 
-        app.source.mark_done = dies
+        app.source.mark_done = app.source.mark_done_many = dies  # whichever the intake uses
         with pytest.raises(Killed):
             cycle(app)
     assert len(threads(desk)) == 2 and not any(flagged_done(desk).values())

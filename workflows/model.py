@@ -91,6 +91,11 @@ class InboundMail:
     attachments: tuple[Attachment, ...] = ()  # files, so a staff answer's attachments reach the partner
     size: int = 0
     defects: tuple[str, ...] = ()
+    # False: only the header block was read (history that no rule reads the body of); text and parts
+    # are empty then. body_hint: the bytes hold something only a full reading finds (a delivery
+    # report, a calendar part, an unsubscribe token).
+    body_read: bool = True
+    body_hint: bool = False
 
     @property
     def recipients(self) -> tuple[str, ...]:

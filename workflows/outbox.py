@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from . import msgids
+from .mailings.due import MAILINGS
 from .model import FROZEN, OutgoingMail
 
 RETRY_FOR = timedelta(days=3)  # an outage overnight or over a weekend loses nothing
@@ -65,7 +66,7 @@ class OutboxEntry:
     message_id: str
     mail_from: str  # envelope sender; "" is the null sender (automatic replies: nothing bounces back)
     rcpt_to: tuple[str, ...]
-    raw: str  # the rendered message, 7-bit clean
+    raw: str  # the rendered message, 7-bit clean ("" when the store keeps it apart: see ``body``)
     created_at: datetime
     subject: str = ""
     thread_id: str | None = None
@@ -80,6 +81,7 @@ class OutboxEntry:
     finished_at: datetime | None = None  # failed or cancelled at
     failure_reported: datetime | None = None  # a permanent failure was recorded against the contact
     held_since: datetime | None = None  # waiting for our OAuth2 login to be renewed: the retry window pauses
+    body: str = ""  # where the store keeps the rendered bytes (opaque to everyone but the store)
 
     # -- the transitions ----------------------------------------------------------------------------
     def due(self, now: datetime) -> bool:
@@ -134,7 +136,7 @@ class OutboxEntry:
         return {"key": self.key, "kind": self.kind, "thread_id": self.thread_id, "partner_id": self.partner_id,
                 "message_id": self.message_id, "mail_from": self.mail_from, "rcpt_to": list(self.rcpt_to),
                 "subject": self.subject, "created_at": self.created_at.isoformat(), "retry_of": self.retry_of,
-                **self.progress(), "raw": self.raw}
+                **self.progress(), "raw": self.raw, **({"body": self.body} if self.body else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OutboxEntry:
@@ -146,7 +148,25 @@ class OutboxEntry:
                    next_attempt=_dt(d.get("next_attempt")), first_failed_at=_dt(d.get("first_failed_at")),
                    detail=d.get("detail") or "", sent_at=_dt(d.get("sent_at")),
                    finished_at=_dt(d.get("finished_at")), failure_reported=_dt(d.get("failure_reported")),
-                   held_since=_dt(d.get("held_since")))
+                   held_since=_dt(d.get("held_since")), body=d.get("body") or "")
+
+
+# Which mail goes first when several are waiting (lower first). Partner-facing mail and escalations
+# are the promise itself; staff mail next; scheduled mailings last, and only they are paced
+# (``rate_per_minute``), so an acknowledgement never waits behind a mailing.
+URGENT, STAFF, BULK = 0, 1, 2
+# A training's answers to a partner's own registration mail are partner-facing too; the training mail
+# that goes to staff (an extra place to approve, the attendance sheet) is staff mail.
+_URGENT_KINDS = frozenset({"ack", "relay", "close", "command-partner", "escalation", "training-confirmed",
+                           "training-waitlisted", "training-held", "training-declined", "training-receipt",
+                           "training-cancelled"})
+_STAFF_KINDS = frozenset({"training-approval", "training-attendance"})
+
+
+def lane(kind: str) -> int:
+    if kind in _URGENT_KINDS:
+        return URGENT
+    return BULK if kind in MAILINGS and kind not in _STAFF_KINDS else STAFF
 
 
 def stuck_problem(pending: list[OutboxEntry], now: datetime) -> str | None:

@@ -9,7 +9,7 @@ mailing; the planner only ever proposes keys the ledger does not hold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
@@ -174,6 +174,23 @@ def money(dollars: int) -> str:
 def stamp(dt: datetime) -> str:
     """Compact UTC form for occurrence names: 20270112T190000Z."""
     return dt.astimezone(ZoneInfo("UTC")).strftime("%Y%m%dT%H%M%SZ")
+
+
+# What planning lists of the ledger is only the calendar state of calls and trainings that are not yet
+# history (calls.py and trainings/schedule.py: calendar_state; trainings/notices.py: calendar_changes;
+# a call or course longer ago than its LOOKBACK gets no mail); everything else it asks for by key. An
+# entry no planning will list again may leave the store's hot part.
+_LISTED = ("call-invite", "call-update", "call-cancel")
+SETTLE_AFTER = timedelta(days=60)  # past a call's or a course's start (more than either LOOKBACK)
+
+
+def settled(record: Mapping[str, Any], now: datetime) -> bool:
+    """Whether planning at ``now`` or later can do without listing this ledger record."""
+    listed = record.get("mailing") in _LISTED or "training_id" in record
+    if listed and record.get("status") == "queued":
+        start = record.get("start")
+        return bool(start) and datetime.fromisoformat(start) < now - SETTLE_AFTER
+    return True
 
 
 def queued(ledger: Mapping[str, Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:

@@ -1,0 +1,70 @@
+"""The hand-assembled MIME of mailbox/compose.py: what the standard library's reader makes of it."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timedelta, timezone
+
+import icalendar
+
+from mailbox.compose import Composer
+from mailbox.ical import build
+from workflows.mailings.due import CalendarEvent
+from workflows.model import Attachment, OutgoingMail
+
+SUPPORT = "support@openatrium.example"
+DATE = datetime(2026, 12, 29, 19, tzinfo=timezone.utc)
+EVENT = CalendarEvent(method="REQUEST", uid="call-2027-01-12", sequence=0, start=DATE + timedelta(days=14),
+                      end=DATE + timedelta(days=14, hours=1), summary="State of Open Atrium", description="d",
+                      location="+1 202", attendee="ann@nuvole.example", attendee_name="Ann, \"A\"; B")
+
+
+def out(**kw) -> OutgoingMail:
+    base = dict(key="k", kind="call-invite", template="relay", to=("ann@nuvole.example",), thread_id=None,
+                subject="s", body_text="hello\n", context={"staff_name": "S", "thread_id": "OA-1",
+                                                           "support_name": "Open Atrium Support"})
+    base.update(kw)
+    return OutgoingMail(**base)
+
+
+def test_files_and_a_calendar_make_a_mixed_message_with_the_alternatives_first():
+    c = Composer(support_address=SUPPORT, support_name="Open Atrium Support")
+    raw = c.render(out(calendar=EVENT, attachments=(Attachment(filename="Bericht für Köln.pdf",
+                                                                  content_type="application/pdf", data=b"%PDF" * 500),)),
+                   message_id="<m@x>", date=DATE)
+    raw.decode("ascii")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert not msg.defects and all(not p.defects for p in msg.walk())
+    assert msg.get_content_type() == "multipart/mixed"
+    kinds = [p.get_content_type() for p in msg.walk()]
+    assert kinds == ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/calendar",
+                     "application/ics", "application/pdf"]
+    files = {p.get_filename(): p.get_content() for p in msg.iter_attachments()}
+    assert files["Bericht für Köln.pdf"] == b"%PDF" * 500
+    cal = next(p for p in msg.walk() if p.get_content_type() == "text/calendar")
+    assert cal.get_param("method") == "REQUEST"
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n").startswith("hello\n")
+
+
+def test_a_long_subject_is_folded_only_past_the_hard_limit_and_reads_back_whole():
+    c = Composer(support_address=SUPPORT, support_name="Open Atrium Support")
+    subject = " ".join(f"word{i}" for i in range(300))
+    raw = c.render(out(subject=subject), message_id="<m@x>", date=DATE)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert str(email.message_from_bytes(raw, policy=email.policy.default)["Subject"]) == subject
+
+
+def test_the_invitation_is_shared_but_the_attendee_is_each_recipients_own():
+    a = build(EVENT, organizer=SUPPORT, organizer_name="Open Atrium Support", domain="openatrium.example", stamp=DATE)
+    b = build(EVENT.__class__(**{**{f: getattr(EVENT, f) for f in EVENT.__dataclass_fields__},
+                                 "attendee": "bo@ndi.example", "attendee_name": "Bo"}),
+              organizer=SUPPORT, organizer_name="Open Atrium Support", domain="openatrium.example", stamp=DATE)
+    for text, who, name in ((a, "ann@nuvole.example", 'Ann, "A"; B'), (b, "bo@ndi.example", "Bo")):
+        ev = next(iter(icalendar.Calendar.from_ical(text).walk("VEVENT")))
+        att = ev["attendee"]
+        assert str(att) == f"mailto:{who}" and str(att.params["CN"]).replace("'", '"') in (name, name.replace('"', "'"))
+        assert att.params["PARTSTAT"] == "NEEDS-ACTION" and att.params["RSVP"] == "TRUE"
+        assert str(ev["uid"]) == "call-2027-01-12@openatrium.example"
+        assert [c.name for c in ev.subcomponents] == ["VALARM"]
+        assert text.index("ATTENDEE") < text.index("BEGIN:VALARM")

@@ -1,0 +1,260 @@
+"""Sending near the wire: pipelining where offered, results recorded in groups, at most one unrecorded
+mail per connection, partner-facing mail before mailings, pacing on mailings only, a mailing's first
+mail out while the rest is still being decided. Real sockets on 127.0.0.1; no timing assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from config.servers import SmtpSettings
+from mailbox.smtp import SmtpSender
+from service.dispatch import Dispatcher
+from service.ports import SendResult
+from store.tinystore import Store
+from workflows.outbox import OutboxEntry, Status
+
+NOW = datetime(2026, 11, 30, 15, tzinfo=timezone.utc)
+SUPPORT = "support@openatrium.example"
+
+
+class Smtp:
+    """A small SMTP server: ``pipelining`` offers PIPELINING; ``on_mail(conn, n, key)`` runs when a
+    mail's end of data arrives (before the 250 goes back); records what each read carried."""
+
+    def __init__(self, *, pipelining: bool = True, on_mail=None) -> None:
+        self.pipelining = pipelining
+        self.on_mail = on_mail
+        self.reads: list[tuple[int, bytes]] = []  # (connection, bytes of one read)
+        self.mails: list[tuple[int, str]] = []  # (connection, Subject) in the order accepted
+        self.loop = asyncio.new_event_loop()
+        self.conns = 0
+        self.lock = threading.Lock()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self.lock:
+            self.conns += 1
+            me = self.conns
+        writer.write(b"220 test ESMTP\r\n")
+        buf = b""
+        in_data, body = False, b""
+        try:
+            while chunk := await reader.read(65536):
+                self.reads.append((me, chunk))
+                buf += chunk
+                while b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    if in_data:
+                        if line == b".":
+                            in_data = False
+                            subject = next((l[9:].decode() for l in body.split(b"\r\n") if l.startswith(b"Subject: ")), "")
+                            if self.on_mail is not None:
+                                self.on_mail(me, len(self.mails), subject)
+                            self.mails.append((me, subject))
+                            writer.write(b"250 2.0.0 queued\r\n")
+                            body = b""
+                        else:
+                            body += line + b"\r\n"
+                        continue
+                    verb = line.split(b" ", 1)[0].upper()
+                    if verb == b"EHLO":
+                        writer.write(b"250-test\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"") + b"250 SIZE 10000000\r\n")
+                    elif verb == b"DATA":
+                        in_data = True
+                        writer.write(b"354 go\r\n")
+                    elif verb == b"QUIT":
+                        writer.write(b"221 bye\r\n")
+                        await writer.drain()
+                        return
+                    else:
+                        writer.write(b"250 OK\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def __enter__(self) -> Smtp:
+        ready = threading.Event()
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self.loop)
+        assert ready.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        async def stop() -> None:
+            self.server.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def sender(port: int, connections: int = 1, rate: int = 0) -> SmtpSender:
+    return SmtpSender(SmtpSettings(host="127.0.0.1", port=port, security="none", timeout=10.0,
+                                   connections=connections, rate_per_minute=rate), None)
+
+
+def entry(key: str, kind: str = "call-invite") -> OutboxEntry:
+    return OutboxEntry(key=key, kind=kind, message_id=f"<{key}@x>", mail_from=SUPPORT, rcpt_to=(f"{key}@p.example",),
+                       subject=key, raw=f"From: {SUPPORT}\r\nSubject: {key}\r\n\r\n.dot line\r\nhello\r\n",
+                       created_at=NOW)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "store.json")
+    yield s
+    s.close()
+
+
+def queue(store: Store, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+    with store.transaction():
+        for e in entries:
+            store.outbox_add(e)
+    return [store.outbox_entry(e.key, bodies=False) for e in entries]
+
+
+def test_pipelined_where_offered_one_write_per_envelope_and_the_bytes_arrive_whole():
+    for pipelining in (True, False):
+        with Smtp(pipelining=pipelining) as srv:
+            results = sender(srv.port).send([entry(f"m{i}") for i in range(3)])
+        assert [r.status for r in results] == ["sent"] * 3
+        envelopes = [c for _, c in srv.reads if c.startswith(b"MAIL FROM:")]
+        together = [c for c in envelopes if b"RCPT TO:" in c and b"DATA\r\n" in c]
+        assert len(together) == (3 if pipelining else 0), pipelining
+        assert [s for _, s in srv.mails] == ["m0", "m1", "m2"]
+        sent = b"".join(c for _, c in srv.reads)
+        assert b"\r\n..dot line\r\n" in sent  # dot-stuffed on the wire
+
+
+def test_a_connection_ends_its_next_mail_only_once_the_previous_result_is_durable(store, tmp_path):
+    """At most one unrecorded mail per connection: what a SIGKILL can make us send again."""
+    journal = tmp_path / "store.json.journal"
+    seen_unrecorded: list[int] = []
+    last_on: dict[int, str] = {}
+
+    def on_mail(conn: int, n: int, subject: str) -> None:
+        # The end of this connection's new mail has arrived: its previous mail must be on disk by now.
+        prev = last_on.get(conn)
+        if prev is not None:
+            lines = [json.loads(l) for l in journal.read_text().splitlines() if l.strip()]
+            recorded = {l["key"] for l in lines if l["fields"]["status"] == "sent"}
+            seen_unrecorded.append(0 if prev in recorded else 1)
+        last_on[conn] = subject
+
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(60)])
+    with Smtp(on_mail=on_mail) as srv:
+        d = Dispatcher(store=store, sender=sender(srv.port, connections=3), now=lambda: NOW)
+        d.submit(entries)
+        d.wait()
+        d.close()
+    assert len(srv.mails) == 60 and len(seen_unrecorded) >= 57 and not any(seen_unrecorded)
+    assert srv.conns <= 3
+    groups = len([l for l in journal.read_text().splitlines() if l.strip()])
+    assert groups == 60  # every result journaled (the fold has not run yet)
+    store.apply_journal()
+    assert len(store.outbox(Status.SENT)) == 60 and store.outbox(Status.PENDING) == []
+
+
+def test_results_are_written_in_groups_one_fsync_each(store, monkeypatch):
+    appends: list[int] = []
+    real = store.journal.append
+
+    def slow_append(records):  # a slow disk: the results arriving meanwhile join the next group
+        appends.append(len(records))
+        threading.Event().wait(0.02)
+        real(records)
+
+    monkeypatch.setattr(store.journal, "append", slow_append)
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(80)])
+    with Smtp() as srv:
+        d = Dispatcher(store=store, sender=sender(srv.port, connections=4), now=lambda: NOW)
+        d.submit(entries)
+        d.wait()
+        d.close()
+    # One fsync for the results that arrived while the last one ran (about half the connections: the
+    # others wait for theirs before they end their next mail), not one per result.
+    assert sum(appends) == 80 and len(appends) <= 45 and max(appends) >= 2
+
+
+def test_partner_facing_mail_overtakes_a_paced_mailing_and_is_not_paced_itself(store):
+    bulk = queue(store, [entry(f"bulk{i}") for i in range(20)])
+    urgent = queue(store, [entry(f"ack{i}", kind="ack") for i in range(3)])
+    staff = queue(store, [entry("note", kind="notify")])
+    with Smtp() as srv:
+        # 6 a minute: a mailing mail every 10 s; the test never waits that long.
+        d = Dispatcher(store=store, sender=sender(srv.port, connections=1), now=lambda: NOW, bulk_per_minute=6)
+        d.submit(bulk)
+        d.submit(staff + urgent)
+        deadline = datetime.now() + timedelta(seconds=60)
+        while len(srv.mails) < 5 and datetime.now() < deadline:
+            threading.Event().wait(0.01)
+        d.close(finish=False)
+    order = [s for _, s in srv.mails]
+    # The first mailing mail may have gone before the rest was submitted; after it: urgent mail, then
+    # staff mail, none of it paced, while the mailing waits its turn.
+    assert [s for s in order if s != "bulk0"][:4] == ["ack0", "ack1", "ack2", "note"], order
+
+
+def test_a_mailing_starts_going_out_while_it_is_still_being_decided(tmp_path):
+    """The runner decides in chunks; the first chunk is sent while the next is rendered."""
+    from contextlib import ExitStack
+
+    import run
+    from service.cycle import cycle
+    from tests.test_mailings_runner import PARTNERS, make_settings
+
+    many = []
+    for p in PARTNERS:
+        many.append(p)
+    sent_at_first_gap: list[int] = []
+
+    class Slow:  # a plain sender that records; checks below run between chunks
+        def __init__(self) -> None:
+            self.sent: list[OutboxEntry] = []
+            self.event = threading.Event()
+
+        def send(self, entries, on_result=None):
+            out = []
+            for e in entries:
+                self.sent.append(e)
+                self.event.set()
+                out.append(SendResult(key=e.key, status="sent"))
+                if on_result:
+                    on_result(out[-1])
+            return out
+
+    s = make_settings(tmp_path, calls={"rrule": "FREQ=MONTHLY;INTERVAL=3;BYDAY=2TU",
+                                       "first": datetime(2027, 1, 12, 14), "dial_in": "+1"},
+                      mailings={"enabled": ["calls"]})
+    with ExitStack() as stack:
+        desk = run.Wiring(s, run.Clock(datetime.fromisoformat("2026-12-29T19:05:00+00:00")), stack).desk(
+            spool_root=tmp_path / "spool")
+        desk.sender = Slow()
+        from workflows.model import Contact, Partner
+        contacts = tuple(Contact(partner_id="big", name=f"P {i}", email=f"p{i}@big.example", roles=frozenset({"technical"}))
+                         for i in range(120))
+        with desk.store.transaction():
+            desk.store.save_partner(Partner(id="big", name="Big", plan="standard", renews_on=None, contacts=contacts))
+
+        def gap() -> None:
+            if not sent_at_first_gap:
+                desk.sender.event.wait(30)  # the sending thread got the first chunk while we wait here
+                sent_at_first_gap.append(len(desk.sender.sent))
+
+        desk.mailings.between_chunks = gap
+        report = cycle(desk)
+    assert sent_at_first_gap and 1 <= sent_at_first_gap[0] <= 25  # the first chunk only: the rest was not decided yet
+    assert len(desk.sender.sent) == 120 and report.counts["sent"] == 120

@@ -272,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.verb == "run" else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # imapclient logs the whole protocol, bodies included, at DEBUG; flufl.bounce every detector's guess.
-    for noisy in ("imapclient", "aiosmtplib", "asyncio", "flufl.bounce"):
+    # imapclient logs the whole protocol, bodies included, at DEBUG; flufl.bounce every detector's guess;
+    # mail-parser-reply its regular expressions.
+    for noisy in ("imapclient", "aiosmtplib", "asyncio", "flufl.bounce", "mailparser_reply"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from cli.exits import run_verb
     from config.settings import load_file

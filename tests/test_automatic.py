@@ -200,3 +200,14 @@ def test_every_verdict_has_a_reason_and_a_known_kind():
     for fields in ({}, {"return_path": ""}, {"subject": "Afwezig"}, {"precedence": "junk"}):
         v = classify(mail(**fields))
         assert v.kind in KINDS and v.reason
+
+
+def test_a_gateway_bounce_signed_post_master_is_a_bounce():
+    """Verizon's SMS gateway (vtext.com): from post_master@, a reply subject, a plain-text body, no report,
+    no null sender (the shape of sisimai/set-of-emails lhost-verizon-02, written anew here)."""
+    m = mail(from_addr="post_master@vtext.example", subject="Re:Test message", in_reply_to=("<q1@ours.example>",),
+             text="Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: "
+                  "no such user here\n\nMessage details:\n  RCPT TO: 5550100@vtext.example\n")
+    for known in (False, True):
+        v = classify(m, person_known=known)
+        assert v.kind == "bounce" and "post_master@vtext.example" in v.reason, (known, v)

@@ -67,7 +67,9 @@ class Verdict:
         return any(f.permanent for f in self.failures) if self.failures else None
 
 
-_DAEMON_LOCALPARTS = ("mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "mail-daemon", "mdaemon")
+# "post_master": Verizon's SMS gateway (vtext.com) signs its bounces so, with no other sign of a machine.
+_DAEMON_LOCALPARTS = ("mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "post_master", "mail-daemon",
+                      "mdaemon")
 _BULK_LOCALPARTS = ("noreply", "no-reply", "no_reply", "do-not-reply", "donotreply", "do_not_reply", "bounce",
                     "bounces", "listserv", "majordomo", "mailman", "newsletter", "notifications", "notification")
 _RESPONDER_SOFTWARE = re.compile(r"\b(vacation|auto-?respon(?:der|se)|auto-?reply|kana response|out of office)\b",

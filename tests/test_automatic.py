@@ -211,3 +211,26 @@ def test_a_gateway_bounce_signed_post_master_is_a_bounce():
     for known in (False, True):
         v = classify(m, person_known=known)
         assert v.kind == "bounce" and "post_master@vtext.example" in v.reason, (known, v)
+
+
+def test_list_servers_without_list_id_are_bulk_for_anyone():
+    """fml and ezmlm/Yahoo Groups mark their mail with their own headers, not List-Id (the shape of
+    sisimai/set-of-emails lhost-fml-02, written anew here): list traffic, whoever the sender is."""
+    for name, value in (("X-MLServer", "fml [fml 4.0]"), ("Mailing-List", "contact list-help@x.example"),
+                        ("X-ML-Name", "members")):
+        m = mail(from_addr="list-admin@lists.example", subject="Re: hello",
+                 auto_headers=((name, value),), text="You are not member (post from you@x.example)\n")
+        for known in (False, True):
+            v = classify(m, person_known=known)
+            assert v.kind == "bulk" and name in v.reason, (name, known, v)
+    assert classify(mail(from_addr="ann@x.example", subject="Re: hello"), person_known=True).kind == "none"
+
+
+def test_a_complaint_notice_without_a_feedback_report_is_feedback_from_strangers_only():
+    """Hotmail's complaint notices carry the mail complained about but no RFC 5965 part (the shape of
+    sisimai/set-of-emails arf-22)."""
+    m = mail(from_addr="staff@hotmail.example", subject="complaint about message from 192.0.2.222",
+             text="This is an email abuse report for an email message received from IP 192.0.2.222\n")
+    v = classify(m)
+    assert v.kind == "feedback" and "complaint" in v.reason
+    assert classify(m, person_known=True).kind == "none"  # a contact writing about a complaint: work

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .automatic_subjects import auto_reply_prefix, auto_reply_subject, bounce_subject, delay_subject, \
+from .automatic_subjects import auto_reply_prefix, auto_reply_subject, bounce_subject, complaint_subject, delay_subject, \
     read_receipt_subject, responder_subject, scanner_subject
 from .model import FROZEN, FailedRecipient, InboundMail, MailReport
 
@@ -240,6 +240,11 @@ def _declared(mail: InboundMail) -> list[tuple[str, str]]:
         out.append(("auto-reply", "X-MS-Exchange-Inbox-Rules-Loop with X-Auto-Response-Suppress (Exchange rule reply)"))
     if _header(mail, "X-Cron-Env"):
         out.append(("bulk", "X-Cron-Env header (cron job output)"))
+    # List servers that set no List-Id: ezmlm and Yahoo Groups (Mailing-List), fml (X-MLServer, X-ML-Name).
+    for name in ("Mailing-List", "X-MLServer", "X-ML-Name"):
+        if _header(mail, name):
+            out.append(("bulk", f"{name} header (a mailing-list server)"))
+            break
     if any(v.lower().strip() in ("true", "yes") for v in _header(mail, "X-FC-MachineGenerated")):
         out.append(("auto-reply", "X-FC-MachineGenerated: true (FirstClass)"))
     if any("autoresponder" in v.lower() for v in _header(mail, "X-POST-MessageClass") + _header(mail, "Delivered-To")):
@@ -301,6 +306,8 @@ def _looks_like(mail: InboundMail, person_known: bool) -> str:
         return "auto-reply"
     if read_receipt_subject(subject):
         return "read-receipt"
+    if complaint_subject(subject):
+        return "feedback"
     if _header(mail, "X-Loop"):
         return "auto-reply"
     if (local in _BULK_LOCALPARTS or local.startswith(("owner-", "bounce-", "bounces+", "noreply", "no-reply"))
@@ -324,6 +331,8 @@ def _inferred_reason(mail: InboundMail) -> str:
         return f"auto-reply subject {subject[:80]!r}"
     if read_receipt_subject(subject):
         return f"read-receipt subject {subject[:80]!r}"
+    if complaint_subject(subject):
+        return f"complaint notice subject {subject[:80]!r} (not an RFC 5965 report)"
     if _header(mail, "X-Loop"):
         return "X-Loop header (a mail robot's loop guard)"
     if mail.list_id:

@@ -158,3 +158,11 @@ def delay_subject(subject: str) -> bool:
 def read_receipt_subject(subject: str) -> bool:
     """Shaped like a read receipt ("Read: …", "Gelesen: …", "Lu : …")."""
     return any(p.search(subject) for p in _READ_RECEIPT)
+
+
+# Complaint notices that are not RFC 5965 reports (Hotmail's "complaint about message from <ip>").
+_COMPLAINT = re.compile(r"^\s*(?:complaint about message from|abuse report\b|spam complaint\b)", re.IGNORECASE)
+
+
+def complaint_subject(subject: str) -> bool:
+    return bool(_COMPLAINT.search(subject))

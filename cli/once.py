@@ -60,8 +60,8 @@ def dry_run(args: argparse.Namespace, ctx: Context) -> int:
     out_root = Path(args.dry_run_dir or "partnerdesk-dry-run").resolve() / stamp
     report = cycle(ctx.desk(dry_run_dir=out_root))
     warn(report)
-    print(f"dry run at {ctx.clock.now().isoformat()}: nothing was sent and nothing changed; this is what "
-          f"a cycle would do")
+    at = ctx.clock.now().astimezone(ctx.settings.calendar.tz()).isoformat(timespec="seconds")  # as `status` prints
+    print(f"dry run at {at}: nothing was sent and nothing changed; this is what a cycle would do")
     print(report.summary(dry_run=True))
     for line in report.actions:
         print(f"  {line}")

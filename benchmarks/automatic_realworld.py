@@ -39,6 +39,8 @@ from workflows.intake import IntakeSettings  # noqa: E402
 from workflows.loopbreaker import ANSWER_KINDS  # noqa: E402
 from workflows.model import Contact, Partner  # noqa: E402
 
+from gitblobs import git, read_blobs  # noqa: E402  (benchmarks/, the script's own folder)
+
 SUPPORT = "support@partnerdesk.invalid"
 STAFF = "staff@partnerdesk.invalid"
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc)
@@ -47,25 +49,8 @@ WORK = ("thread-new", "thread-join", "unverified", "merged")
 
 def read_tree(git_dir: Path, tree: str) -> list[tuple[str, bytes]]:
     """(file name, bytes) of every file under ``tree`` at HEAD, sorted by name."""
-    names = subprocess.run(["git", "-C", str(git_dir), "ls-tree", "-r", "--name-only", "HEAD", tree],
-                           capture_output=True, text=True, check=True).stdout.split("\n")
-    names = sorted(n for n in names if n)
-    proc = subprocess.Popen(["git", "-C", str(git_dir), "cat-file", "--batch"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    out = []
-    for name in names:
-        proc.stdin.write(f"HEAD:{name}\n".encode())
-        proc.stdin.flush()
-        head = proc.stdout.readline().split()
-        if len(head) < 3 or head[1] == b"missing":
-            continue
-        data = proc.stdout.read(int(head[2]))
-        proc.stdout.read(1)
-        out.append((name.rpartition("/")[2], data))
-    proc.stdin.close()
-    proc.wait()
-    return out
+    names = sorted(git(git_dir, "ls-tree", "-r", "--name-only", "HEAD", tree))
+    return [(spec.rpartition("/")[2], data) for spec, data in read_blobs(git_dir, [f"HEAD:{n}" for n in names])]
 
 
 def distinct_ids(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:

@@ -50,6 +50,8 @@ from service.intake import IntakeService  # noqa: E402
 from service.outbox import Outbox  # noqa: E402
 from service.ports import RawMail  # noqa: E402
 from service.report import CycleReport  # noqa: E402
+
+from gitblobs import git, read_blobs  # noqa: E402  (benchmarks/, the script's own folder)
 from store.tinystore import Store  # noqa: E402
 from workflows.intake import IntakeSettings  # noqa: E402
 from workflows.model import Contact, Partner  # noqa: E402
@@ -90,24 +92,8 @@ def write_mbox(messages: list[bytes], path: Path) -> None:
 
 def read_public_inbox(git_dir: Path) -> list[bytes]:
     """Every message of a public-inbox v2 epoch (one commit per message, blob ``m``), oldest first."""
-    revs = subprocess.run(["git", "-C", str(git_dir), "rev-list", "--reverse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.split()
-    proc = subprocess.Popen(["git", "-C", str(git_dir), "cat-file", "--batch"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    out = []
-    for rev in revs:
-        proc.stdin.write(f"{rev}:m\n".encode())
-        proc.stdin.flush()
-        head = proc.stdout.readline().split()
-        if len(head) < 3 or head[1] == b"missing":
-            continue
-        data = proc.stdout.read(int(head[2]))
-        proc.stdout.read(1)
-        out.append(data)
-    proc.stdin.close()
-    proc.wait()
-    return out
+    revs = git(git_dir, "rev-list", "--reverse", "HEAD")
+    return [data for _, data in read_blobs(git_dir, [f"{rev}:m" for rev in revs])]
 
 
 def headers(raw: bytes) -> email.message.Message:

@@ -22,6 +22,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+
+from scripted_server import ScriptedServer
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 import mailbox.imap as imap_mod
@@ -43,7 +45,7 @@ SUPPORT = "support@openatrium.example"
 
 # ======================================================================================
 # a scriptable SMTP server on 127.0.0.1, port 0
-class FakeSmtp:
+class FakeSmtp(ScriptedServer):
     """Answers each command from a script: ``auth`` (None: AUTH not offered), ``mail``,
     ``rcpt`` per address, ``data(rcpts)``. Records the commands it saw and what it accepted."""
 
@@ -54,7 +56,7 @@ class FakeSmtp:
         self.commands: list[str] = []
         self.accepted: list[tuple[str, ...]] = []
         self.connections = 0
-        self.loop = asyncio.new_event_loop()
+        super().__init__()
         self.port = 0
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -106,29 +108,6 @@ class FakeSmtp:
                 await writer.drain()
         finally:
             writer.close()
-
-    def __enter__(self) -> FakeSmtp:
-        ready = threading.Event()
-
-        async def start() -> None:
-            self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(start(), self.loop)
-        assert ready.wait(5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        async def stop() -> None:
-            self.server.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)  # in the loop's own thread
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
     def verb_count(self, verb: str) -> int:
         return sum(1 for c in self.commands if c.upper().startswith(verb))

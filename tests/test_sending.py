@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from scripted_server import ScriptedServer
+
 from config.servers import SmtpSettings
 from mailbox.smtp import SmtpSender
 from service.dispatch import Dispatcher
@@ -23,7 +25,7 @@ NOW = datetime(2026, 11, 30, 15, tzinfo=timezone.utc)
 SUPPORT = "support@openatrium.example"
 
 
-class Smtp:
+class Smtp(ScriptedServer):
     """A small SMTP server: ``pipelining`` offers PIPELINING; ``on_mail(conn, n, key)`` runs when a
     mail's end of data arrives (before the 250 goes back); records what each read carried."""
 
@@ -32,7 +34,7 @@ class Smtp:
         self.on_mail = on_mail
         self.reads: list[tuple[int, bytes]] = []  # (connection, bytes of one read)
         self.mails: list[tuple[int, str]] = []  # (connection, Subject) in the order accepted
-        self.loop = asyncio.new_event_loop()
+        super().__init__()
         self.conns = 0
         self.lock = threading.Lock()
 
@@ -76,29 +78,6 @@ class Smtp:
                 await writer.drain()
         finally:
             writer.close()
-
-    def __enter__(self) -> Smtp:
-        ready = threading.Event()
-
-        async def start() -> None:
-            self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(start(), self.loop)
-        assert ready.wait(5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        async def stop() -> None:
-            self.server.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 def sender(port: int, connections: int = 1, rate: int = 0) -> SmtpSender:

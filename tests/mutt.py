@@ -192,6 +192,7 @@ set wait_key=no
             time.sleep(0.1)
         self.type(":wq")
         self.keys("Enter")
-        compose = self.wait_for("y:Send")
+        self.wait_for("y:Send")
+        compose = self.wait_for("Subject:")  # the header block drawn to its last line, not just the help bar
         self.press("y", until="Mail sent.", still="y:Send")
         return compose

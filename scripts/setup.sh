@@ -20,12 +20,11 @@ if ! command -v chromium >/dev/null 2>&1 || ! [ -e /usr/share/fonts/truetype/dej
     apt-get install -y --no-install-recommends chromium fonts-dejavu-core
 fi
 
-# A real mail client for the tests (tests/mutt.py): mutt driven in tmux, typing in vim.
-if ! command -v mutt >/dev/null 2>&1 || ! command -v tmux >/dev/null 2>&1 \
-        || ! { command -v vim || command -v vim.tiny || command -v vi; } >/dev/null 2>&1; then
+# A real mail client for the tests (tests/mutt.py): mutt driven in tmux.
+if ! command -v mutt >/dev/null 2>&1 || ! command -v tmux >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y --no-install-recommends mutt tmux vim-tiny
+    apt-get install -y --no-install-recommends mutt tmux
 fi
 # notmuch: the threading benchmark (benchmarks/thread_grouping.py) and its test compare with it.
 if ! command -v notmuch >/dev/null 2>&1; then

@@ -31,7 +31,7 @@ from tests.mailservers import MailServers
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("dovecot") is None, reason="run scripts/setup.sh")]
-needs_mutt = pytest.mark.skipif(not mutt_client.available(), reason="mutt, tmux and vim: run scripts/setup.sh")
+needs_mutt = pytest.mark.skipif(not mutt_client.available(), reason="mutt and tmux: run scripts/setup.sh")
 
 BASE = World()  # addresses and DKIM keys; the secret and the ack come from the running desk
 PARTNER, PARTNER2 = "antonio@nuvole.example.test", "andrea@nuvole.example.test"

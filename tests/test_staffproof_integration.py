@@ -112,7 +112,7 @@ def replies_in_support(servers) -> list[bytes]:
     return [m for m in servers.fetch_all(WORLD.support) if b"Reply typed in mutt" in m]
 
 
-needs_mutt = pytest.mark.skipif(not mutt_client.available(), reason="mutt, tmux and vim: run scripts/setup.sh")
+needs_mutt = pytest.mark.skipif(not mutt_client.available(), reason="mutt and tmux: run scripts/setup.sh")
 
 
 @needs_mutt

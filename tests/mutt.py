@@ -179,7 +179,12 @@ set wait_key=no
             now = time.monotonic()
             if now > deadline:
                 raise MuttError(f"mutt never showed {until!r} after {key!r}; the screen:\n{screen}")
-            if now - pressed_at > 1.5 and still in screen.splitlines()[0] and "Sending" not in screen:
+            # Pressed again only when nothing is under way: a key mutt did take and is still working on
+            # (fetching the message over IMAP on a loaded machine) would be taken twice, and a second
+            # "r" on the compose screen is edit-reply-to, a prompt the "y" would then be typed into.
+            lines = screen.rstrip("\n").splitlines()
+            busy = "Sending" in screen or (lines and "..." in lines[-1])
+            if now - pressed_at > 4 and still in lines[0] and not busy:
                 self.keys(key)
                 pressed_at = now
             time.sleep(0.1)

@@ -61,8 +61,9 @@ def _vtimezone(tzid: str, year: int) -> icalendar.Timezone:
 def build(event: CalendarEvent, *, organizer: str, organizer_name: str, domain: str, stamp: datetime) -> str:
     """The iTIP body for one attendee. Everything but the ATTENDEE line is the same for every recipient
     of one call at one time, so it is built once (building it costs milliseconds) and reused."""
+    # DTSTAMP is written to the second; the finer instant would make every recipient's stamp a new key.
     shared = _shared(replace(event, attendee="", attendee_name="", partstat=""), organizer, organizer_name, domain,
-                     stamp)
+                     stamp.replace(microsecond=0))
     line = _attendee_line(event.attendee, event.attendee_name, event.partstat)
     # Properties come before the VALARM sub-component (RFC 5545 eventc).
     at = shared.find("BEGIN:VALARM\r\n")

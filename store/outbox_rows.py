@@ -118,13 +118,22 @@ class OutboxRows:
     def apply_journal(self) -> int:
         """Fold journaled send results into the outbox (one store write per journal file); returns how many.
 
+        What is there now is folded: a fold a crash left unfinished, then the journal once. Not "until
+        the journal is empty": while a mailing is being sent, results arrive faster than a store write
+        takes, and chasing them kept the daemon folding, not taking in mail, for as long as the mailing
+        lasted. Later results wait for the next settle.
+
         A result that says some recipients were refused for now (452) carries the copy for them, queued
         here in the same write: the copy exists as soon as the result is folded, or neither does.
         """
         applied = 0
-        while True:
+        for _ in range(2):
+            leftover = self.journal.folding.exists()  # type: ignore[attr-defined]
             records = self.journal.take()  # type: ignore[attr-defined]
             if not records:
+                if leftover:  # nothing readable in it (a torn line only): gone, then the journal
+                    self.journal.done()  # type: ignore[attr-defined]
+                    continue
                 return applied
             with self.transaction(after_commit=self.journal.done):  # type: ignore[attr-defined]
                 for rec in records:
@@ -137,3 +146,6 @@ class OutboxRows:
                     applied += 1
                     if rec.get("copy"):  # for the recipients refused for now; its key makes this idempotent
                         self.outbox_add(OutboxEntry.from_dict(rec["copy"]))
+            if not leftover:
+                return applied
+        return applied

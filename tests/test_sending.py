@@ -147,6 +147,46 @@ def test_a_connection_ends_its_next_mail_only_once_the_previous_result_is_durabl
     assert len(store.outbox(Status.SENT)) == 60 and store.outbox(Status.PENDING) == []
 
 
+def test_a_fold_takes_what_is_journaled_now_and_leaves_later_results_for_the_next(store, monkeypatch):
+    """While a mailing is sent, results arrive faster than a store write takes: a fold that chased them
+    until the journal was empty kept the daemon from taking in mail for as long as the mailing lasted."""
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(12)])
+    sent = lambda e: {"key": e.key, "fields": {"status": "sent", "sent_at": NOW.isoformat(), "attempts": 1}}
+    store.journal_results([sent(e) for e in entries[:4]])
+    takes = []
+    real_take = store.journal.take
+    arriving = iter(entries[4:])
+
+    def take_while_sending():  # the sending thread journals more results during every fold
+        takes.append(1)
+        got = real_take()
+        more = [sent(e) for e in [next(arriving, None), next(arriving, None)] if e is not None]
+        if more:
+            store.journal_results(more)
+        return got
+
+    monkeypatch.setattr(store.journal, "take", take_while_sending)
+    assert store.apply_journal() == 4
+    assert len(takes) == 1  # what was journaled when the fold began, not what came after
+    assert len(store.outbox(Status.SENT)) == 4 and len(store.journal.pending()) == 2
+    assert store.apply_journal() == 2  # the next settle folds what came meanwhile
+    assert len(store.outbox(Status.SENT)) == 6
+
+
+def test_a_fold_a_crash_left_is_finished_before_the_journal(store):
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(3)])
+    sent = lambda e: {"key": e.key, "fields": {"status": "sent", "sent_at": NOW.isoformat(), "attempts": 1}}
+    store.journal_results([sent(entries[0])])
+    assert store.journal.take()  # a process renamed the journal aside and died before its commit
+    store.journal_results([sent(entries[1])])
+    assert store.apply_journal() == 2  # the leftover fold, then the journal
+    assert not store.journal.folding.exists() and store.journal.pending() == []
+    store.journal.folding.write_text('{"key": "m002", "fie\n')  # a leftover torn by a crash
+    store.journal_results([sent(entries[2])])
+    assert store.apply_journal() == 1
+    assert len(store.outbox(Status.SENT)) == 3 and not store.journal.folding.exists()
+
+
 def test_results_are_written_in_groups_one_fsync_each(store, monkeypatch):
     appends: list[int] = []
     real = store.journal.append

@@ -564,7 +564,8 @@ def test_bye_during_idle_wakes_and_the_next_call_reconnects():
     src = ImapSource(imap_settings(), "pw")
     c = FakeClient()
     c.idle_check = lambda timeout: [(b"BYE", b"Server shutting down.")]
-    src.client = c
+    c.search = lambda criteria: [3]  # nothing above what was handed out
+    src.client, src.handed_out = c, 3
     assert src.wait_for_mail(5) is True
     assert src.client is None and "idle_done" not in [x[0] for x in c.calls]
 
@@ -574,7 +575,8 @@ def test_bye_during_idle_wakes_and_the_next_call_reconnects():
         raise IMAPClientAbortError("socket error: EOF")
 
     c.idle_check = eof
-    src.client = c
+    c.search = lambda criteria: [3]
+    src.client, src.handed_out = c, 3
     assert src.wait_for_mail(5) is True and src.client is None
 
 
@@ -662,6 +664,54 @@ def test_dovecot_kick_between_fetches_reconnects(desk):
         assert src.client is None  # the dropped connection was closed: the next call reconnects
         s.deliver(desk.support, _message(3, desk.support))
         assert [r.uid for r in _fetch(src, cur)] == [3]
+    finally:
+        src.close()
+
+
+@pytest.mark.integration
+def test_mail_delivered_between_two_waits_wakes_the_next_wait_at_once(desk):
+    """Delivered while the daemon was busy (not in IDLE): the next wait returns at once. (During a
+    mailing Dovecot announced such mail seconds after IDLE began; the NOOP before IDLE asks instead.
+    Here, unloaded, Dovecot also answers in time: tests/test_imap_idle.py holds the NOOP to it.)"""
+    s = desk.servers
+    src = ImapSource(ImapSettings(host="127.0.0.1", port=s.imap_port, security="none", username=desk.support,
+                                  timeout=10.0), "pw")
+    cur = _Cursor()
+    try:
+        s.deliver(desk.support, _message(1, desk.support))
+        assert [r.uid for r in _fetch(src, cur)] == [1]
+        assert src.wait_for_mail(0.2) is False  # nothing new: a real wait, ended by its timeout
+        s.deliver(desk.support, _message(2, desk.support))
+        assert src.wait_for_mail(0.2) is True
+        assert [r.uid for r in _fetch(src, cur)] == [2]
+    finally:
+        src.close()
+
+
+@pytest.mark.integration
+def test_mail_delivered_during_the_intake_wakes_the_next_wait(desk):
+    """A burst: more mail lands while the intake is fetching and marking. Dovecot announces it in the
+    answer to that FETCH or STORE, which keeps no EXISTS, and never again; the next wait must still see
+    it, not leave it for the next poll minutes later."""
+    s = desk.servers
+    src = ImapSource(ImapSettings(host="127.0.0.1", port=s.imap_port, security="none", username=desk.support,
+                                  timeout=10.0), "pw")
+    cur = _Cursor()
+    try:
+        s.deliver(desk.support, _message(1, desk.support))
+        taken = []
+        for raw in src.fetch_new(cur):  # the SEARCH has run: the rest arrive while it is worked on
+            for n in (2, 3):
+                s.deliver(desk.support, _message(n, desk.support))
+            src.mark_done(raw)
+            cur.uidvalidity, cur.last = raw.uidvalidity, raw.uid
+            taken.append(raw.uid)
+        src.mark_done(RawMail(source_key="x", data=b"", received_at=NOW, folder="INBOX",
+                              uidvalidity=cur.uidvalidity, uid=1))  # one more command after the arrivals
+        assert taken == [1]
+        assert src.wait_for_mail(0.2) is True
+        assert [r.uid for r in _fetch(src, cur)] == [2, 3]
+        assert src.wait_for_mail(0.2) is False
     finally:
         src.close()
 

@@ -249,17 +249,20 @@ class Wiring:
         s = self.settings
         if s.imap is not None:
             from mailbox.imap import ImapSource
-            from mailbox.oauth2_sasl import imap_authenticator, smtp_authenticator
             from mailbox.smtp import SmtpSender
 
             assert s.smtp is not None  # the config allows both or neither
-            mech = s.oauth2.mechanism if s.oauth2 else "auto"
             tokens = self.tokens()
-            source = ImapSource(s.imap, passwords["imap"],
-                                authenticator=imap_authenticator(tokens, mech) if tokens and s.imap.oauth2 else None)
+            imap_auth = smtp_auth = None
+            if tokens:  # OAuth2's libraries are loaded only for a config that uses it (a third of start-up)
+                from mailbox.oauth2_sasl import imap_authenticator, smtp_authenticator
+
+                mech = s.oauth2.mechanism if s.oauth2 else "auto"
+                imap_auth = imap_authenticator(tokens, mech) if s.imap.oauth2 else None
+                smtp_auth = smtp_authenticator(tokens, mech) if s.smtp.oauth2 else None
+            source = ImapSource(s.imap, passwords["imap"], authenticator=imap_auth)
             self.stack.callback(source.close)
-            return source, SmtpSender(s.smtp, passwords["smtp"], authenticator=smtp_authenticator(
-                tokens, mech) if tokens and s.smtp.oauth2 else None)
+            return source, SmtpSender(s.smtp, passwords["smtp"], authenticator=smtp_auth)
         from mailbox.spool import SpoolSender, SpoolSource
 
         root = spool_root or Path(s.store_path).parent / "spool"

@@ -625,12 +625,15 @@ def _fetch(src: ImapSource, cur: _Cursor) -> list[RawMail]:
     return raws
 
 
+def _source(desk) -> ImapSource:
+    return ImapSource(ImapSettings(host="127.0.0.1", port=desk.servers.imap_port, security="none",
+                                   username=desk.support, timeout=10.0), "pw")
+
+
 @pytest.mark.integration
 def test_dovecot_kick_between_fetches_reconnects(desk):
     s = desk.servers
-    src = ImapSource(ImapSettings(host="127.0.0.1", port=s.imap_port, security="none", username=desk.support,
-                                  timeout=10.0), "pw")
-    cur = _Cursor()
+    src, cur = _source(desk), _Cursor()
     try:
         s.deliver(desk.support, _message(1, desk.support))
         assert [r.uid for r in _fetch(src, cur)] == [1]
@@ -670,13 +673,11 @@ def test_dovecot_kick_between_fetches_reconnects(desk):
 
 @pytest.mark.integration
 def test_mail_delivered_between_two_waits_wakes_the_next_wait_at_once(desk):
-    """Delivered while the daemon was busy (not in IDLE): the next wait returns at once. (During a
-    mailing Dovecot announced such mail seconds after IDLE began; the NOOP before IDLE asks instead.
-    Here, unloaded, Dovecot also answers in time: tests/test_imap_idle.py holds the NOOP to it.)"""
+    """Delivered while the daemon was busy (not in IDLE): the next wait returns at once. (Here Dovecot
+    would also announce it within the wait; tests/test_imap_idle.py holds the ask before IDLE to it, and
+    the next test is the case where only that ask finds the mail.)"""
     s = desk.servers
-    src = ImapSource(ImapSettings(host="127.0.0.1", port=s.imap_port, security="none", username=desk.support,
-                                  timeout=10.0), "pw")
-    cur = _Cursor()
+    src, cur = _source(desk), _Cursor()
     try:
         s.deliver(desk.support, _message(1, desk.support))
         assert [r.uid for r in _fetch(src, cur)] == [1]
@@ -694,9 +695,7 @@ def test_mail_delivered_during_the_intake_wakes_the_next_wait(desk):
     answer to that FETCH or STORE, which keeps no EXISTS, and never again; the next wait must still see
     it, not leave it for the next poll minutes later."""
     s = desk.servers
-    src = ImapSource(ImapSettings(host="127.0.0.1", port=s.imap_port, security="none", username=desk.support,
-                                  timeout=10.0), "pw")
-    cur = _Cursor()
+    src, cur = _source(desk), _Cursor()
     try:
         s.deliver(desk.support, _message(1, desk.support))
         taken = []

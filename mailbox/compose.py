@@ -28,6 +28,7 @@ import email.utils
 import hashlib
 import re
 from datetime import datetime
+from email import quoprimime
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +121,14 @@ def _encode_text(text: str) -> tuple[str, bytes]:
     sniff = b"\n".join(lines[:10]) + b"\n"
     data = b"\n".join(lines) + b"\n"
     # binascii's quoted-printable is the standard library's encoder in C (quoprimime's is Python, and
-    # on a designed HTML part it was a third of the cost of building a mail); same lines, same wrapping.
+    # on a designed HTML part it was a third of the cost of building a mail). It can end a line with an
+    # encoded space at column 77 or 78, past RFC 2045's 76: then quoprimime, which breaks first.
     if len(binascii.b2a_qp(sniff, istext=True)) > len(binascii.b2a_base64(sniff)):
         return "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
-    return "quoted-printable", binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    qp = binascii.b2a_qp(data, istext=True)
+    if max(map(len, qp.split(b"\n"))) > 76:
+        qp = quoprimime.body_encode(data.decode("latin-1"), 76).encode("ascii").replace(b"\r\n", b"\n")
+    return "quoted-printable", qp.replace(b"\n", b"\r\n")
 
 
 class _Part:

@@ -68,3 +68,17 @@ def test_the_invitation_is_shared_but_the_attendee_is_each_recipients_own():
         assert str(ev["uid"]) == "call-2027-01-12@openatrium.example"
         assert [c.name for c in ev.subcomponents] == ["VALARM"]
         assert text.index("ATTENDEE") < text.index("BEGIN:VALARM")
+
+
+def test_quoted_printable_lines_stay_within_76_characters_and_read_back():
+    """The C encoder can end a line with an encoded space past column 76 (RFC 2045's limit); such
+    text goes through the standard library's other encoder, which breaks first."""
+    import quopri
+
+    from mailbox.compose import _encode_text
+
+    for text in ["a" * 75 + " \nnext caf\u00e9", "b" * 74 + "\t\nx\u00e9", "x=y caf\u00e9 plain words " * 12 + "\n.\n=end \n"]:
+        cte, body = _encode_text(text)
+        assert cte == "quoted-printable"
+        assert max(len(line) for line in body.split(b"\r\n")) <= 76
+        assert quopri.decodestring(body.replace(b"\r\n", b"\n")).decode() == "\n".join(text.splitlines()) + "\n"

@@ -189,7 +189,9 @@ class ImapSource:
             # "N:*" always matches the highest UID even when it is below N; filter.
             uids = self._not_marked(c, last) + sorted(u for u in c.search(["UID", f"{last + 1}:*"]) if u > last)
             self.expected = len(uids)
-            self.handed_out = max([last, *uids])
+            # Known only once every one of them was taken: an intake stopped half-way by an error leaves
+            # poll_new unsure, so the next wait fetches again instead of idling past what is left.
+            self.handed_out = None
             for batch in self._batches(c, uids):
                 data = c.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
                 for uid in batch:
@@ -207,6 +209,7 @@ class ImapSource:
                         uidvalidity=self.uidvalidity,
                         uid=uid,
                     )
+            self.handed_out = max([last, *uids])
         except (OSError, socket.timeout, IMAPClientError) as e:
             self.close()
             raise Transient(f"IMAP connection to {self.s.host}:{self.s.port} failed while reading: {e}") from e

@@ -502,6 +502,27 @@ def test_fetch_after_a_dropped_connection_reconnects_at_once(monkeypatch):
     assert src.client is fresh
 
 
+def test_an_intake_stopped_half_way_leaves_the_next_wait_unsure():
+    """An error in the intake (a store write, a bug) abandons fetch_new after its SEARCH: the mail not
+    taken yet must not look handed out, or the next wait would idle past it until the next poll."""
+    class Client(FakeClient):
+        def search(self, criteria):
+            return [6, 7]
+
+    class AtFive:
+        def cursor(self, folder):
+            return {"uidvalidity": 7, "last_uid": 5}
+
+    src = ImapSource(imap_settings(), "pw")
+    src.client = Client(sizes={6: 10, 7: 10})
+    mails = src.fetch_new(AtFive())
+    assert next(mails).uid == 6
+    mails.close()  # the caller failed while taking in UID 6
+    assert src.handed_out is None and src.poll_new() is True
+    assert [r.uid for r in src.fetch_new(AtFive())] == [6, 7]
+    assert src.handed_out == 7 and src.poll_new() is False
+
+
 @pytest.mark.parametrize("permanent, done_folder, again", [
     ((b"\\Seen", b"\\*"), None, ["UID", "1:5", "UNDELETED", "UNKEYWORD", "$PartnerdeskDone"]),
     ((b"\\Seen", b"$PartnerdeskDone"), None, ["UID", "1:5", "UNDELETED", "UNKEYWORD", "$PartnerdeskDone"]),

@@ -161,6 +161,8 @@ pid = os.fork()
 if pid == 0:
     try:
         os.execvp(cmd[0], cmd)
+    except OSError as e:
+        print(f"cannot start {cmd[0]}: {e}", file=sys.stderr)
     finally:
         os._exit(127)
 _, status, usage = os.wait4(pid, 0)
@@ -182,6 +184,9 @@ def run_child(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, time
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)  # the launcher and the child with it
             p.wait()
+        except BaseException:  # Ctrl-C: its own session does not get it, so take it down too
+            os.killpg(p.pid, signal.SIGKILL)
+            raise
         try:
             got = json.loads(Path(report.name).read_text())
         except ValueError:  # killed before it could report

@@ -184,7 +184,7 @@ set wait_key=no
             # "r" on the compose screen is edit-reply-to, a prompt the "y" would then be typed into.
             lines = screen.rstrip("\n").splitlines()
             busy = "Sending" in screen or (lines and "..." in lines[-1])
-            if now - pressed_at > 4 and still in lines[0] and not busy:
+            if now - pressed_at > 4 and lines and still in lines[0] and not busy:  # blank: the editor runs
                 self.keys(key)
                 pressed_at = now
             time.sleep(0.1)

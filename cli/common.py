@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
 
 from service.report import CycleReport
 from workflows.errors import BadInput
@@ -38,6 +39,17 @@ def day(value: str, flag: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise BadInput(f"{flag} {value!r} is not a date like 2028-03-31") from None
+
+
+def read_sheet(path: str) -> str:
+    """The text of a CSV sheet a person exported (a BOM from Excel dropped); BadInput (exit 2) saying
+    what to do when it cannot be read or is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path} is not UTF-8 text; save the spreadsheet as CSV UTF-8") from None
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -13,7 +13,7 @@ from workflows.errors import BadInput
 from workflows.mailings.trainings import seats_used
 from workflows.roster import RosterImport, duplicates, export_csv, lapsed_since, parse_roster
 
-from .common import day, error, plural
+from .common import day, error, plural, read_sheet
 from .context import Context
 from .progress import progress
 
@@ -66,13 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _read(path: str) -> RosterImport:
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise BadInput(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path} is not UTF-8 text; save the spreadsheet as CSV UTF-8") from None
-    return parse_roster(text)
+    return parse_roster(read_sheet(path))
 
 
 def import_sheet(args: argparse.Namespace, ctx: Context) -> int:

@@ -8,7 +8,6 @@ import io
 import json
 import re
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from service.ports import Store
@@ -19,7 +18,7 @@ from workflows.mailings.types import TrainingDate
 from workflows.trainings import schedule
 from workflows.trainings.model import Registration, Status
 
-from .common import error
+from .common import error, read_sheet
 from .context import Context
 
 STAFF = "staff (command line)"
@@ -109,13 +108,7 @@ def decide(args: argparse.Namespace, ctx: Context) -> int:
 def read_attendance(path: str) -> tuple[list[str], list[str], list[str]]:
     """(attended, absent, problems as FILE:LINE: reason) from a sheet: any column holding addresses; a column
     named attended/present/attendance with yes/no, 1/0, x or empty says who did not come."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise BadInput(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path} is not UTF-8 text; save the sheet as CSV UTF-8") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = list(csv.reader(io.StringIO(read_sheet(path))))
     header = [h.strip().lower() for h in rows[0]] if rows else []
     flag = next((i for i, h in enumerate(header) if h in ("attended", "present", "attendance")), None)
     start = 1 if header and not any("@" in h for h in header) else 0

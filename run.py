@@ -257,7 +257,7 @@ class Wiring:
             if tokens:  # OAuth2's libraries are loaded only for a config that uses it (a third of start-up)
                 from mailbox.oauth2_sasl import imap_authenticator, smtp_authenticator
 
-                mech = s.oauth2.mechanism if s.oauth2 else "auto"
+                mech = s.oauth2.mechanism  # type: ignore[union-attr]  # tokens exist only with [oauth2]
                 imap_auth = imap_authenticator(tokens, mech) if s.imap.oauth2 else None
                 smtp_auth = smtp_authenticator(tokens, mech) if s.smtp.oauth2 else None
             source = ImapSource(s.imap, passwords["imap"], authenticator=imap_auth)

@@ -61,7 +61,7 @@ class ImapSource:
         self.logged_in_once = False
         self.expected: int | None = None  # messages the running fetch_new will yield (for a progress bar)
         # The highest UID fetch_new has handed out on this connection: poll_new asks for anything above it
-        # (None: unknown, after a reconnect or a new UIDVALIDITY; then there may be mail).
+        # (None: unknown, before a fetch_new has finished on this connection; then there may be mail).
         self.handed_out: int | None = None
         self.selected_once = False
         self._warned_no_uidplus = False
@@ -135,8 +135,6 @@ class ImapSource:
             raise ConfigError(f"IMAP folder {s.folder!r} cannot be opened ({e}); check [imap] folder") from e
         self.selected_once = True
         self._announced()  # SELECT's own EXISTS is the state now, not news; what comes after it is
-        if int(info[b"UIDVALIDITY"]) != self.uidvalidity:
-            self.handed_out = None
         self.uidvalidity = int(info[b"UIDVALIDITY"])
         permanent = info.get(b"PERMANENTFLAGS") or ()
         self.keeps_keyword = b"\\*" in permanent or self.s.done_keyword.encode() in permanent

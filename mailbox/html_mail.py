@@ -7,14 +7,15 @@ so every word, the partner's included, is escaped by the library, never by hand:
 URLs and addresses become links (absolute https and mailto only). The program's name heads the mail; one
 call to action is added where the mail has one (renew, sign up, add to calendar, the partner profile).
 
-Mail clients strip ``<style>`` and never load remote CSS: the template's stylesheet is inlined into
-``style`` attributes by css-inline (pinned) and the ``<style>`` element removed. Every block sets its own
+Mail clients strip ``<style>`` and never load remote CSS: the stylesheet (templates/mail.css) is inlined
+into ``style`` attributes by css-inline (pinned) and the ``<style>`` element removed. Every block sets its own
 background and text colour, so a client that darkens mail (Gmail, Outlook, Apple Mail in dark mode)
 inverts pairs, never text alone; the layout is one fluid column of at most 600 px, readable on a phone.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -125,11 +126,17 @@ def _list(lines: list[str]) -> Block:
 
 # -- the one call to action ---------------------------------------------------------------------------------------
 def _google_calendar(event: Any) -> str:
+    # Every recipient of a call gets the same link (it does not name the attendee): made once per call.
+    return _google_link(event.summary, event.start, event.end, event.description, event.location)
+
+
+@functools.lru_cache(maxsize=64)
+def _google_link(summary: str, start: Any, end: Any, description: str, location: str) -> str:
     def stamp(dt: Any) -> str:
         return dt.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
-    query = urlencode({"action": "TEMPLATE", "text": event.summary, "dates": f"{stamp(event.start)}/{stamp(event.end)}",
-                       "details": event.description, "location": event.location}, quote_via=quote)
+    query = urlencode({"action": "TEMPLATE", "text": summary, "dates": f"{stamp(start)}/{stamp(end)}",
+                       "details": description, "location": location}, quote_via=quote)
     return f"https://calendar.google.com/calendar/render?{query}"
 
 
@@ -159,8 +166,17 @@ def call_to_action(kind: str, context: dict[str, Any], calendar: Any, support_ad
     return None
 
 
+_BODY = "<!--partnerdesk:body-->"  # where the blocks go in the inlined page (css-inline keeps comments)
+
+
 class HtmlMail:
-    """Renders the HTML alternative; one per Composer."""
+    """Renders the HTML alternative; one per Composer.
+
+    A page is its frame (templates/mail.html.j2) around its blocks (templates/mail_blocks.html.j2), and
+    each is inlined on its own, remembered by what it says: the recipients of a mailing differ in a line
+    or two, and inlining whole pages made the HTML part most of the cost of a mail. The stylesheet's
+    selectors reach no further than one block (tests/test_html_mail.py checks that a page made so is the
+    page css-inline makes of the whole)."""
 
     def __init__(self, templates_dir: Path, *, program_name: str) -> None:
         self.program_name = program_name
@@ -169,17 +185,60 @@ class HtmlMail:
                                trim_blocks=True, lstrip_blocks=True)
         self.env.filters["linkify"] = linkify
         self.inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+        self._css: str | None = None
+        self._macros: Any = None
+        # Bounded: a mailing's shared blocks stay, the lines that name one recipient pass through.
+        self._piece = functools.lru_cache(maxsize=1024)(self._make_piece)
+        self._frame = functools.lru_cache(maxsize=128)(self._make_frame)
 
     def render(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
                support_address: str, support_name: str, personal: bool = False) -> str:
         parts = blocks(text, keep_lines=personal)
         # The button goes after what the mail says and before its "This is an automated message" footer.
         ends = [i for i, b in enumerate(parts) if b.kind == "p" and str(b.lines[0]).startswith("This is an autom")]
+        cta_at = ends[-1] if ends else len(parts)
+        cta = call_to_action(kind, context, calendar, support_address)
+        pieces = [self._piece("block", b.kind, tuple(tuple(x) if isinstance(x, list) else x for x in b.lines), b.title)
+                  for b in parts]
+        if cta:
+            pieces.insert(cta_at, self._piece("action", *cta))
+        head, tail = self._frame(subject, _preheader(text), support_name, support_address)
+        return head + "".join(pieces) + tail
+
+    def page(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
+             support_address: str, support_name: str, personal: bool = False) -> str:
+        """The same page inlined whole, as css-inline makes it (what ``render`` must equal; for the tests)."""
+        parts = blocks(text, keep_lines=personal)
+        ends = [i for i, b in enumerate(parts) if b.kind == "p" and str(b.lines[0]).startswith("This is an autom")]
+        cta_at = ends[-1] if ends else len(parts)
+        cta = call_to_action(kind, context, calendar, support_address)
+        macros = self.macros()
+        pieces = [str(macros.block(b.kind, b.lines, b.title)) for b in parts]
+        if cta:
+            pieces.insert(cta_at, str(macros.action(*cta)))
         page = self.env.get_template("mail.html.j2").render(
-            program=self.program_name, subject=subject, blocks=parts, cta_at=ends[-1] if ends else len(parts),
-            cta=call_to_action(kind, context, calendar, support_address), support_name=support_name,
+            program=self.program_name, subject=subject, body=Markup("".join(pieces)), support_name=support_name,
             support_address=support_address, preheader=_preheader(text))
         return self.inliner.inline(page)
+
+    def macros(self) -> Any:
+        if self._macros is None:
+            self._macros = self.env.get_template("mail_blocks.html.j2").module
+        return self._macros
+
+    def _make_piece(self, macro: str, *args: Any) -> str:
+        if self._css is None:
+            loader = self.env.loader
+            assert loader is not None
+            self._css = loader.get_source(self.env, "mail.css")[0]
+        return self.inliner.inline_fragment(str(getattr(self.macros(), macro)(*args)), self._css)
+
+    def _make_frame(self, subject: str, preheader: str, support_name: str, support_address: str) -> tuple[str, str]:
+        page = self.env.get_template("mail.html.j2").render(
+            program=self.program_name, subject=subject, body=Markup(_BODY), support_name=support_name,
+            support_address=support_address, preheader=preheader)
+        head, _, tail = self.inliner.inline(page).partition(_BODY)
+        return head, tail
 
 
 def _preheader(text: str) -> str:

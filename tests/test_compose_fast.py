@@ -82,3 +82,73 @@ def test_quoted_printable_lines_stay_within_76_characters_and_read_back():
         assert cte == "quoted-printable"
         assert max(len(line) for line in body.split(b"\r\n")) <= 76
         assert quopri.decodestring(body.replace(b"\r\n", b"\n")).decode() == "\n".join(text.splitlines()) + "\n"
+
+
+def _attendee_line_through_an_event(attendee: str, name: str, partstat: str) -> str:
+    """How the line was made before: a whole event around it, the event's own serialisation."""
+    att = icalendar.vCalAddress(f"mailto:{attendee}")
+    if name:
+        att.params["cn"] = icalendar.vText(name)
+    att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
+    att.params["partstat"] = icalendar.vText(partstat)
+    att.params["rsvp"] = icalendar.vText("TRUE")
+    ev = icalendar.Event()
+    ev.add("attendee", att)
+    text = ev.to_ical().decode("utf-8")
+    return text[text.index("\r\n") + 2:text.rindex("END:VEVENT")]
+
+
+def test_the_attendee_line_is_the_line_an_event_would_write_for_any_name():
+    import random
+
+    from mailbox.ical import _attendee_line
+
+    rng = random.Random(5)
+    alphabet = 'abcdefgh ,;:"\'\\^éüß漢字😀-.'
+    for _ in range(2000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90)))
+        address = "".join(rng.choice("abc.+-_") for _ in range(rng.randint(1, 70))) + "@nuvole.example"
+        partstat = rng.choice(["NEEDS-ACTION", "ACCEPTED"])
+        assert _attendee_line(address, name, partstat) == _attendee_line_through_an_event(address, name, partstat)
+
+
+def test_html_made_block_by_block_is_the_page_css_inline_makes_of_the_whole(monkeypatch):
+    """Every kind of mail for every roster shape, and hostile text: the HTML part made from separately
+    inlined pieces (remembered across recipients) is byte for byte the page inlined whole."""
+    import random
+
+    from mail_kinds import SHAPES, partner_mails, staff_mails
+    from mailbox.compose import TEMPLATES_DIR
+    from mailbox.html_mail import HtmlMail
+
+    checked = []
+    fast = HtmlMail.render
+
+    def both(self, text, **kw):
+        got = fast(self, text, **kw)
+        assert got == self.page(text, **kw), kw.get("kind")
+        checked.append(kw.get("kind"))
+        return got
+
+    monkeypatch.setattr(HtmlMail, "render", both)
+    for shape in SHAPES:
+        partner_mails(shape)
+    staff_mails()
+    assert len(checked) > 100 and len(set(checked)) >= 19  # every kind, many times
+
+    html = HtmlMail(TEMPLATES_DIR, program_name="Open Atrium Partners Program")
+    pieces = ["Hello Ana,", "  When:  Tuesday https://x.example/a?b=c (60 minutes)\n  Join:  https://meet.example/soa",
+              "- one\n- two https://a.example\n    continued", "Steps:\n- a\n- b", "Config:\n  $conf['x'] = 1;\n  <b>",
+              "<?php print 'x'; ?>\n<div>", "----- Original message -----\nFrom: a@b.example\n\n> <script>x</script>",
+              "-- \nAna Rossi\nNorthwind", "Plain & <b>bold</b> \"q\" ünï 漢字 😀 mail a.b@c.example.</td></tr>",
+              "This is an automated message from Support (support@example.test).", "A line\nwith breaks\nkept"]
+    rng = random.Random(7)
+    for _ in range(150):
+        text = "\n\n".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        kw = dict(kind=rng.choice(["ack", "relay", "renewal", "training-announcement", "welcome"]),
+                  subject=rng.choice(["S <x>", "Hello & bye", "ü"]), calendar=None, support_address=SUPPORT,
+                  support_name="Open <Atrium>", personal=rng.random() < 0.3,
+                  context={"pay_url": "https://pay.example/x", "amount": "$4,000", "partner_name": "P & Q",
+                           "training_url": rng.choice(["", "https://t.example"]), "training_id": "t1", "when": "Tue",
+                           "profile_url": "https://p.example"})
+        assert html.render(text, **kw) == html.page(text, **kw)

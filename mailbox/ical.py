@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import icalendar
+from icalendar.parser import Contentline
 
 from workflows.mailings.due import CalendarEvent, uid_for
 
@@ -112,18 +113,18 @@ def _shared(event: CalendarEvent, organizer: str, organizer_name: str, domain: s
     return cal.to_ical().decode("utf-8")
 
 
-@functools.lru_cache(maxsize=4096)
 def _attendee_line(attendee: str, name: str, partstat: str) -> str:
+    """The one per-recipient line, made as icalendar makes a property line of an event (its escaping and
+    folding), without building an event around it: through a whole event it cost more than the rest of
+    the mail. Not cached: every recipient's line is new."""
     att = icalendar.vCalAddress(f"mailto:{attendee}")
     if name:
         att.params["cn"] = icalendar.vText(name)
     att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
     att.params["partstat"] = icalendar.vText(partstat)
     att.params["rsvp"] = icalendar.vText("TRUE")
-    ev = icalendar.Event()
-    ev.add("attendee", att)
-    text = ev.to_ical().decode("utf-8")
-    return text[text.index("\r\n") + 2:text.rindex("END:VEVENT")]
+    return Contentline.from_parts("ATTENDEE", att.params, att.to_ical().decode("utf-8"), sorted=True).to_ical().decode(
+        "utf-8") + "\r\n"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,7 +40,6 @@ import asyncio
 import collections
 import logging
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -111,8 +110,21 @@ def classify_error(e: BaseException, *, connecting: bool = False, oauth2: bool =
 
 
 KEEP_OPEN = 5.0  # seconds an idle connection is kept for the next mail (a burst of acks, say)
-_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
-_DOT = re.compile(rb"(?m)^\.")
+
+
+def wire_form(raw: bytes) -> bytes:
+    """``raw`` as DATA carries it: every line ending CRLF, a leading dot doubled, the final "." line.
+
+    Done with bytes methods, not regular expressions: on a 10 kB mail the two substitutions cost a
+    quarter of a millisecond, as much as the rest of sending it. Our own mail is CRLF already."""
+    if raw.count(b"\r") != raw.count(b"\n") or raw.count(b"\r\n") != raw.count(b"\n"):
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if not raw.endswith(b"\r\n"):
+        raw += b"\r\n"
+    raw = raw.replace(b"\n.", b"\n..")
+    if raw.startswith(b"."):
+        raw = b"." + raw
+    return raw + b".\r\n"
 
 
 class _Wire(asyncio.Protocol):
@@ -204,10 +216,7 @@ class _Connection:
         transport.set_protocol(self.wire)  # type: ignore[attr-defined]
 
     async def transact(self, e: OutboxEntry, before_data: asyncio.Future[None] | None) -> SendResult:
-        body = _LINE_ENDS.sub(b"\r\n", e.raw.encode("ascii"))
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        body = _DOT.sub(b"..", body) + b".\r\n"
+        body = wire_form(e.raw.encode("ascii"))
         mail = b"MAIL FROM:" + quote_address(e.mail_from).encode("ascii")
         if self.size:
             mail += b" SIZE=%d" % (len(body) - 3)

@@ -277,3 +277,23 @@ def test_a_mailing_starts_going_out_while_it_is_still_being_decided(tmp_path):
         report = cycle(desk)
     assert sent_at_first_gap and 1 <= sent_at_first_gap[0] <= 25  # the first chunk only: the rest was not decided yet
     assert len(desk.sender.sent) == 120 and report.counts["sent"] == 120
+
+
+def test_the_wire_form_ends_every_line_with_crlf_and_doubles_leading_dots():
+    import random
+    import re
+
+    from mailbox.smtp import wire_form
+
+    def by_regex(raw: bytes) -> bytes:  # RFC 5321 4.5.2, written the obvious way
+        raw = re.sub(rb"\r\n|\n|\r(?!\n)", b"\r\n", raw)
+        if not raw.endswith(b"\r\n"):
+            raw += b"\r\n"
+        return re.sub(rb"(?m)^\.", b"..", raw) + b".\r\n"
+
+    assert wire_form(b".a\r\n.\r\nb") == b"..a\r\n..\r\nb\r\n.\r\n"
+    assert wire_form(b"a\nb\rc\r\n") == b"a\r\nb\r\nc\r\n.\r\n"
+    rng = random.Random(3)
+    for _ in range(50000):
+        raw = bytes(rng.choice(b"ab.\r\n ") for _ in range(rng.randint(0, 24)))
+        assert wire_form(raw) == by_regex(raw), raw

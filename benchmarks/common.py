@@ -140,8 +140,9 @@ def fill(ms, support: str, templates: list[bytes], start: datetime, span: timede
 
 
 class Child:
-    def __init__(self, seconds: float, rss_kb: int, out: str, err: str, code: int) -> None:
+    def __init__(self, seconds: float, rss_kb: int, out: str, err: str, code: int, cpu: float = 0.0) -> None:
         self.seconds, self.rss_kb, self.out, self.err, self.code = seconds, rss_kb, out, err, code
+        self.cpu = cpu  # user + system seconds of the child, all its threads
 
     @property
     def rss_mb(self) -> float:
@@ -168,7 +169,8 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - t
 with open(report, "w") as f:
-    json.dump({"seconds": seconds, "maxrss_kb": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}, f)
+    json.dump({"seconds": seconds, "maxrss_kb": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime,
+               "code": os.waitstatus_to_exitcode(status)}, f)
 """
 
 
@@ -194,7 +196,7 @@ def run_child(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, time
         out.seek(0)
         err.seek(0)
         child = Child(got["seconds"], got["maxrss_kb"], out.read().decode(errors="replace"),
-                      err.read().decode(errors="replace"), got["code"])
+                      err.read().decode(errors="replace"), got["code"], got.get("cpu", 0.0))
     if check and child.code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {child.code}\nstdout:\n{child.out}\nstderr:\n{child.err[-3000:]}")
     return child
@@ -287,6 +289,11 @@ class Capture:
             cmd.append("--pipelining")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.port = int(self.proc.stdout.readline())
+
+    def cpu(self) -> float:
+        """The server's user + system seconds so far (to tell whether it was the bottleneck)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def mails(self) -> list[tuple[float, str, str, str]]:
         out = []

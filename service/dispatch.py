@@ -95,6 +95,20 @@ class Dispatcher:
         with self._lock:
             return self._inflight > 0 or any(self._lanes)
 
+    def wait_for_room(self, backlog: int, timeout: float) -> None:
+        """Until fewer than ``backlog`` mailing mails wait to be sent, or ``timeout`` passes (a caller that
+        renders a large mailing keeps just ahead of the sending so, instead of taking the processor the
+        server and the sending need). Paced mailings are not waited for: they take as long as the pace says."""
+        if self.interval:
+            return
+        deadline = self.clock() + timeout
+        with self._lock:
+            while len(self._lanes[BULK]) >= backlog and self._failed is None and self._thread is not None:
+                left = deadline - self.clock()
+                if left <= 0:
+                    return
+                self._lock.wait(min(left, 0.5))
+
     def unsettled(self) -> int:
         with self._lock:
             return len(self._done)

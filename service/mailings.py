@@ -23,7 +23,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from workflows import msgids
 from workflows.automatic import Failure, address_is_bad
@@ -40,6 +40,7 @@ from workflows.outbox import OutboxEntry, Status
 
 from .outbox import Outbox
 from .ports import Store
+from .render_ahead import RenderFailed, in_process
 from .report import CycleReport
 
 log = logging.getLogger("partnerdesk.mailings")
@@ -53,6 +54,8 @@ _COURTESY = r"(?:unsubscribe|please|pls|thanks|thank|you|stop|remove|from|the|li
 _REST_RE = re.compile(rf"\b(?!{_COURTESY}\b)[^\W\d_]{{3,}}", re.IGNORECASE)
 
 
+SEND_AHEAD = 300  # mailing mails queued and not yet sent before the next chunk is rendered (unpaced)
+SEND_AHEAD_WAIT = 2.0  # seconds at most per chunk: a slow server delays the tick's other work only so long
 QUEUE_CHUNKS = (25, 50, 100, 200)  # mails decided per store write: a small first chunk, so that the
 # first mail leaves at once (it is sent while the next chunk is decided), then bigger ones (the last repeats)
 
@@ -81,6 +84,9 @@ class MailingRunner:
         # request never waits for a mailing to be decided).
         self.between_chunks: Callable[[], object] | None = None
         self._settled_on: Any = None
+        # How a mailing is rendered ahead of storing it (service/render_ahead.py): here by default; run.py
+        # gives the daemon a forked renderer, so that sending is not starved while a large mailing renders.
+        self.render_ahead: Callable[..., Iterator[tuple[Due, Any]]] = in_process
         # Run before each tick decides (trainings settle their waitlists), so what they change is mailed now.
         self.before_tick: list[Callable[[datetime, CycleReport], object]] = []
 
@@ -117,41 +123,57 @@ class MailingRunner:
                 log.info("skipped %s: %s", d.key, d.reason)
         queued = 0
         i = 0
-        for n in range(len(send)):
-            if i >= len(send):
-                break
-            chunk = send[i:i + QUEUE_CHUNKS[min(n, len(QUEUE_CHUNKS) - 1)]]
-            i += len(chunk)
-            # Rendered first, so that one mail whose template fails is reported and left for the
-            # next tick without holding up the others.
-            rendered = []
-            for d in chunk:
-                try:
-                    rendered.append((d, self.render(d, now)))
-                except Exception as e:  # our bug (a template, say): say so, queue the rest
-                    log.exception("mailing %s could not be rendered", d.key)
-                    report.problems.append(f"mailing {d.key} could not be rendered ({type(e).__name__}: {e}); "
-                                           f"it is retried at the next tick")
-            # One transaction per chunk: each mail's ledger and outbox entries exist together or not at
-            # all, and nothing is sent before that commit, so a crash here only means deciding again.
-            # (One transaction per mail rewrote the store file once per recipient.) Then the chunk
-            # leaves while the next one is decided.
-            with self.store.transaction():
-                for d, (out, mid, raw) in rendered:
-                    if self.store.ledger(d.key) is not None:
-                        continue  # another process decided it meanwhile
-                    self.outbox.add(out, mid, raw, now, partner_id=d.partner_id,
-                                    # bounces come back to us, not to nobody
-                                    mail_from=self.s.support_address, mailing=d.key, to=[d.recipient])
-                    self.store.record_ledger(d.key, d.ledger_record("queued", now))
-                    queued += 1
-                    report.counts[d.mailing] += 1
-            self.outbox.release(now)
-            if self.between_chunks is not None and i < len(send):
-                self.between_chunks()
+        ahead = self.render_ahead(self.render, send, now)
+        try:
+            for n in range(len(send)):
+                if i >= len(send):
+                    break
+                chunk = send[i:i + QUEUE_CHUNKS[min(n, len(QUEUE_CHUNKS) - 1)]]
+                i += len(chunk)
+                queued += self._queue_chunk([next(ahead) for _ in chunk], now, report)
+                if i < len(send):
+                    # Keep just ahead of the sending: rendering further ahead only takes the processor the
+                    # server and the sending need, and holds more mail in memory.
+                    self.outbox.wait_for_room(SEND_AHEAD, timeout=SEND_AHEAD_WAIT)
+                    if self.between_chunks is not None:
+                        self.between_chunks()
+        finally:
+            ahead.close()  # a forked renderer is ended and waited for, also on an error
         if queued:
             report.counts["mailings_queued"] += queued
         return queued, len(skip)
+
+    def _queue_chunk(self, chunk: list[tuple[Due, Any]], now: datetime, report: CycleReport) -> int:
+        """Store one chunk of rendered mail (one transaction) and hand it to the sender. A mail whose
+        rendering failed is reported and left for the next tick without holding up the others."""
+        rendered = []
+        for d, got in chunk:
+            if isinstance(got, Exception):  # our bug (a template, say): say so, queue the rest
+                trace = got.trace if isinstance(got, RenderFailed) else ""
+                kind = got.kind if isinstance(got, RenderFailed) else type(got).__name__
+                log.error("mailing %s could not be rendered: %s: %s%s", d.key, kind, got, "\n" + trace if trace else "",
+                          exc_info=None if isinstance(got, RenderFailed) else got)
+                report.problems.append(f"mailing {d.key} could not be rendered ({kind}: {got}); "
+                                       f"it is retried at the next tick")
+            else:
+                rendered.append((d, got))
+        queued = 0
+        # One transaction per chunk: each mail's ledger and outbox entries exist together or not at
+        # all, and nothing is sent before that commit, so a crash here only means deciding again.
+        # (One transaction per mail rewrote the store file once per recipient.) Then the chunk
+        # leaves while the next one is decided.
+        with self.store.transaction():
+            for d, (out, mid, raw) in rendered:
+                if self.store.ledger(d.key) is not None:
+                    continue  # another process decided it meanwhile
+                self.outbox.add(out, mid, raw, now, partner_id=d.partner_id,
+                                # bounces come back to us, not to nobody
+                                mail_from=self.s.support_address, mailing=d.key, to=[d.recipient])
+                self.store.record_ledger(d.key, d.ledger_record("queued", now))
+                queued += 1
+                report.counts[d.mailing] += 1
+        self.outbox.release(now)
+        return queued
 
     def settle_ledger(self, now: datetime) -> int:
         """Once a day: ledger entries no planning will list again leave the hot store (still found by key)."""

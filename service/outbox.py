@@ -160,6 +160,11 @@ class Outbox:
         log.debug("released %d mail(s) to the dispatcher", n)
         return n
 
+    def wait_for_room(self, backlog: int, timeout: float) -> None:
+        """Let the sending catch up with a large mailing being queued (Dispatcher.wait_for_room)."""
+        if self.dispatcher is not None and self._live:
+            self.dispatcher.wait_for_room(backlog, timeout)
+
     def submit_due(self, now: datetime, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
         """Hand the dispatcher whatever is due and not already in its hands (results it has and the store
         does not know yet included: those are settled later, see settle)."""

@@ -297,3 +297,31 @@ def test_the_wire_form_ends_every_line_with_crlf_and_doubles_leading_dots():
     for _ in range(50000):
         raw = bytes(rng.choice(b"ab.\r\n ") for _ in range(rng.randint(0, 24)))
         assert wire_form(raw) == by_regex(raw), raw
+
+
+def test_queueing_a_mailing_waits_for_the_sending_to_catch_up_but_never_for_a_paced_one(store):
+    import time
+
+    gate = threading.Event()
+
+    def slow(conn, n, subject):  # the server takes each mail only once the gate is open
+        gate.wait(30)
+
+    bulk = queue(store, [entry(f"bulk{i}") for i in range(40)])
+    with Smtp(on_mail=slow) as srv:
+        d = Dispatcher(store=store, sender=sender(srv.port, connections=1), now=lambda: NOW)
+        d.submit(bulk)
+        t = time.monotonic()
+        d.wait_for_room(10, timeout=0.5)  # nothing leaves: it gives up after its timeout
+        assert 0.4 < time.monotonic() - t < 5 and len(srv.mails) == 0
+        gate.set()
+        d.wait_for_room(10, timeout=30)  # returns once fewer than 10 wait, before everything is sent
+        assert len(srv.mails) >= 30 - 2
+        d.close(finish=True)
+        assert len(srv.mails) == 40
+        paced = Dispatcher(store=store, sender=sender(srv.port, connections=1), now=lambda: NOW, bulk_per_minute=6)
+        paced.submit(queue(store, [entry(f"paced{i}") for i in range(20)]))
+        t = time.monotonic()
+        paced.wait_for_room(1, timeout=10)
+        assert time.monotonic() - t < 1  # a paced mailing takes as long as its pace says: not waited for
+        paced.close(finish=False)

@@ -1,0 +1,177 @@
+"""Rendering a mailing ahead of storing it: in this process, or, for a large mailing, in a forked one.
+
+Why a second process: the sending thread and the rendering share one interpreter lock. While the main
+thread renders (pure Python, about a millisecond a mail), the sending thread gets the lock back only
+every switch interval (5 ms) after each socket read, journal write or fsync, so a mailing's first
+mails trickled out at 20 to 60 a second until the last one was rendered, and only then at the
+server's pace. Rendered in a child, the mail arrives over a pipe; the main thread waits on the pipe
+(holding no lock) and the sending thread goes at the server's pace from the first chunk on.
+
+The child is forked at the tick, renders the given mailing in order and writes each result to the
+pipe, then exits. It opens nothing, writes nothing but the pipe, and holds no state: killing it (or
+the daemon) loses nothing, since nothing is stored or sent until the main process has committed the
+chunk. The pipe holds about a hundred mails: a child that is ahead waits, so memory stays flat.
+
+``render(due, now) -> (OutgoingMail, message_id, bytes)`` is the runner's own; a mail it cannot
+render comes back as ``RenderFailed`` and is reported by the runner as before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import pickle
+import select
+import signal
+import struct
+import traceback
+from datetime import datetime
+from typing import Any, Callable, Iterator, Sequence
+
+log = logging.getLogger("partnerdesk.mailings")
+
+Render = Callable[[Any, datetime], Any]
+
+_PIPE_BYTES = 1 << 20  # ~100 rendered invitations ahead; Linux's default limit for an unprivileged pipe
+
+
+class RenderFailed(Exception):
+    """A mail the child could not render: the exception's type and words, and where it happened."""
+
+    def __init__(self, kind: str, message: str, trace: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.trace = trace
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, str]]:
+        return RenderFailed, (self.kind, str(self), self.trace)
+
+
+def in_process(render: Render, items: Sequence[Any], now: datetime) -> Iterator[tuple[Any, Any]]:
+    """Each item with its rendering, or the exception that stopped it."""
+    for d in items:
+        try:
+            yield d, render(d, now)
+        except Exception as e:  # our bug (a template, say): the runner reports it and queues the rest
+            yield d, e
+
+
+class Forked:
+    """``in_process`` in a forked child for mailings of at least ``at_least`` mails (smaller ones are
+    rendered here: forking costs more than they do).
+
+    A child that says nothing for ``stall`` seconds is killed and the rest is rendered here. It can
+    happen: the child is forked from a process whose sending thread may hold a lock inside a C library
+    at that instant (OpenSSL's, during a TLS exchange), and the child's first HMAC would then wait
+    for it for ever. The mailing goes on either way; it only loses the head start."""
+
+    def __init__(self, at_least: int = 100, stall: float = 10.0) -> None:
+        self.at_least = at_least
+        self.stall = stall
+
+    def __call__(self, render: Render, items: Sequence[Any], now: datetime) -> Iterator[tuple[Any, Any]]:
+        if len(items) < self.at_least or not hasattr(os, "fork"):
+            return in_process(render, items, now)
+        return self._forked(render, items, now)
+
+    def _forked(self, render: Render, items: Sequence[Any], now: datetime) -> Iterator[tuple[Any, Any]]:
+        r, w = os.pipe()
+        try:
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        except OSError:  # a lower system limit: a smaller pipe only means less rendered ahead
+            pass
+        pid = os.fork()
+        if pid == 0:  # the child: render, write, exit; never return into the daemon's code
+            code = 0
+            try:
+                os.close(r)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the daemon's handlers are not the child's
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which ends the child
+                with os.fdopen(w, "wb", buffering=1 << 16) as out:
+                    for _, got in in_process(render, items, now):
+                        if isinstance(got, Exception):
+                            got = RenderFailed(type(got).__name__, str(got),
+                                               "".join(traceback.format_exception(got)))
+                        frame = pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL)
+                        out.write(struct.pack(">I", len(frame)) + frame)
+                        out.flush()
+            except BaseException:  # the parent went away (broken pipe): nothing to tell anyone
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        done = 0
+        reader = _Frames(r, self.stall)
+        try:
+            for d in items:
+                got = reader.next()
+                if got is _STALLED or got is _ENDED:
+                    log.warning("the rendering process %s; rendering the rest of the mailing here",
+                                f"made no progress for {self.stall:.0f} s" if got is _STALLED else "ended early")
+                    break
+                done += 1
+                yield d, got
+            else:
+                return
+            _end(pid)
+            pid = 0
+            for d, got in in_process(render, items[done:], now):
+                done += 1
+                yield d, got
+        finally:
+            os.close(r)
+            if pid:
+                _end(pid, kill=done < len(items))  # stopped early (an error, a shutdown): not needed
+
+
+def _end(pid: int, *, kill: bool = True) -> None:
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, -signal.SIGKILL):
+        log.warning("the rendering process ended with status %s", code)
+
+
+_STALLED, _ENDED = object(), object()
+
+
+class _Frames:
+    """Length-prefixed pickles from a pipe, waiting at most ``stall`` seconds for each read."""
+
+    def __init__(self, fd: int, stall: float) -> None:
+        self.fd = fd
+        self.stall = stall
+        self.buf = bytearray()
+
+    def _fill(self, n: int) -> bool:
+        while len(self.buf) < n:
+            ready, _, _ = select.select([self.fd], [], [], self.stall)
+            if not ready:
+                raise _Stalled
+            data = os.read(self.fd, 1 << 20)
+            if not data:
+                return False
+            self.buf += data
+        return True
+
+    def next(self) -> Any:
+        try:
+            if not self._fill(4):
+                return _ENDED
+            (n,) = struct.unpack(">I", self.buf[:4])
+            if not self._fill(4 + n):
+                return _ENDED
+        except _Stalled:
+            return _STALLED
+        frame = bytes(self.buf[4:4 + n])
+        del self.buf[:4 + n]
+        return pickle.loads(frame)
+
+
+class _Stalled(Exception):
+    pass

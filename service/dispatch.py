@@ -95,19 +95,26 @@ class Dispatcher:
         with self._lock:
             return self._inflight > 0 or any(self._lanes)
 
-    def wait_for_room(self, backlog: int, timeout: float) -> None:
+    def wait_for_room(self, backlog: int, timeout: float, meanwhile: Callable[[], object] | None = None) -> None:
         """Until fewer than ``backlog`` mailing mails wait to be sent, or ``timeout`` passes (a caller that
         renders a large mailing keeps just ahead of the sending so, instead of taking the processor the
-        server and the sending need). Paced mailings are not waited for: they take as long as the pace says."""
+        server and the sending need). ``meanwhile`` runs every quarter second of waiting (the daemon takes
+        in new mail there). Paced mailings are not waited for: they take as long as the pace says."""
         if self.interval:
             return
         deadline = self.clock() + timeout
-        with self._lock:
-            while len(self._lanes[BULK]) >= backlog and self._failed is None and self._thread is not None:
+        while True:
+            with self._lock:
+                if len(self._lanes[BULK]) < backlog or self._failed is not None or self._thread is None:
+                    return
                 left = deadline - self.clock()
                 if left <= 0:
                     return
-                self._lock.wait(min(left, 0.5))
+                self._lock.wait(min(left, 0.25))
+                if len(self._lanes[BULK]) < backlog:
+                    return
+            if meanwhile is not None:
+                meanwhile()
 
     def unsettled(self) -> int:
         with self._lock:

@@ -133,8 +133,9 @@ class MailingRunner:
                 queued += self._queue_chunk([next(ahead) for _ in chunk], now, report)
                 if i < len(send):
                     # Keep just ahead of the sending: rendering further ahead only takes the processor the
-                    # server and the sending need, and holds more mail in memory.
-                    self.outbox.wait_for_room(SEND_AHEAD, timeout=SEND_AHEAD_WAIT)
+                    # server and the sending need, and holds more mail in memory. New mail is taken in
+                    # while waiting too.
+                    self.outbox.wait_for_room(SEND_AHEAD, SEND_AHEAD_WAIT, report, meanwhile=self.between_chunks)
                     if self.between_chunks is not None:
                         self.between_chunks()
         finally:

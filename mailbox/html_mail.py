@@ -193,31 +193,18 @@ class HtmlMail:
 
     def render(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
                support_address: str, support_name: str, personal: bool = False) -> str:
-        parts = blocks(text, keep_lines=personal)
-        # The button goes after what the mail says and before its "This is an automated message" footer.
-        ends = [i for i, b in enumerate(parts) if b.kind == "p" and str(b.lines[0]).startswith("This is an autom")]
-        cta_at = ends[-1] if ends else len(parts)
-        cta = call_to_action(kind, context, calendar, support_address)
-        pieces = [self._piece("block", b.kind, tuple(tuple(x) if isinstance(x, list) else x for x in b.lines), b.title)
-                  for b in parts]
-        if cta:
-            pieces.insert(cta_at, self._piece("action", *cta))
+        pieces = [self._piece(*call) for call in _calls(text, kind, context, calendar, support_address, personal)]
         head, tail = self._frame(subject, _preheader(text), support_name, support_address)
         return head + "".join(pieces) + tail
 
     def page(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
              support_address: str, support_name: str, personal: bool = False) -> str:
         """The same page inlined whole, as css-inline makes it (what ``render`` must equal; for the tests)."""
-        parts = blocks(text, keep_lines=personal)
-        ends = [i for i, b in enumerate(parts) if b.kind == "p" and str(b.lines[0]).startswith("This is an autom")]
-        cta_at = ends[-1] if ends else len(parts)
-        cta = call_to_action(kind, context, calendar, support_address)
         macros = self.macros()
-        pieces = [str(macros.block(b.kind, b.lines, b.title)) for b in parts]
-        if cta:
-            pieces.insert(cta_at, str(macros.action(*cta)))
+        body = "".join(str(getattr(macros, name)(*args))
+                       for name, *args in _calls(text, kind, context, calendar, support_address, personal))
         page = self.env.get_template("mail.html.j2").render(
-            program=self.program_name, subject=subject, body=Markup("".join(pieces)), support_name=support_name,
+            program=self.program_name, subject=subject, body=Markup(body), support_name=support_name,
             support_address=support_address, preheader=_preheader(text))
         return self.inliner.inline(page)
 
@@ -239,6 +226,20 @@ class HtmlMail:
             support_address=support_address, preheader=preheader)
         head, _, tail = self.inliner.inline(page).partition(_BODY)
         return head, tail
+
+
+def _calls(text: str, kind: str, context: dict[str, Any], calendar: Any, support_address: str,
+           personal: bool) -> list[tuple[Any, ...]]:
+    """The page's body as calls of templates/mail_blocks.html.j2's macros: (macro, *arguments), in order."""
+    parts = blocks(text, keep_lines=personal)
+    calls: list[tuple[Any, ...]] = [
+        ("block", b.kind, tuple(tuple(x) if isinstance(x, list) else x for x in b.lines), b.title) for b in parts]
+    # The button goes after what the mail says and before its "This is an automated message" footer.
+    ends = [i for i, b in enumerate(parts) if b.kind == "p" and str(b.lines[0]).startswith("This is an autom")]
+    cta = call_to_action(kind, context, calendar, support_address)
+    if cta:
+        calls.insert(ends[-1] if ends else len(parts), ("action", *cta))
+    return calls
 
 
 def _preheader(text: str) -> str:

@@ -21,6 +21,8 @@ from .ports import MailSender, MailSource, Progress, RawMail, Store
 from .promise import PromiseTicks
 from .report import CycleReport
 
+URGENT_WAIT = 0.5  # seconds the ticks wait for the acknowledgements just queued to leave (a slow server: no longer)
+
 Tick = Callable[[datetime, CycleReport], object]
 
 
@@ -102,6 +104,9 @@ def _cycle(desk: Desk, wait: bool) -> CycleReport:
     elif wait:  # `once`: retries first, as before; the daemon takes new mail in first (retries come after)
         outbox.submit_due(desk.now(), report)
     intake_failed = take_in_new(desk, report)
+    if outbox.dispatcher is not None:
+        # Acknowledgements leave before the ticks take the processor (Dispatcher.wait_urgent).
+        outbox.dispatcher.wait_urgent(URGENT_WAIT)
     ticks_ok = False
     try:
         if desk.health is not None:  # may queue the alarm, which the sending below sends

@@ -327,3 +327,28 @@ def test_queueing_a_mailing_waits_for_the_sending_to_catch_up_but_never_for_a_pa
         paced.wait_for_room(1, timeout=10)
         assert time.monotonic() - t < 1  # a paced mailing takes as long as its pace says: not waited for
         paced.close(finish=False)
+
+
+def test_the_cycle_can_wait_for_its_acknowledgements_to_leave_but_not_for_anything_else(store):
+    import time
+
+    gate = threading.Event()
+
+    def held(conn, n, subject):
+        if subject.startswith("ack"):
+            gate.wait(30)
+
+    with Smtp(on_mail=held) as srv:
+        d = Dispatcher(store=store, sender=sender(srv.port, connections=1), now=lambda: NOW)
+        assert d.wait_urgent(1.0)  # nothing handed out: at once
+        d.submit(queue(store, [entry("bulk0"), entry("note", kind="notify")]))
+        t = time.monotonic()
+        assert d.wait_urgent(5.0) and time.monotonic() - t < 1  # only staff mail and a mailing: not waited for
+        d.submit(queue(store, [entry("ack0", kind="ack")]))
+        t = time.monotonic()
+        assert not d.wait_urgent(0.5)  # the server holds the ack: given up after the timeout
+        assert 0.4 < time.monotonic() - t < 5
+        threading.Timer(0.3, gate.set).start()
+        assert d.wait_urgent(10.0)  # and once it is taken, the wait ends
+        assert "ack0" in [s for _, s in srv.mails]
+        d.close(finish=True)

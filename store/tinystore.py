@@ -122,6 +122,7 @@ class Store(OutboxRows, SmallTables):
         if readonly:  # an older store, read as this version would migrate it (nothing is written)
             self._storage.view = migrated_view
         self._daemon_lock: Any = None
+        self._roster: tuple[Any, list[Partner]] | None = None  # (the partners table read, its partners)
         self._migrating = False
         if not readonly:
             # Migrate first: any write stamps the current schema, so a journal folded into an old store
@@ -312,13 +313,24 @@ class Store(OutboxRows, SmallTables):
 
     # -- the roster ------------------------------------------------------------------------------------------
     def partners(self) -> list[Partner]:
-        return sorted((Partner.from_dict(d) for d in self._all("partners")), key=lambda p: p.id)
+        # Remembered until save_partner (KeyedTable writes in place) or until the table is another object:
+        # a rollback and another process's write both reload the file. The roster is read by every tick
+        # and every decision; rebuilding 300 partners each time was the largest part of acknowledging a
+        # request. The table read is held, so its identity cannot pass to another.
+        table = (self._storage.read() or {}).get("partners")
+        if table is None:
+            return []
+        if self._roster is None or self._roster[0] is not table:
+            self._roster = (table, sorted((Partner.from_dict(d) for d in self._all("partners")),
+                                          key=lambda p: p.id))
+        return list(self._roster[1])
 
     def partner(self, partner_id: str) -> Partner | None:
         d = self._get("partners", partner_id)
         return Partner.from_dict(d) if d is not None else None
 
     def save_partner(self, partner: Partner) -> None:
+        self._roster = None
         self._put("partners", partner.id, partner.to_dict())
 
     def record_payment(self, partner_id: str, *, at: datetime, old_term_end: date | None, paid_until: date,

@@ -376,3 +376,39 @@ def test_empty_store_file_is_an_empty_store(path):
         with s.transaction():
             s.set_meta("x", 1)
         assert s.meta("x") == 1
+
+
+def test_the_remembered_roster_follows_every_change_a_rollback_and_another_process(tmp_path):
+    from dataclasses import replace as _replace
+
+    from workflows.model import Contact, Partner
+
+    path = tmp_path / "roster.json"
+    a, b = Store(path), Store(path)
+    try:
+        p = Partner(id="p1", name="Nuvole", plan="standard", renews_on=None,
+                    contacts=(Contact(partner_id="p1", name="Ann", email="ann@nuvole.example"),))
+        with a.transaction():
+            a.save_partner(p)
+        assert [x.name for x in a.partners()] == ["Nuvole"]
+        with a.transaction():
+            a.save_partner(_replace(p, name="Nuvole Web"))
+            assert [x.name for x in a.partners()] == ["Nuvole Web"]  # inside the transaction too
+        assert [x.name for x in a.partners()] == ["Nuvole Web"]
+        try:
+            with a.transaction():
+                a.save_partner(_replace(p, name="Rolled back"))
+                raise RuntimeError("stop")
+        except RuntimeError:
+            pass
+        assert [x.name for x in a.partners()] == ["Nuvole Web"]
+        assert [x.name for x in b.partners()] == ["Nuvole Web"]
+        with b.transaction():  # another process
+            b.save_partner(_replace(p, id="p2", name="Second"))
+        assert [x.name for x in a.partners()] == ["Nuvole Web", "Second"]
+        got = a.partners()
+        got.append("not a partner")  # the caller's list is its own
+        assert len(a.partners()) == 2
+    finally:
+        a.close()
+        b.close()

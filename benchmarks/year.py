@@ -16,7 +16,9 @@ and the time one durable write takes at the start and at the end.
 from __future__ import annotations
 
 import argparse
+import collections
 import random
+import re
 import sys
 import tempfile
 import time
@@ -56,14 +58,26 @@ class Source:
 
 
 class Sender:
+    """Takes everything; remembers, per staff member and thread, the Reply-To and Message-ID of the last
+    mail to them, so that staff answer as their mail client's Reply does (to support+KEY@: the proof
+    that the answer is theirs, docs/staff-proof.md)."""
+
     def __init__(self) -> None:
         self.count = 0
+        self.reply_to: dict[tuple[str, str], tuple[str, str]] = {}  # (staff, OA-n) -> (Reply-To, Message-ID)
 
     def send(self, entries, on_result=None):
         from service.ports import SendResult
 
         out = []
         for e in entries:
+            head = e.raw.split("\r\n\r\n", 1)[0]
+            fields = dict(re.findall(r"(?mi)^(Reply-To|Message-ID|X-Partnerdesk-Thread):[ \t]*(.*?)\r?$", head))
+            fields = {k.lower(): v for k, v in fields.items()}
+            if "x-partnerdesk-thread" in fields and "reply-to" in fields and len(e.rcpt_to) == 1:
+                address = re.search(r"<([^>]+)>", fields["reply-to"])
+                self.reply_to[(e.rcpt_to[0].lower(), fields["x-partnerdesk-thread"])] = (
+                    address.group(1) if address else fields["reply-to"], fields.get("message-id", ""))
             self.count += 1
             out.append(SendResult(key=e.key, status="sent"))
             if on_result:
@@ -71,8 +85,9 @@ class Sender:
         return out
 
 
-def mail(frm: str, subject: str, body: str, n: int, at: datetime, refs: str = "") -> bytes:
-    head = (f"From: {frm}\r\nTo: support@openatrium.example\r\nSubject: {subject}\r\n"
+def mail(frm: str, subject: str, body: str, n: int, at: datetime, refs: str = "",
+         to: str = "support@openatrium.example") -> bytes:
+    head = (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Message-ID: <y{n}@mail.example>\r\nDate: {format_datetime(at)}\r\n")
     if refs:
         head += f"In-Reply-To: {refs}\r\nReferences: {refs}\r\n"
@@ -137,7 +152,7 @@ def main() -> None:
         import_roster(desk.store, parse_roster((d / "roster.csv").read_text()), clock.now())
         store = desk.store
         first_write = hot_write_seconds(store)
-        n_msg = n_req = 0
+        n_msg = n_req = unproven = 0
         # Each request's life, in business days after it: staff answer (relayed), the partner writes
         # back in half the cases, staff answer again, and a third are closed by #close; the rest close
         # themselves after ten business days waiting on the partner.
@@ -170,7 +185,15 @@ def main() -> None:
                 n_msg += 1
                 at = today + timedelta(minutes=5 * i)
                 body = "#close" if kind == "close" else "Thank you, here is what we found. " * 20
-                raws.append(RawMail(source_key=f"y:{n_msg}", data=mail(frm, subject, body, n_msg, at), received_at=at))
+                to, refs = "support@openatrium.example", ""
+                if kind in ("answer", "close"):  # Reply on the last mail this staff member got about the thread
+                    got = desk.sender.reply_to.get((frm, subject.split("]")[0].removeprefix("Re: [")))
+                    if got is None:
+                        unproven += 1
+                    else:
+                        to, refs = got
+                raws.append(RawMail(source_key=f"y:{n_msg}", data=mail(frm, subject, body, n_msg, at, refs, to),
+                                    received_at=at))
             desk.source.queue = raws
             clock.t = today + timedelta(hours=8)
             cycle(desk)
@@ -183,7 +206,9 @@ def main() -> None:
         base = Path(s.store_path)
         hot = common.tree_size(base)
         print(f"\nafter {args.days} days: {n_req:,} requests, {n_msg:,} messages in, {desk.sender.count:,} mails sent "
-              f"({time.perf_counter() - t_run:.0f} s)")
+              f"({time.perf_counter() - t_run:.0f} s); {unproven} staff answers had no mail to reply to (held unproven)")
+        states = collections.Counter(t.state for t in store.threads())
+        print("threads by state: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
         print(f"hot store (rewritten at every durable write): {hot / 1e6:.2f} MB; archive "
               f"{common.tree_size(base.with_name(base.name + '.archive')) / 1e6:.1f} MB; stored copies of sent mail "
               f"{common.tree_size(base.with_name(base.name + '.mail')) / 1e6:.1f} MB (kept {s.keep_sent_mail_days} days)")

@@ -222,9 +222,9 @@ class Wiring:
         promise = PromiseTicks(store=store, outbox=outbox, settings=s.intake(), ladder=s.ladder_config(),
                                lifecycle=s.lifecycle, digest=s.digest)
         mailings = self.mailings(store, outbox)
-        from service.render_ahead import Forked
+        from service.render_ahead import ForkedRenderer
 
-        mailings.render_ahead = Forked()  # a large mailing renders in a child while this process sends
+        mailings.render_ahead = ForkedRenderer()  # a large mailing renders in a child while this process sends
         # RSVPs, unsubscribes, training replies: claimed before threading; stale mail is called off at send time.
         intake.interceptors += [mailings.intercept, *training_desk(mailings, outbox, intake)]
         outbox.cancel_checks += [promise.cancel_reason, mailings.cancel_reason]

@@ -123,8 +123,7 @@ def _attendee_line(attendee: str, name: str, partstat: str) -> str:
     att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
     att.params["partstat"] = icalendar.vText(partstat)
     att.params["rsvp"] = icalendar.vText("TRUE")
-    return Contentline.from_parts("ATTENDEE", att.params, att.to_ical().decode("utf-8"), sorted=True).to_ical().decode(
-        "utf-8") + "\r\n"
+    return Contentline.from_parts("ATTENDEE", att.params, att, sorted=True).to_ical().decode("utf-8") + "\r\n"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

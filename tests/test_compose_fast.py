@@ -107,7 +107,8 @@ def test_the_attendee_line_is_the_line_an_event_would_write_for_any_name():
     alphabet = 'abcdefgh ,;:"\'\\^éüß漢字😀-.'
     for _ in range(2000):
         name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90)))
-        address = "".join(rng.choice("abc.+-_") for _ in range(rng.randint(1, 70))) + "@nuvole.example"
+        # Quoted local parts may hold ; , and \\ (a calendar address is not escaped as text).
+        address = "".join(rng.choice("abc.+-_;,\\") for _ in range(rng.randint(1, 70))) + "@nuvole.example"
         partstat = rng.choice(["NEEDS-ACTION", "ACCEPTED"])
         assert _attendee_line(address, name, partstat) == _attendee_line_through_an_event(address, name, partstat)
 

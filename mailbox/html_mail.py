@@ -167,6 +167,7 @@ def call_to_action(kind: str, context: dict[str, Any], calendar: Any, support_ad
 
 
 _BODY = "<!--partnerdesk:body-->"  # where the blocks go in the inlined page (css-inline keeps comments)
+_REMEMBER_UP_TO = 2000  # characters: a block longer than this is inlined each time, not remembered
 
 
 class HtmlMail:
@@ -175,8 +176,8 @@ class HtmlMail:
     A page is its frame (templates/mail.html.j2) around its blocks (templates/mail_blocks.html.j2), and
     each is inlined on its own, remembered by what it says: the recipients of a mailing differ in a line
     or two, and inlining whole pages made the HTML part most of the cost of a mail. The stylesheet's
-    selectors reach no further than one block (tests/test_html_mail.py checks that a page made so is the
-    page css-inline makes of the whole)."""
+    selectors reach no further than one block (tests/test_compose_fast.py checks that a page made so is
+    the page css-inline makes of the whole)."""
 
     def __init__(self, templates_dir: Path, *, program_name: str) -> None:
         self.program_name = program_name
@@ -187,13 +188,14 @@ class HtmlMail:
         self.inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
         self._css: str | None = None
         self._macros: Any = None
-        # Bounded: a mailing's shared blocks stay, the lines that name one recipient pass through.
-        self._piece = functools.lru_cache(maxsize=1024)(self._make_piece)
+        # Bounded: a mailing's shared blocks stay, the lines that name one recipient pass through. Long
+        # pieces (a quoted mail in a relay) are never the same twice and are not kept.
+        self._remembered = functools.lru_cache(maxsize=1024)(self._make_piece)
         self._frame = functools.lru_cache(maxsize=128)(self._make_frame)
 
     def render(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
                support_address: str, support_name: str, personal: bool = False) -> str:
-        pieces = [self._piece(*call) for call in _calls(text, kind, context, calendar, support_address, personal)]
+        pieces = [self._piece(call) for call in _calls(text, kind, context, calendar, support_address, personal)]
         head, tail = self._frame(subject, _preheader(text), support_name, support_address)
         return head + "".join(pieces) + tail
 
@@ -203,15 +205,22 @@ class HtmlMail:
         macros = self.macros()
         body = "".join(str(getattr(macros, name)(*args))
                        for name, *args in _calls(text, kind, context, calendar, support_address, personal))
-        page = self.env.get_template("mail.html.j2").render(
-            program=self.program_name, subject=subject, body=Markup(body), support_name=support_name,
-            support_address=support_address, preheader=_preheader(text))
-        return self.inliner.inline(page)
+        return self.inliner.inline(self._page(subject, _preheader(text), support_name, support_address, body))
 
     def macros(self) -> Any:
         if self._macros is None:
             self._macros = self.env.get_template("mail_blocks.html.j2").module
         return self._macros
+
+    def _piece(self, call: tuple[Any, ...]) -> str:
+        if sum(len(str(a)) for a in call) > _REMEMBER_UP_TO:
+            return self._make_piece(*call)
+        return self._remembered(*call)
+
+    def _page(self, subject: str, preheader: str, support_name: str, support_address: str, body: str) -> str:
+        return self.env.get_template("mail.html.j2").render(
+            program=self.program_name, subject=subject, body=Markup(body), support_name=support_name,
+            support_address=support_address, preheader=preheader)
 
     def _make_piece(self, macro: str, *args: Any) -> str:
         if self._css is None:
@@ -221,10 +230,10 @@ class HtmlMail:
         return self.inliner.inline_fragment(str(getattr(self.macros(), macro)(*args)), self._css)
 
     def _make_frame(self, subject: str, preheader: str, support_name: str, support_address: str) -> tuple[str, str]:
-        page = self.env.get_template("mail.html.j2").render(
-            program=self.program_name, subject=subject, body=Markup(_BODY), support_name=support_name,
-            support_address=support_address, preheader=preheader)
-        head, _, tail = self.inliner.inline(page).partition(_BODY)
+        head, found, tail = self.inliner.inline(self._page(subject, preheader, support_name, support_address,
+                                                          _BODY)).partition(_BODY)
+        if not found:  # css-inline stopped keeping comments: every page would lose its body
+            raise RuntimeError(f"css-inline dropped the body marker {_BODY} from templates/mail.html.j2")
         return head, tail
 
 

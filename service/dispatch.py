@@ -51,7 +51,7 @@ class Dispatcher:
         self._lanes: list[collections.deque[OutboxEntry]] = [collections.deque() for _ in range(3)]
         self._known: set[str] = set()  # queued, in flight, or sent and not yet folded into the store
         self._inflight = 0
-        self._urgent: set[str] = set()  # partner-facing mail taken by the sender, not yet recorded
+        self._urgent_in_flight: set[str] = set()  # partner-facing mail taken by the sender, not yet recorded
         self._done: list[tuple[OutboxEntry, SendResult, OutboxEntry]] = []  # (before, result, after): recorded,
         # not yet counted by the main thread
         self._entries: dict[str, OutboxEntry] = {}
@@ -104,33 +104,36 @@ class Dispatcher:
         done: 13 to 130 ms after it was queued. Waiting here holds no lock."""
         deadline = self.clock() + timeout
         with self._lock:
-            while (self._lanes[URGENT] or self._urgent) and self._failed is None and self._thread is not None:
+            while (self._lanes[URGENT] or self._urgent_in_flight) and self._failed is None and self._thread is not None:
                 left = deadline - self.clock()
                 if left <= 0:
                     return False
                 self._lock.wait(min(left, 0.5))
-            return not (self._lanes[URGENT] or self._urgent)
+            return not (self._lanes[URGENT] or self._urgent_in_flight)
 
-    def wait_for_room(self, backlog: int, timeout: float, meanwhile: Callable[[], object] | None = None) -> None:
+    def wait_for_room(self, backlog: int, timeout: float, meanwhile: Callable[[], object] | None = None) -> bool:
         """Until fewer than ``backlog`` mailing mails wait to be sent, or ``timeout`` passes (a caller that
         renders a large mailing keeps just ahead of the sending so, instead of taking the processor the
         server and the sending need). ``meanwhile`` runs every quarter second of waiting (the daemon takes
-        in new mail there). Paced mailings are not waited for: they take as long as the pace says."""
+        in new mail there). Paced mailings are not waited for: they take as long as the pace says. Returns
+        whether ``meanwhile`` ran."""
+        ran = False
         if self.interval:
-            return
+            return ran
         deadline = self.clock() + timeout
         while True:
             with self._lock:
                 if len(self._lanes[BULK]) < backlog or self._failed is not None or self._thread is None:
-                    return
+                    return ran
                 left = deadline - self.clock()
                 if left <= 0:
-                    return
+                    return ran
                 self._lock.wait(min(left, 0.25))
                 if len(self._lanes[BULK]) < backlog:
-                    return
+                    return ran
             if meanwhile is not None:
                 meanwhile()
+                ran = True
 
     def unsettled(self) -> int:
         with self._lock:
@@ -192,7 +195,7 @@ class Dispatcher:
             for q in self._lanes:
                 q.clear()
             self._inflight = 0
-            self._urgent.clear()
+            self._urgent_in_flight.clear()
             self._known = {k for k in self._known if k in done}
             raise failed
 
@@ -240,7 +243,7 @@ class Dispatcher:
                 self._next_bulk = max(self._next_bulk, now - self.interval) + self.interval
             e = q.popleft()
             if n == URGENT:
-                self._urgent.add(e.key)
+                self._urgent_in_flight.add(e.key)
             return e
         return None
 
@@ -272,7 +275,7 @@ class Dispatcher:
                 if e is not None and after is not None:
                     self._done.append((e, r, after))
                     self._inflight -= 1
-                    self._urgent.discard(r.key)
+                    self._urgent_in_flight.discard(r.key)
             self._lock.notify_all()
 
     def fail_queued(self, detail: str, status: str = "transient") -> None:

@@ -54,8 +54,8 @@ _COURTESY = r"(?:unsubscribe|please|pls|thanks|thank|you|stop|remove|from|the|li
 _REST_RE = re.compile(rf"\b(?!{_COURTESY}\b)[^\W\d_]{{3,}}", re.IGNORECASE)
 
 
-SEND_AHEAD = 300  # mailing mails queued and not yet sent before the next chunk is rendered (unpaced)
-SEND_AHEAD_WAIT = 2.0  # seconds at most per chunk: a slow server delays the tick's other work only so long
+SEND_BACKLOG = 300  # mailing mails queued and not yet sent before the next chunk is rendered (unpaced)
+SEND_BACKLOG_WAIT = 2.0  # seconds at most per chunk: a slow server delays the tick's other work only so long
 QUEUE_CHUNKS = (25, 50, 100, 200)  # mails decided per store write: a small first chunk, so that the
 # first mail leaves at once (it is sent while the next chunk is decided), then bigger ones (the last repeats)
 
@@ -135,8 +135,9 @@ class MailingRunner:
                     # Keep just ahead of the sending: rendering further ahead only takes the processor the
                     # server and the sending need, and holds more mail in memory. New mail is taken in
                     # while waiting too.
-                    self.outbox.wait_for_room(SEND_AHEAD, SEND_AHEAD_WAIT, report, meanwhile=self.between_chunks)
-                    if self.between_chunks is not None:
+                    took_in = self.outbox.wait_for_room(SEND_BACKLOG, SEND_BACKLOG_WAIT, report,
+                                                        meanwhile=self.between_chunks)
+                    if self.between_chunks is not None and not took_in:
                         self.between_chunks()
         finally:
             ahead.close()  # a forked renderer is ended and waited for, also on an error
@@ -149,15 +150,18 @@ class MailingRunner:
         rendering failed is reported and left for the next tick without holding up the others."""
         rendered = []
         for d, got in chunk:
-            if isinstance(got, Exception):  # our bug (a template, say): say so, queue the rest
-                trace = got.trace if isinstance(got, RenderFailed) else ""
-                kind = got.kind if isinstance(got, RenderFailed) else type(got).__name__
-                log.error("mailing %s could not be rendered: %s: %s%s", d.key, kind, got, "\n" + trace if trace else "",
-                          exc_info=None if isinstance(got, RenderFailed) else got)
-                report.problems.append(f"mailing {d.key} could not be rendered ({kind}: {got}); "
-                                       f"it is retried at the next tick")
-            else:
+            if not isinstance(got, Exception):
                 rendered.append((d, got))
+                continue
+            # Our bug (a template, say): say so, queue the rest.
+            if isinstance(got, RenderFailed):  # in the rendering process: its words and where, as text
+                kind = got.kind
+                log.error("mailing %s could not be rendered: %s: %s\n%s", d.key, kind, got, got.trace)
+            else:
+                kind = type(got).__name__
+                log.error("mailing %s could not be rendered: %s: %s", d.key, kind, got, exc_info=got)
+            report.problems.append(f"mailing {d.key} could not be rendered ({kind}: {got}); it is retried at the "
+                                   f"next tick")
         queued = 0
         # One transaction per chunk: each mail's ledger and outbox entries exist together or not at
         # all, and nothing is sent before that commit, so a crash here only means deciding again.

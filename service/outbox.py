@@ -161,14 +161,16 @@ class Outbox:
         return n
 
     def wait_for_room(self, backlog: int, timeout: float, report: CycleReport,
-                      meanwhile: Callable[[], object] | None = None) -> None:
+                      meanwhile: Callable[[], object] | None = None) -> bool:
         """Let the sending catch up with a large mailing being queued (Dispatcher.wait_for_room), and fold
         in what it has sent: the rows of sent mail leave the hot store and the dispatcher forgets them,
-        so a mailing of 4,000 holds no more in memory than one of 400."""
+        so a mailing of 4,000 holds no more in memory than one of 400. Returns whether ``meanwhile`` ran."""
+        ran = False
         if self.dispatcher is not None and self._live:
-            self.dispatcher.wait_for_room(backlog, timeout, meanwhile)
+            ran = self.dispatcher.wait_for_room(backlog, timeout, meanwhile)
             if self.dispatcher.unsettled():
                 self.settle(report)
+        return ran
 
     def submit_due(self, now: datetime, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
         """Hand the dispatcher whatever is due and not already in its hands (results it has and the store

@@ -19,7 +19,6 @@ render comes back as ``RenderFailed`` and is reported by the runner as before.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import logging
 import os
@@ -161,6 +160,8 @@ def _child(render: Render, items: Sequence[Any], now: datetime, r: int, w: int, 
 
 def _die_with(parent: int) -> None:
     """Linux: SIGKILL when the parent dies (a child waiting on a lock would otherwise never notice)."""
+    import ctypes  # here: only a child needs it, every start of the program would pay for it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -193,30 +194,24 @@ class _Frames:
         self.stall = stall
         self.buf = bytearray()
 
-    def _fill(self, n: int) -> bool:
+    def _fill(self, n: int) -> object | None:
+        """None once ``n`` bytes are buffered, else why not (_STALLED, _ENDED)."""
         while len(self.buf) < n:
-            ready, _, _ = select.select([self.fd], [], [], self.stall)
-            if not ready:
-                raise _Stalled
+            if not select.select([self.fd], [], [], self.stall)[0]:
+                return _STALLED
             data = os.read(self.fd, 1 << 20)
             if not data:
-                return False
+                return _ENDED
             self.buf += data
-        return True
+        return None
 
     def next(self) -> Any:
-        try:
-            if not self._fill(4):
-                return _ENDED
-            (n,) = struct.unpack(">I", self.buf[:4])
-            if not self._fill(4 + n):
-                return _ENDED
-        except _Stalled:
-            return _STALLED
+        """The next result, or _STALLED / _ENDED."""
+        if (why := self._fill(4)) is not None:
+            return why
+        (n,) = struct.unpack(">I", self.buf[:4])
+        if (why := self._fill(4 + n)) is not None:
+            return why
         frame = bytes(self.buf[4:4 + n])
         del self.buf[:4 + n]
         return pickle.loads(frame)
-
-
-class _Stalled(Exception):
-    pass

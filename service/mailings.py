@@ -125,11 +125,11 @@ class MailingRunner:
         i = 0
         ahead = self.render_ahead(self.render, send, now)
         try:
-            for n in range(len(send)):
-                if i >= len(send):
-                    break
+            n = 0
+            while i < len(send):
                 chunk = send[i:i + QUEUE_CHUNKS[min(n, len(QUEUE_CHUNKS) - 1)]]
                 i += len(chunk)
+                n += 1
                 queued += self._queue_chunk([next(ahead) for _ in chunk], now, report)
                 if i < len(send):
                     # Keep just ahead of the sending: rendering further ahead only takes the processor the

@@ -64,8 +64,15 @@ class SendJournal:
         return out
 
     def pending(self) -> list[dict[str, Any]]:
-        """Every line not yet folded in, oldest first (for read-only views)."""
-        return self._read(self.folding) + self._read(self.path)
+        """Every line not yet folded in, oldest first (for read-only views).
+
+        Under the lock, so a line being appended by the sending thread is read whole or not at all
+        (read without it, that line looks torn and its mail unsent)."""
+        try:
+            with self._locked():
+                return self._read(self.folding) + self._read(self.path)
+        except PermissionError:  # a reader who may not create the lock file: a torn last line is skipped
+            return self._read(self.folding) + self._read(self.path)
 
     def take(self) -> list[dict[str, Any]]:
         """The lines to fold now: an unfinished earlier fold's, else the journal's (moved aside)."""

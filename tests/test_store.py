@@ -168,6 +168,26 @@ def test_a_journaled_send_result_is_fsynced_before_it_counts(store, path, monkey
     assert line["key"] == "k1" and line["fields"]["status"] == "sent"
 
 
+def test_a_result_being_journaled_is_read_whole_or_waited_for_never_half(store, path):
+    """A read-only view (or a test) reading while the sending thread appends must not see a torn line."""
+    import threading
+
+    record = {"key": "k1", "fields": {"status": "sent"}}
+    line = json.dumps(record).encode() + b"\n"
+    seen: list[list[dict]] = []
+    with store.journal._locked():  # the sending thread, half-way through its write
+        with open(f"{path}.journal", "ab") as f:
+            f.write(line[:10])
+            f.flush()
+            reader = threading.Thread(target=lambda: seen.append(store.journal.pending()))
+            reader.start()
+            reader.join(0.3)
+            assert reader.is_alive() and not seen  # waits for the writer instead of reading half a line
+            f.write(line[10:])
+    reader.join(10)
+    assert seen == [[record]]
+
+
 def test_nested_transaction_failure_rolls_back_the_outer_one(store, path):
     with pytest.raises(ValueError):
         with store.transaction():

@@ -127,10 +127,13 @@ class MailingRunner:
         try:
             n = 0
             while i < len(send):
-                chunk = send[i:i + QUEUE_CHUNKS[min(n, len(QUEUE_CHUNKS) - 1)]]
-                i += len(chunk)
+                size = min(QUEUE_CHUNKS[min(n, len(QUEUE_CHUNKS) - 1)], len(send) - i)
                 n += 1
-                queued += self._queue_chunk([next(ahead) for _ in chunk], now, report)
+                queued += self._queue_chunk([next(ahead) for _ in range(size)], now, report)
+                # What is decided needs no plan any more (each entry holds its mail's words and calendar
+                # entry): let it go, so the plan shrinks as the store grows and the peak is not both.
+                send[i:i + size] = [None] * size  # type: ignore[list-item]
+                i += size
                 if i < len(send):
                     # Keep just ahead of the sending: rendering further ahead only takes the processor the
                     # server and the sending need, and holds more mail in memory. New mail is taken in

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from tinydb.storages import Storage
 
@@ -30,14 +31,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    """``mode``: the file's permissions (mkstemp makes it 0600), e.g. 0o644 for a file others read."""
+def atomic_write_bytes(path: Path, data: bytes | Iterable[bytes], mode: int | None = None) -> None:
+    """``data``: the bytes, or pieces of them written in turn. ``mode``: the file's permissions (mkstemp
+    makes it 0600), e.g. 0o644 for a file others read."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if mode is not None:
             os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray)):
+                f.write(data)
+            else:
+                for piece in data:
+                    f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -46,6 +52,34 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+JSON_PIECE = 500  # documents per piece of a big table when the store is written
+
+
+def json_pieces(data: dict[str, Any]) -> Iterator[bytes]:
+    """``json.dumps(data, ensure_ascii=True, separators=(",", ":"))``, byte for byte, in pieces of at most
+    JSON_PIECE documents of a table: written whole, a store of a few megabytes cost two or three times its
+    size in memory at every commit (the text, its bytes, the encoder's parts), so a large mailing's
+    peak grew with the number of ledger entries it had written so far."""
+
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
+
+    yield b"{"
+    for i, (name, table) in enumerate(data.items()):
+        yield (b"," if i else b"") + dumps(name) + b":"
+        if not isinstance(table, dict) or len(table) <= JSON_PIECE:
+            yield dumps(table)
+            continue
+        yield b"{"
+        items = iter(table.items())
+        first = True
+        while batch := dict(itertools.islice(items, JSON_PIECE)):
+            yield (b"" if first else b",") + dumps(batch)[1:-1]
+            first = False
+        yield b"}"
+    yield b"}"
 
 
 class AtomicJSONStorage(Storage):
@@ -185,7 +219,6 @@ class AtomicJSONStorage(Storage):
         return self._cache
 
     def _save(self, data: dict[str, Any]) -> None:
-        raw = json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode()
-        atomic_write_bytes(self.path, raw)
+        atomic_write_bytes(self.path, json_pieces(data))
         self._cache = data
         self._cache_stamp = self._stamp()

@@ -308,3 +308,19 @@ def test_preview_builds_every_mailing_for_both_plans():
                      "training-announcement"):
             d = preview(name, p, c, at(2026, 12, 1))
             assert d.mailing == name and d.recipient
+
+
+def test_ledger_entries_of_one_mailing_share_their_words_and_keep_each_time_as_written():
+    from workflows.mailings.due import Due
+
+    def due(recipient: str, at: datetime) -> Due:
+        return Due(mailing="call-invite", occurrence="c1", recipient=recipient, partner_id="p1", due_at=at,
+                   why="w", template="call_invite", subject="s")
+
+    eastern = datetime(2027, 1, 12, 14, tzinfo=timezone(timedelta(hours=-5)))
+    utc = eastern.astimezone(timezone.utc)  # the same instant, written in another zone
+    a, b = due("a@p.example", eastern).ledger_record("queued", eastern), due("b@p.example", eastern).ledger_record("queued", eastern)
+    assert a["due_at"] is b["due_at"] and a["at"] is b["at"]  # one copy for the whole mailing
+    c = due("c@p.example", utc).ledger_record("queued", utc)
+    assert (a["due_at"], c["due_at"]) == ("2027-01-12T14:00:00-05:00", "2027-01-12T19:00:00+00:00")
+    assert c["at"] == "2027-01-12T19:00:00+00:00"

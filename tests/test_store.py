@@ -188,6 +188,36 @@ def test_a_result_being_journaled_is_read_whole_or_waited_for_never_half(store, 
     assert seen == [[record]]
 
 
+@pytest.mark.parametrize("piece", [1, 2, 3, 500])
+def test_the_store_is_written_in_pieces_that_make_the_same_bytes_as_one_dump(piece, monkeypatch):
+    import random
+
+    monkeypatch.setattr(atomic, "JSON_PIECE", piece)
+    rnd = random.Random(piece)
+    words = ["", "a", "\u00e9t\u00e9", "\U0001f600", '"q"', "back\\slash", "line\nbreak", "\x00", "</script>"]
+
+    def value(depth: int = 0):
+        kind = rnd.randrange(7 if depth < 3 else 4)
+        if kind == 0:
+            return rnd.choice(words) + str(rnd.random())
+        if kind == 1:
+            return rnd.randrange(-10**12, 10**12)
+        if kind == 2:
+            return rnd.choice([None, True, False, 1.5, -0.0])
+        if kind == 3:
+            return rnd.choice(words)
+        if kind == 4:
+            return [value(depth + 1) for _ in range(rnd.randrange(4))]
+        return {rnd.choice(words) + str(i): value(depth + 1) for i in range(rnd.randrange(4))}
+
+    for _ in range(30):
+        data = {f"t{t}": {f"k{i}{rnd.choice(words)}": value() for i in range(rnd.randrange(8))} for t in range(4)}
+        data["meta"] = {"schema": {"value": 3}}
+        data["odd"] = [1, 2]  # not a table of documents: written whole
+        want = json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode()
+        assert b"".join(atomic.json_pieces(data)) == want
+
+
 def test_nested_transaction_failure_rolls_back_the_outer_one(store, path):
     with pytest.raises(ValueError):
         with store.transaction():

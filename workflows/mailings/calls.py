@@ -109,6 +109,12 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
         when = format_when(call.start, tz)
         at_start = f"{call.id}@{stamp(call.start)}"  # occurrence of this call at this time
         record = {"call_id": call.id, "start": call.start.isoformat()}
+        # The same words for every recipient: made once, so a mailing of thousands holds one copy of each
+        # (its ledger entries and outbox rows keep them until the call is past).
+        invite_why = f"invitation {cfg.invite_days_before} days before the call on {when}"
+        invite_subject = f"Invitation: {cfg.title}, {when}"
+        remind_why = f"reminder the day before the call on {when}"
+        remind_subject = f"Reminder: {cfg.title}, {when}"
         for p, c in people:
             unsub = f"calls:{c.email}" in unsubscribed
             last = state.get((call.id, c.email))
@@ -118,8 +124,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                     continue
                 d = Due(mailing="call-invite", occurrence=call.id, recipient=c.email, partner_id=p.id,
                         due_at=invite_at, template="call_invite", list_name="calls",
-                        why=f"invitation {cfg.invite_days_before} days before the call on {when}",
-                        subject=f"Invitation: {cfg.title}, {when}",
+                        why=invite_why, subject=invite_subject,
                         context=_context(cfg, call, when, c.name, p.name, p.plan == "solo"),
                         event=_event(cfg, call, mc, "REQUEST", 0, c.email, c.name),
                         record={**record, "sequence": 0, "method": "REQUEST"})
@@ -150,7 +155,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                 d = Due(mailing="call-invite", occurrence=f"{call.id}#seq{seq}", recipient=c.email,
                         partner_id=p.id, due_at=now, template="call_invite", list_name="calls",
                         why=f"the call on {when} was cancelled and is back in the calendar",
-                        subject=f"Invitation: {cfg.title}, {when}",
+                        subject=invite_subject,
                         context=_context(cfg, call, when, c.name, p.name, p.plan == "solo"),
                         event=_event(cfg, call, mc, "REQUEST", seq, c.email, c.name),
                         record={**record, "sequence": seq, "method": "REQUEST"})
@@ -161,8 +166,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                 continue
             r = Due(mailing="call-reminder", occurrence=at_start, recipient=c.email,
                     partner_id=p.id, due_at=remind_at, template="call_reminder", list_name="calls",
-                    why=f"reminder the day before the call on {when}",
-                    subject=f"Reminder: {cfg.title}, {when}",
+                    why=remind_why, subject=remind_subject,
                     context=_context(cfg, call, when, c.name, p.name, p.plan == "solo"), record=dict(record))
             if calendar_going_now:
                 skip.append(r.skipped("the invitation goes out less than a day before the call; "

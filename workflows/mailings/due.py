@@ -8,6 +8,7 @@ mailing; the planner only ever proposes keys the ledger does not hold.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -119,11 +120,23 @@ class Due:
             "status": status,  # "queued" (in the outbox) | "skipped"
             "reason": self.reason,
             "why": self.why,
-            "due_at": self.due_at.isoformat(),
-            "at": now.isoformat(),
+            "due_at": _iso(self.due_at),
+            "at": _iso(now),
             "outbox_key": outbox_key(self.key) if status == "queued" else None,
             **self.record,
         }
+
+
+def _iso(moment: datetime) -> str:
+    # One string for the many entries of a mailing decided at one time for one due time: thousands of
+    # ledger entries would otherwise each hold their own copy. Keyed by the offset too: 14:00-05:00 and
+    # 19:00+00:00 are equal datetimes, with different words.
+    return _iso_of(moment, moment.utcoffset())
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_of(moment: datetime, _offset: timedelta | None) -> str:
+    return moment.isoformat()
 
 
 def lapse_reason(partner: Partner, today: date, mc: Any) -> str:

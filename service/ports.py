@@ -140,7 +140,10 @@ class ProofReader(Protocol):
 class Store(Protocol):
     """Everything the services keep. Writes happen inside ``transaction()``: one atomic write each."""
 
-    def transaction(self) -> contextlib.AbstractContextManager[None]: ...
+    def transaction(self, after_commit: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+        """All writes inside reach the disk in one write, or none do; ``after_commit`` runs once the
+        outermost transaction has committed (never if it rolls back)."""
+        ...
     def daemon_pid(self) -> int | None:
         """The pid of the daemon (or `once`) working on this store right now, None if there is none."""
         ...

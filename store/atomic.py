@@ -101,6 +101,7 @@ class AtomicJSONStorage(Storage):
         self.view: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._depth = 0
         self._dirty = False
+        self._after_commit: list[Callable[[], None]] = []  # of transactions inside the open one
 
     # -- TinyDB's interface --------------------------------------------------
     def read(self) -> dict[str, Any] | None:
@@ -133,9 +134,13 @@ class AtomicJSONStorage(Storage):
 
         Holds an exclusive file lock, so a CLI command and the daemon never
         interleave their read-modify-write cycles. ``after_commit`` runs after a
-        successful write while the lock is still held (journal truncation).
+        successful write while the lock is still held (journal truncation); given to a
+        transaction inside another, it runs once the outermost one has committed, and not
+        at all if that one rolls back.
         """
         if self._depth:
+            if after_commit is not None:
+                self._after_commit.append(after_commit)
             self._depth += 1
             try:
                 yield
@@ -147,7 +152,7 @@ class AtomicJSONStorage(Storage):
             try:
                 yield
             finally:
-                self._txn, self._depth = None, 0
+                self._txn, self._depth, self._after_commit = None, 0, []
             return
         with self._file_lock():
             self._depth = 1
@@ -166,11 +171,12 @@ class AtomicJSONStorage(Storage):
                     if self.after_save is not None:
                         self.after_save()
                 committed = True
-                if after_commit is not None:
-                    after_commit()
+                for then in ([after_commit] if after_commit is not None else []) + self._after_commit:
+                    then()
             finally:
                 self._txn = None
                 self._depth = 0
+                self._after_commit = []
                 if not committed:
                     self._cache = None
                     self._cache_stamp = None

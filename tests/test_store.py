@@ -218,6 +218,24 @@ def test_the_store_is_written_in_pieces_that_make_the_same_bytes_as_one_dump(pie
         assert b"".join(atomic.json_pieces(data)) == want
 
 
+def test_a_nested_transaction_s_after_commit_waits_for_the_outer_commit_and_is_dropped_by_a_rollback(store, path):
+    ran: list[str] = []
+    with store.transaction(after_commit=lambda: ran.append("outer")):
+        with store.transaction(after_commit=lambda: ran.append(f"inner saw {json.loads(path.read_text())['meta']}")):
+            store.set_meta("x", 1)
+        assert ran == [] and not path.exists()  # nothing committed yet: too early for it
+    assert ran == ["outer", "inner saw {'x': {'value': 1}, 'schema': {'value': %d}}" % store.meta("schema")]
+    ran.clear()
+    with pytest.raises(ValueError):
+        with store.transaction():
+            with store.transaction(after_commit=lambda: ran.append("inner")):
+                store.set_meta("y", 1)
+            raise ValueError
+    with store.transaction():
+        store.set_meta("z", 1)
+    assert ran == [] and store.meta("y") is None  # rolled back: never run, then or at a later commit
+
+
 def test_nested_transaction_failure_rolls_back_the_outer_one(store, path):
     with pytest.raises(ValueError):
         with store.transaction():

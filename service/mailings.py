@@ -169,8 +169,10 @@ class MailingRunner:
         # One transaction per chunk: each mail's ledger and outbox entries exist together or not at
         # all, and nothing is sent before that commit, so a crash here only means deciding again.
         # (One transaction per mail rewrote the store file once per recipient.) Then the chunk
-        # leaves while the next one is decided.
+        # leaves while the next one is decided. The same write folds in what the previous chunks have
+        # had sent meanwhile (their rows leave the hot store): one rewrite of the store, not two.
         with self.store.transaction():
+            self.outbox.settle(report)
             for d, (out, mid, raw) in rendered:
                 if self.store.ledger(d.key) is not None:
                     continue  # another process decided it meanwhile

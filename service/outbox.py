@@ -162,15 +162,12 @@ class Outbox:
 
     def wait_for_room(self, backlog: int, timeout: float, report: CycleReport,
                       meanwhile: Callable[[], object] | None = None) -> bool:
-        """Let the sending catch up with a large mailing being queued (Dispatcher.wait_for_room), and fold
-        in what it has sent: the rows of sent mail leave the hot store and the dispatcher forgets them,
-        so a mailing of 4,000 holds no more in memory than one of 400. Returns whether ``meanwhile`` ran."""
-        ran = False
-        if self.dispatcher is not None and self._live:
-            ran = self.dispatcher.wait_for_room(backlog, timeout, meanwhile)
-            if self.dispatcher.unsettled():
-                self.settle(report)
-        return ran
+        """Let the sending catch up with a large mailing being queued (Dispatcher.wait_for_room). What it
+        has sent is folded in by the next chunk's transaction (settle, in the same write). Returns whether
+        ``meanwhile`` ran."""
+        if self.dispatcher is None or not self._live:
+            return False
+        return self.dispatcher.wait_for_room(backlog, timeout, meanwhile)
 
     def submit_due(self, now: datetime, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
         """Hand the dispatcher whatever is due and not already in its hands (results it has and the store
@@ -198,14 +195,22 @@ class Outbox:
         return d.submit(to_send)
 
     def settle(self, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
-        """Fold the results recorded so far into the store (one write) and count them in ``report``."""
+        """Fold the results recorded so far into the store (one write) and count them in ``report``.
+
+        Called inside a transaction (a mailing's chunk), the fold is part of that transaction's write: one
+        store write for both. The dispatcher forgets the results only once the fold has committed: until
+        then the store does not know that mail was sent, and the dispatcher must not hand it out again."""
         d = dispatcher or self.dispatcher
         done = d.take_results() if d is not None else []
-        self.store.apply_journal()  # also what a crashed run recorded but never folded in
-        if d is not None:
-            d.forget([e.key for e, _, _ in done])
-        for entry, r, after in done:
-            self._count(r, entry, after, report)
+
+        def folded() -> None:
+            if d is not None:
+                d.forget([e.key for e, _, _ in done])
+            for entry, r, after in done:
+                self._count(r, entry, after, report)
+
+        with self.store.transaction(after_commit=folded):
+            self.store.apply_journal()  # also what a crashed run recorded but never folded in
         return len(done)
 
     def drain(self, sender: MailSender, now: datetime, report: CycleReport) -> None:

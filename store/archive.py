@@ -23,7 +23,9 @@ A look-up reads the in-memory index of the (small) log and then one shard file: 
 the size of one shard, not on the number of records. Most look-ups are misses (is this new mail's
 Message-ID or hash known?): a Bloom filter per kind (10 bits a key, built from the shards the first
 time a process asks, then from what is appended to them) answers those without reading a shard.
-Nothing else is held in memory but the log's index.
+Nothing else is held in memory but the log's index, which says where each record's line is, not what
+it says (the records themselves, up to LOG_LIMIT of them, held a large mailing's every sent row in
+memory until the next fold), and the last records read from the log.
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ class _ShardIndex:
             self.seen = [0] * SHARDS
 
 
+RECENT = 1024  # records read from the log kept parsed (planning asks for the same settled keys every tick)
+
+
 class Archive:
     """``state`` is the hot store's view: {"gen": generation of the log, "log": committed bytes}."""
 
@@ -126,7 +131,8 @@ class Archive:
         self.root = root
         self.readonly = readonly
         self._state: dict[str, int] = {"gen": 0, "log": 0}
-        self._log: dict[tuple[str, str], dict[str, Any]] = {}  # the committed log, indexed
+        self._log: dict[tuple[str, str], tuple[int, int]] = {}  # the committed log: where each record's line is
+        self._recent: dict[tuple[int, int], dict[str, Any]] = {}  # (offset, length) -> record, newest last
         self._log_read = 0  # bytes of the log in _log
         self._staged: dict[tuple[str, str], dict[str, Any]] = {}  # this transaction's records
         self._old_logs: list[Path] = []  # folded, removed once the hot store names the next generation
@@ -137,7 +143,7 @@ class Archive:
         """Follow the hot store's committed state (it may have been changed by another process)."""
         state = state or {"gen": 0, "log": 0}
         if state.get("gen", 0) != self._state["gen"] or state.get("log", 0) < self._log_read:
-            self._log, self._log_read = {}, 0
+            self._log, self._log_read, self._recent = {}, 0, {}
         self._state = {"gen": int(state.get("gen", 0)), "log": int(state.get("log", 0))}
         if self._log_read < self._state["log"]:
             self._read_log()
@@ -152,17 +158,56 @@ class Archive:
                 data = f.read(self._state["log"] - self._log_read)
         except FileNotFoundError:  # folded and removed since our view of the hot store: all in shards
             data = b""
-        for line in data.splitlines():
-            if (rec := _parse(line)) is not None:
-                kind, _, key = rec[0].partition(":")
-                self._log[(kind, key)] = rec[1]
+        at = self._log_read
+        for line in data.split(b"\n")[:-1]:  # committed bytes end with a newline
+            k, tab, _ = line.partition(b"\t")
+            with contextlib.suppress(ValueError):
+                if tab:
+                    kind, _, key = json.loads(k).partition(":")
+                    self._log[(kind, key)] = (at, len(line))
+            at += len(line) + 1
         self._log_read = self._state["log"]
+
+    def _from_log(self, where: tuple[int, int]) -> dict[str, Any] | None:
+        found = self._recent.get(where)
+        if found is not None:
+            return found
+        offset, length = where
+        try:
+            with open(self._log_path(), "rb") as f:
+                f.seek(offset)
+                line = f.read(length)
+        except FileNotFoundError:  # folded by another process since we looked: the shards have it
+            return None
+        rec = _parse(line) if len(line) == length else None
+        if rec is None:
+            return None
+        if len(self._recent) >= RECENT:
+            del self._recent[next(iter(self._recent))]
+        self._recent[where] = rec[1]
+        return rec[1]
+
+    def _log_lines(self) -> Iterator[tuple[str, str, bytes]]:
+        """(kind, key, the record's JSON) for every committed line of the log, oldest first."""
+        try:
+            with open(self._log_path(), "rb") as f:
+                data = f.read(self._state["log"])
+        except FileNotFoundError:
+            return
+        for line in data.split(b"\n")[:-1]:
+            k, tab, v = line.partition(b"\t")
+            try:
+                kind, _, key = json.loads(k).partition(":") if tab else ("", "", "")
+            except ValueError:
+                continue
+            if tab:
+                yield kind, key, v
 
     # -- reading ----------------------------------------------------------------------------------------
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         found = self._staged.get((kind, key))
-        if found is None:
-            found = self._log.get((kind, key))
+        if found is None and (where := self._log.get((kind, key))) is not None:
+            found = self._from_log(where)
         if found is None:
             found = self._from_shard(kind, key)
         return None if found is None or found.get("_gone") else found
@@ -197,7 +242,11 @@ class Archive:
             for line in path.read_bytes().splitlines():
                 if line and (rec := _parse(line)) is not None:
                     found[rec[0]] = rec[1]
-        for (k, key), rec in list(self._log.items()) + list(self._staged.items()):
+        for k, key, v in self._log_lines():
+            if k == kind:
+                with contextlib.suppress(ValueError):
+                    found[key] = json.loads(v)
+        for (k, key), rec in self._staged.items():
             if k == kind:
                 found[key] = rec
         return ((k, v) for k, v in found.items() if not v.get("_gone"))
@@ -225,7 +274,8 @@ class Archive:
         staged, self._staged = self._staged, {}
         if self._state["log"] >= LOG_LIMIT:
             self._fold()
-        data = b"".join(_line(f"{kind}:{key}", rec) for (kind, key), rec in staged.items())
+        lines = [_line(f"{kind}:{key}", rec) for (kind, key), rec in staged.items()]
+        data = b"".join(lines)
         self.root.mkdir(parents=True, exist_ok=True)
         path = self._log_path()
         new = not path.exists()
@@ -237,8 +287,10 @@ class Archive:
             os.fsync(f.fileno())
         if new:
             fsync_dir(self.root)
-        for (kind, key), rec in staged.items():
-            self._log[(kind, key)] = rec
+        at = self._state["log"]
+        for (kind, key), line in zip(staged, lines):
+            self._log[(kind, key)] = (at, len(line) - 1)
+            at += len(line)
         self._state = {"gen": self._state["gen"], "log": self._state["log"] + len(data)}
         self._log_read = self._state["log"]
         return dict(self._state)
@@ -246,8 +298,9 @@ class Archive:
     def _fold(self) -> None:
         """Move the committed log into the shards; the next log generation starts empty."""
         by_file: dict[Path, list[bytes]] = {}
-        for (kind, key), rec in self._log.items():
-            by_file.setdefault(self.root / kind / f"{shard_of(key):03d}.jsonl", []).append(_line(key, rec))
+        for kind, key, v in self._log_lines():  # every version, in order: in a shard too the later line wins
+            by_file.setdefault(self.root / kind / f"{shard_of(key):03d}.jsonl", []).append(
+                json.dumps(key).encode() + b"\t" + v + b"\n")
         dirs = set()
         for path, lines in by_file.items():
             if not path.parent.exists():
@@ -274,7 +327,7 @@ class Archive:
             fsync_dir(d)
         self._old_logs.append(self._log_path())
         self._state = {"gen": self._state["gen"] + 1, "log": 0}
-        self._log, self._log_read = {}, 0
+        self._log, self._log_read, self._recent = {}, 0, {}
 
     def after_commit(self) -> None:
         """The hot store names the new generation: the folded logs can go."""

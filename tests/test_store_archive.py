@@ -188,6 +188,43 @@ def test_the_log_is_folded_into_shards_and_everything_is_found_across_processes(
     assert json.loads(path.read_text())["threads"] == {}
 
 
+def test_the_log_s_index_holds_where_records_are_not_the_records_and_the_latest_version_wins(path, monkeypatch):
+    import gc
+    import weakref
+
+    class Record(dict):  # a dict that can be watched for who still holds it
+        pass
+
+    monkeypatch.setattr(archive_mod, "LOG_LIMIT", 10**9)  # no fold until asked for
+    with open_store(path) as s:
+        watched = []
+        for version in (1, 2):
+            with s.transaction():
+                for n in range(300):
+                    rec = Record(n=n, version=version, text="x" * 200)
+                    watched.append(weakref.ref(rec))
+                    s.archive.put("outbox", f"k{n}", rec)
+                s.set_meta("touch", version)  # a write: the commit flushes the archive
+        del rec
+        gc.collect()
+        assert not any(w() for w in watched)  # a large mailing's sent rows are not held in memory
+        assert all(s.archive.get("outbox", f"k{n}") == {"n": n, "version": 2, "text": "x" * 200} for n in range(300))
+        other = Store(path, readonly=True)
+        other._sync_archive()  # as its look-ups do: the archive as the hot store names it
+        assert other.archive.get("outbox", "k7")["version"] == 2
+        assert dict(other.archive.items("outbox"))["k299"]["version"] == 2
+        monkeypatch.setattr(archive_mod, "LOG_LIMIT", 1)  # the next commit folds the log into the shards first
+        gen = s.meta("archive")["gen"]
+        with s.transaction():
+            s.archive.put("outbox", "k0", {"n": 0, "version": 3})
+            s.set_meta("touch", 3)
+        assert s.meta("archive")["gen"] == gen + 1
+        assert s.archive.get("outbox", "k5")["version"] == 2 and s.archive.get("outbox", "k0")["version"] == 3
+        other = Store(path, readonly=True)
+        other._sync_archive()
+        assert other.archive.get("outbox", "k5")["version"] == 2 and other.archive.get("outbox", "k0")["version"] == 3
+
+
 def test_a_crash_in_the_middle_of_a_fold_is_redone_without_duplicates(path, monkeypatch):
     monkeypatch.setattr(archive_mod, "LOG_LIMIT", 1500)
     with open_store(path) as s:

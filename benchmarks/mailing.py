@@ -16,7 +16,8 @@ own) receives, alternately:
 
 It prints the ratio (raw time / partnerdesk's time: above 1, partnerdesk is faster), when the first
 invitation reached the server, and partnerdesk's peak RSS at each size (flat: memory does not grow
-with the mailing). By default the server offers PIPELINING, as real submission servers do
+with the mailing), beside the peak RSS of `once` on the same store a month before the invitations are
+due (what the roster itself costs: TinyDB holds the store in memory). By default the server offers PIPELINING, as real submission servers do
 (raw aiosmtplib does not use it); ``--no-pipelining`` measures without.
 """
 
@@ -29,7 +30,7 @@ import statistics
 import struct
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -170,7 +171,8 @@ def main() -> None:
                     people = contacts(n)
                     blob = base / f"invites-{n}.bin"
                     render_invitations(people, blob)
-                    res: dict[str, list[float]] = {"raw": [], "ours": [], "first": [], "first_spawn": [], "rss": []}
+                    res: dict[str, list[float]] = {"raw": [], "ours": [], "first": [], "first_spawn": [], "rss": [],
+                                                   "idle_rss": []}
                     for rep in range(args.repeat):
                         cap.clear()
                         raw = common.run_child([sys.executable, str(Path(__file__).resolve()), "--raw-child",
@@ -186,6 +188,9 @@ def main() -> None:
                                         connections=args.connections, extra=CALLS)
                         roster(d / "roster.csv", people)
                         common.pd(d, "partners", "import", str(d / "roster.csv"), now=now)
+                        # The same store a month before the invitations are due: what the roster itself
+                        # costs in memory, apart from what the mailing does.
+                        res["idle_rss"].append(common.pd(d, "once", now=now - timedelta(days=30)).rss_mb)
                         cap.clear()
                         spawn = time.monotonic()
                         ours = common.pd(d, "once", now=now)
@@ -199,7 +204,8 @@ def main() -> None:
                         print(f"  {n:,} run {rep + 1}: raw aiosmtplib {res['raw'][-1]:.2f} s; partnerdesk "
                               f"{ours.seconds:.2f} s in all, {res['ours'][-1]:.2f} s after start-up; first "
                               f"invitation {res['first_spawn'][-1]:.2f} s after the process started; "
-                              f"peak RSS {ours.rss_mb:.0f} MB")
+                              f"peak RSS {ours.rss_mb:.0f} MB (the same store with nothing due: "
+                              f"{res['idle_rss'][-1]:.0f} MB)")
                         common.remove(d)
                     ratios = [r / o for r, o in zip(res["raw"], res["ours"])]
                     rows.append(f"  {n:>6,} invitations: ratio {common.spread(ratios)} "
@@ -208,7 +214,8 @@ def main() -> None:
                                 f"{n / statistics.median(res['ours']):,.0f}/s); first invitation "
                                 f"{statistics.median(res['first']):.2f} s after start-up "
                                 f"({statistics.median(res['first_spawn']):.2f} s after the process started); "
-                                f"peak RSS {max(res['rss']):.0f} MB")
+                                f"peak RSS {max(res['rss']):.0f} MB (nothing due, same roster: "
+                                f"{max(res['idle_rss']):.0f} MB)")
             finally:
                 cap.stop()
     finally:

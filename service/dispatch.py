@@ -152,11 +152,13 @@ class Dispatcher:
             self._raise()
             return not (self._inflight or any(self._lanes))
 
-    def take_results(self) -> list[tuple[OutboxEntry, SendResult, OutboxEntry]]:
-        """What was recorded since the last call (durable in the journal already)."""
+    def take_results(self, first: int | None = None) -> list[tuple[OutboxEntry, SendResult, OutboxEntry]]:
+        """What was recorded since the last call (durable in the journal already), oldest first; only the
+        ``first`` so many when given (those counted by ``unsettled()`` before a fold began)."""
         with self._lock:
             self._raise()
-            done, self._done = self._done, []
+            n = len(self._done) if first is None else first
+            done, self._done = self._done[:n], self._done[n:]
             return done
 
     def forget(self, keys: list[str]) -> None:

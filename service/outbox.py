@@ -199,19 +199,26 @@ class Outbox:
 
         Called inside a transaction (a mailing's chunk), the fold is part of that transaction's write: one
         store write for both. The dispatcher forgets the results only once the fold has committed: until
-        then the store does not know that mail was sent, and the dispatcher must not hand it out again."""
+        then the store does not know that mail was sent, and the dispatcher must not hand it out again.
+        Returns how many results were settled (none yet inside another transaction: they are when it
+        commits)."""
         d = dispatcher or self.dispatcher
-        done = d.take_results() if d is not None else []
+        # The results there are now were journaled before this fold takes the journal, so the fold covers
+        # them. They are taken only once it has committed: if it rolls back, they stay for the next one.
+        ready = d.unsettled() if d is not None else 0
+        settled: list[Any] = []
 
         def folded() -> None:
-            if d is not None:
-                d.forget([e.key for e, _, _ in done])
-            for entry, r, after in done:
+            if d is None:
+                return
+            settled.extend(d.take_results(ready))
+            d.forget([e.key for e, _, _ in settled])
+            for entry, r, after in settled:
                 self._count(r, entry, after, report)
 
         with self.store.transaction(after_commit=folded):
             self.store.apply_journal()  # also what a crashed run recorded but never folded in
-        return len(done)
+        return len(settled)
 
     def drain(self, sender: MailSender, now: datetime, report: CycleReport) -> None:
         """Send what is queued and due, and wait until it is sent; a cancel check may call a mail off."""

@@ -139,13 +139,13 @@ class AtomicJSONStorage(Storage):
         at all if that one rolls back.
         """
         if self._depth:
-            if after_commit is not None:
-                self._after_commit.append(after_commit)
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
+            if after_commit is not None:  # only for a body that finished: one that raised asks for nothing
+                self._after_commit.append(after_commit)
             return
         if self.readonly:  # a consistent view for reads; write() refuses anything else
             self._depth, self._txn = 1, dict(self._load() or {})
@@ -171,8 +171,17 @@ class AtomicJSONStorage(Storage):
                     if self.after_save is not None:
                         self.after_save()
                 committed = True
-                for then in ([after_commit] if after_commit is not None else []) + self._after_commit:
-                    then()
+                # Each runs, whatever an earlier one raised (the first error is raised after them all):
+                # one of them may be the journal's, whose lines must be let go once they are folded in.
+                # They must not write to the store: the transaction is over.
+                error: BaseException | None = None
+                for then in self._after_commit + ([after_commit] if after_commit is not None else []):
+                    try:
+                        then()
+                    except BaseException as e:
+                        error = error or e
+                if error is not None:
+                    raise error
             finally:
                 self._txn = None
                 self._depth = 0

@@ -8,9 +8,10 @@ store's lock (a transaction of the main thread) and the main thread never for a 
 
 Folding: ``take()`` renames the journal to ``.folding`` (under the journal's lock, an instant),
 the store folds those lines into the outbox in one transaction and ``done()`` removes the file
-after that commit. A crash before ``done()`` only means folding the same lines again, which sets
-the same fields again. A line torn by a crash was not recorded: at worst that one mail is sent
-again, with the same Message-ID.
+after that commit. A crash (or a rolled-back transaction) before ``done()`` only means folding the
+same lines again, which sets the same fields again; the next ``take()`` adds what was journaled since
+to that ``.folding`` file, so one fold always covers everything journaled when it began. A line torn
+by a crash was not recorded: at worst that one mail is sent again, with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -33,6 +34,26 @@ class SendJournal:
     def _locked(self) -> Iterator[None]:
         with open(self._lock, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        """For readers: never creates the lock file (a read-only view changes nothing on disk); without
+        one, no appender has run yet, or the folder cannot be locked, and a torn last line is skipped."""
+        try:
+            lock = open(self._lock, "rb")
+        except OSError:
+            yield
+            return
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+            except OSError:
+                yield
+                return
             try:
                 yield
             finally:
@@ -68,23 +89,39 @@ class SendJournal:
 
         Under the lock, so a line being appended by the sending thread is read whole or not at all
         (read without it, that line looks torn and its mail unsent)."""
-        try:
-            with self._locked():
-                return self._read(self.folding) + self._read(self.path)
-        except PermissionError:  # a reader who may not create the lock file: a torn last line is skipped
+        with self._shared():
             return self._read(self.folding) + self._read(self.path)
 
     def take(self) -> list[dict[str, Any]]:
-        """The lines to fold now: an unfinished earlier fold's, else the journal's (moved aside)."""
+        """The lines to fold now: everything journaled so far (an unfinished earlier fold's lines first),
+        moved aside to ``.folding``."""
         with self._locked():
-            if not self.folding.exists():
-                try:
-                    if self.path.stat().st_size == 0:
-                        return []
-                except FileNotFoundError:
-                    return []
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size and not self.folding.exists():
                 os.rename(self.path, self.folding)
                 open(self.path, "ab").close()  # appenders find an (empty) journal as before
+            elif size:
+                # An earlier fold did not finish (a crash, a rolled-back transaction): what came since goes
+                # after its lines, durably, before the journal is emptied. A crash in between only means
+                # those lines are in both files, and folded twice (the same fields again).
+                with open(self.path, "rb") as f:
+                    data = f.read()
+                with open(self.folding, "ab+") as f:
+                    end = f.seek(0, os.SEEK_END)
+                    if end:
+                        f.seek(end - 1)
+                        if f.read(1) != b"\n":
+                            data = b"\n" + data  # a torn last line stays a line of its own
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                with open(self.path, "r+b") as f:
+                    f.truncate(0)
+                    f.flush()
+                    os.fsync(f.fileno())
         return self._read(self.folding)
 
     def done(self) -> None:

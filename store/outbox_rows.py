@@ -116,36 +116,34 @@ class OutboxRows:
         return fields
 
     def apply_journal(self) -> int:
-        """Fold journaled send results into the outbox (one store write per journal file); returns how many.
+        """Fold journaled send results into the outbox (one store write); returns how many.
 
-        What is there now is folded: a fold a crash left unfinished, then the journal once. Not "until
-        the journal is empty": while a mailing is being sent, results arrive faster than a store write
-        takes, and chasing them kept the daemon folding, not taking in mail, for as long as the mailing
-        lasted. Later results wait for the next settle.
+        What is journaled when the fold begins is folded (with what a fold that did not finish left), in
+        one write. Not "until the journal is empty": while a mailing is being sent, results arrive faster
+        than a store write takes, and chasing them kept the daemon folding, not taking in mail, for as
+        long as the mailing lasted. Later results wait for the next settle. Inside another transaction
+        (a mailing's chunk) the fold is part of that one's write, and the folded lines are let go only
+        once it has committed.
 
         A result that says some recipients were refused for now (452) carries the copy for them, queued
         here in the same write: the copy exists as soon as the result is folded, or neither does.
         """
         applied = 0
-        for _ in range(2):
-            leftover = self.journal.folding.exists()  # type: ignore[attr-defined]
-            records = self.journal.take()  # type: ignore[attr-defined]
-            if not records:
-                if leftover:  # nothing readable in it (a torn line only): gone, then the journal
-                    self.journal.done()  # type: ignore[attr-defined]
+        records = self.journal.take()  # type: ignore[attr-defined]
+        if not records:
+            if self.journal.folding.exists():  # type: ignore[attr-defined]
+                # Torn lines only (a crash mid-write): nothing was recorded in them.
+                self.journal.done()  # type: ignore[attr-defined]
+            return 0
+        with self.transaction(after_commit=self.journal.done):  # type: ignore[attr-defined]
+            for rec in records:
+                key = rec["key"]
+                d = self._row(key)
+                if d is None:
                     continue
-                return applied
-            with self.transaction(after_commit=self.journal.done):  # type: ignore[attr-defined]
-                for rec in records:
-                    key = rec["key"]
-                    d = self._row(key)
-                    if d is None:
-                        continue
-                    row = {**d, **rec["fields"]}
-                    self._put("outbox", key, row)  # type: ignore[attr-defined]
-                    applied += 1
-                    if rec.get("copy"):  # for the recipients refused for now; its key makes this idempotent
-                        self.outbox_add(OutboxEntry.from_dict(rec["copy"]))
-            if not leftover:
-                return applied
+                row = {**d, **rec["fields"]}
+                self._put("outbox", key, row)  # type: ignore[attr-defined]
+                applied += 1
+                if rec.get("copy"):  # for the recipients refused for now; its key makes this idempotent
+                    self.outbox_add(OutboxEntry.from_dict(rec["copy"]))
         return applied

@@ -185,6 +185,64 @@ def test_a_fold_a_crash_left_is_finished_before_the_journal(store):
     assert len(store.outbox(Status.SENT)) == 3 and not store.journal.folding.exists()
 
 
+def test_a_fold_inside_a_transaction_covers_a_leftover_and_the_journal_and_a_rolled_back_one_is_redone(store):
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(4)])
+    sent = lambda e: {"key": e.key, "fields": {"status": "sent", "sent_at": NOW.isoformat(), "attempts": 1}}
+    store.journal_results([sent(entries[0])])
+    assert store.journal.take()  # a fold that did not finish
+    store.journal_results([sent(entries[1])])
+    with pytest.raises(RuntimeError):
+        with store.transaction():  # a mailing's chunk, whose write fails after the fold
+            store.apply_journal()
+            raise RuntimeError("the chunk's write failed")
+    assert store.outbox(Status.SENT) == [] and len(store.journal.pending()) == 2  # nothing lost
+    store.journal_results([sent(entries[2])])
+    with store.transaction():
+        assert store.apply_journal() == 3  # the leftover, what the failed one took, and what came since
+    assert len(store.outbox(Status.SENT)) == 3 and store.journal.pending() == []
+    assert not store.journal.folding.exists()
+
+
+class Sink:
+    """A sender whose server takes everything at once (the dispatcher's bookkeeping, without a socket)."""
+
+    def send(self, entries, on_result=None):
+        out = []
+        for e in entries:
+            r = SendResult(key=e.key, status="sent", detail="")
+            if on_result:
+                on_result(r)
+            out.append(r)
+        return out
+
+
+def test_results_settled_in_a_transaction_that_rolls_back_stay_with_the_dispatcher_for_the_next_settle(store):
+    from service.outbox import Outbox
+    from service.report import CycleReport
+
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(3)])
+    d = Dispatcher(store=store, sender=Sink(), now=lambda: NOW)
+    outbox = Outbox(store=store, composer=None, secret=b"k", support_address=SUPPORT)  # type: ignore[arg-type]
+    outbox.dispatcher = d
+    try:
+        d.submit(entries)
+        d.wait()
+        report = CycleReport()
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                outbox.settle(report)
+                raise RuntimeError("the chunk's write failed")
+        # The store does not know they were sent: the dispatcher must not forget them (it would hand
+        # them out again), and they are not counted yet.
+        assert d.unsettled() == 3 and all(d.known(e.key) for e in entries) and report.counts["sent"] == 0
+        assert len(store.outbox(Status.PENDING)) == 3
+        assert outbox.settle(report) == 3
+        assert d.unsettled() == 0 and not any(d.known(e.key) for e in entries) and report.counts["sent"] == 3
+        assert len(store.outbox(Status.SENT)) == 3
+    finally:
+        d.close()
+
+
 def test_results_are_written_in_groups_one_fsync_each(store, monkeypatch):
     appends: list[int] = []
     real = store.journal.append

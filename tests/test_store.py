@@ -218,13 +218,32 @@ def test_the_store_is_written_in_pieces_that_make_the_same_bytes_as_one_dump(pie
         assert b"".join(atomic.json_pieces(data)) == want
 
 
+def test_reading_the_journal_creates_nothing_on_disk(tmp_path):
+    from store.journal import SendJournal
+
+    journal = SendJournal(tmp_path / "s.json.journal")
+    (tmp_path / "s.json.journal").write_text('{"key": "k1", "fields": {"status": "sent"}}\n')
+    assert journal.pending() == [{"key": "k1", "fields": {"status": "sent"}}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json.journal"]  # no lock file made for a reader
+
+
 def test_a_nested_transaction_s_after_commit_waits_for_the_outer_commit_and_is_dropped_by_a_rollback(store, path):
     ran: list[str] = []
     with store.transaction(after_commit=lambda: ran.append("outer")):
         with store.transaction(after_commit=lambda: ran.append(f"inner saw {json.loads(path.read_text())['meta']}")):
             store.set_meta("x", 1)
         assert ran == [] and not path.exists()  # nothing committed yet: too early for it
-    assert ran == ["outer", "inner saw {'x': {'value': 1}, 'schema': {'value': %d}}" % store.meta("schema")]
+    assert ran == ["inner saw {'x': {'value': 1}, 'schema': {'value': %d}}" % store.meta("schema"), "outer"]
+    ran.clear()
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction(after_commit=lambda: ran.append("outer")):
+            with pytest.raises(KeyError):
+                with store.transaction(after_commit=lambda: ran.append("inner that failed")):
+                    raise KeyError("its body failed; the outer one goes on and commits")
+            with store.transaction(after_commit=lambda: 1 / 0):
+                store.set_meta("w", 1)
+    # Committed; the inner body that failed asked for nothing; a failing step kept no other from running.
+    assert store.meta("w") == 1 and ran == ["outer"]
     ran.clear()
     with pytest.raises(ValueError):
         with store.transaction():

@@ -54,6 +54,7 @@ class Dispatcher:
         self._urgent_in_flight: set[str] = set()  # partner-facing mail taken by the sender, not yet recorded
         self._done: list[tuple[OutboxEntry, SendResult, OutboxEntry]] = []  # (before, result, after): recorded,
         # not yet counted by the main thread
+        self._done_base = 0  # how many results were ever recorded before _done[0]
         self._entries: dict[str, OutboxEntry] = {}
         self._next_bulk = 0.0
         self._closing = False
@@ -152,13 +153,20 @@ class Dispatcher:
             self._raise()
             return not (self._inflight or any(self._lanes))
 
-    def take_results(self, first: int | None = None) -> list[tuple[OutboxEntry, SendResult, OutboxEntry]]:
-        """What was recorded since the last call (durable in the journal already), oldest first; only the
-        ``first`` so many when given (those counted by ``unsettled()`` before a fold began)."""
+    def results_mark(self) -> int:
+        """A mark of the results recorded so far (each durable in the journal already): a fold that takes
+        the journal after this call covers every one of them. A failure of the sending thread is raised
+        here, in the caller's thread."""
         with self._lock:
             self._raise()
-            n = len(self._done) if first is None else first
+            return self._done_base + len(self._done)
+
+    def take_results(self, upto: int) -> list[tuple[OutboxEntry, SendResult, OutboxEntry]]:
+        """The results recorded before ``upto`` (a results_mark) not taken yet, oldest first."""
+        with self._lock:
+            n = max(0, min(len(self._done), upto - self._done_base))
             done, self._done = self._done[:n], self._done[n:]
+            self._done_base += n
             return done
 
     def forget(self, keys: list[str]) -> None:
@@ -305,7 +313,7 @@ class Dispatcher:
                 serve(self)
             else:
                 self._run_plain()
-        except BaseException as e:  # handed to the main thread (wait, take_results)
+        except BaseException as e:  # handed to the main thread (wait, results_mark)
             log.exception("the sending thread failed")
             with self._lock:
                 self._failed = e

@@ -205,13 +205,13 @@ class Outbox:
         d = dispatcher or self.dispatcher
         # The results there are now were journaled before this fold takes the journal, so the fold covers
         # them. They are taken only once it has committed: if it rolls back, they stay for the next one.
-        ready = d.unsettled() if d is not None else 0
+        mark = d.results_mark() if d is not None else 0
         settled: list[Any] = []
 
         def folded() -> None:
             if d is None:
                 return
-            settled.extend(d.take_results(ready))
+            settled.extend(d.take_results(mark))
             d.forget([e.key for e, _, _ in settled])
             for entry, r, after in settled:
                 self._count(r, entry, after, report)

@@ -129,14 +129,11 @@ class OutboxRows:
         here in the same write: the copy exists as soon as the result is folded, or neither does.
         """
         applied = 0
-        records = self.journal.take()  # type: ignore[attr-defined]
-        if not records:
-            if self.journal.folding.exists():  # type: ignore[attr-defined]
-                # Torn lines only (a crash mid-write): nothing was recorded in them.
-                self.journal.done()  # type: ignore[attr-defined]
-            return 0
+        # Under the store's lock from take() to done(): another process folding at the same time (a CLI
+        # command opening the store) would otherwise add lines to a .folding file this one is about to
+        # remove. Nothing readable taken (torn lines only, or nothing): done() removes what there is.
         with self.transaction(after_commit=self.journal.done):  # type: ignore[attr-defined]
-            for rec in records:
+            for rec in self.journal.take():  # type: ignore[attr-defined]
                 key = rec["key"]
                 d = self._row(key)
                 if d is None:

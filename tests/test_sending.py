@@ -243,6 +243,65 @@ def test_results_settled_in_a_transaction_that_rolls_back_stay_with_the_dispatch
         d.close()
 
 
+def test_two_settles_in_one_transaction_forget_only_what_their_folds_covered(store):
+    from service.outbox import Outbox
+    from service.report import CycleReport
+
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(6)])
+    d = Dispatcher(store=store, sender=Sink(), now=lambda: NOW)
+    outbox = Outbox(store=store, composer=None, secret=b"k", support_address=SUPPORT)  # type: ignore[arg-type]
+    outbox.dispatcher = d
+    report = CycleReport()
+    try:
+        with store.transaction():
+            for batch in (entries[:3], entries[3:5]):
+                d.submit(batch)
+                d.wait()
+                outbox.settle(report)
+            d.submit(entries[5:])  # sent and journaled after both folds took the journal
+            d.wait()
+        assert report.counts["sent"] == 5 and d.known("m005") and d.unsettled() == 1
+        assert [e.key for e in store.outbox(Status.PENDING)] == ["m005"]  # the store does not know yet...
+        outbox.settle(report)  # ...so the dispatcher kept it until a fold covered it
+        assert report.counts["sent"] == 6 and not d.known("m005") and len(store.outbox(Status.SENT)) == 6
+    finally:
+        d.close()
+
+
+def test_a_fold_by_another_process_waits_for_the_daemon_s_and_loses_nothing(store, tmp_path, monkeypatch):
+    from store.journal import SendJournal
+
+    """A CLI command opening the store folds the journal too: it must not add lines to a .folding file
+    the daemon's fold is about to remove."""
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(2)])
+    sent = lambda e: {"key": e.key, "fields": {"status": "sent", "sent_at": NOW.isoformat(), "attempts": 1}}
+    store.journal_results([sent(entries[0])])
+    opened: list[Store] = []
+    cli = threading.Thread(target=lambda: opened.append(Store(tmp_path / "store.json")))
+    committed = threading.Event()
+    real_read = SendJournal._read
+
+    def read(path):  # the CLI reads what it took only after the daemon's commit: the worst moment
+        if threading.current_thread() is cli and path.name.endswith(".folding"):
+            committed.wait(10)
+        return real_read(path)
+
+    monkeypatch.setattr(SendJournal, "_read", staticmethod(read))
+    with store.transaction():
+        store.apply_journal()  # the daemon's fold has taken m000
+        store.journal_results([sent(entries[1])])  # the sending thread goes on
+        cli.start()  # a CLI command opens the store meanwhile
+        cli.join(0.3)
+        assert cli.is_alive()  # it waits for the daemon's fold to commit
+    committed.set()  # the daemon's fold is committed and its .folding removed
+    cli.join(10)
+    [other] = opened
+    try:
+        assert len(store.outbox(Status.SENT)) == 2 and store.journal.pending() == []
+    finally:
+        other.close()
+
+
 def test_results_are_written_in_groups_one_fsync_each(store, monkeypatch):
     appends: list[int] = []
     real = store.journal.append

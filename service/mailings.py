@@ -138,7 +138,7 @@ class MailingRunner:
                     # Keep just ahead of the sending: rendering further ahead only takes the processor the
                     # server and the sending need, and holds more mail in memory. New mail is taken in
                     # while waiting too.
-                    took_in = self.outbox.wait_for_room(SEND_BACKLOG, SEND_BACKLOG_WAIT, report,
+                    took_in = self.outbox.wait_for_room(SEND_BACKLOG, SEND_BACKLOG_WAIT,
                                                         meanwhile=self.between_chunks)
                     if self.between_chunks is not None and not took_in:
                         self.between_chunks()

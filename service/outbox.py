@@ -160,8 +160,7 @@ class Outbox:
         log.debug("released %d mail(s) to the dispatcher", n)
         return n
 
-    def wait_for_room(self, backlog: int, timeout: float, report: CycleReport,
-                      meanwhile: Callable[[], object] | None = None) -> bool:
+    def wait_for_room(self, backlog: int, timeout: float, meanwhile: Callable[[], object] | None = None) -> bool:
         """Let the sending catch up with a large mailing being queued (Dispatcher.wait_for_room). What it
         has sent is folded in by the next chunk's transaction (settle, in the same write). Returns whether
         ``meanwhile`` ran."""

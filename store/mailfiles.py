@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 
 from .atomic import fsync_dir
@@ -29,6 +30,10 @@ class MailFiles:
         self.readonly = readonly
         self._staged: dict[str, list[bytes]] = {}  # "<day>.mail" -> bodies, in order
         self._ends: dict[str, int] = {}  # where the next staged body of a file will start
+        # The day file last read from, kept open: the sending thread reads a mailing's mail one after the
+        # other from the same file, and opening it for each one cost as much as quoting its addresses.
+        self._reader: tuple[str, int] | None = None
+        self._reader_lock = threading.Lock()
 
     def stage(self, day: str, data: bytes) -> str:
         """Where ``data`` will be once this transaction commits (call under the store's write lock)."""
@@ -88,13 +93,25 @@ class MailFiles:
     def read_committed(self, ref: str) -> bytes | None:
         """Committed bytes only. Safe from any thread: committed bytes never change, appends go after them."""
         name, offset, length = _split(ref)
-        try:
-            with open(self.root / name, "rb") as f:
-                f.seek(offset)
-                data = f.read(length)
-        except FileNotFoundError:
-            return None
+        with self._reader_lock:
+            if self._reader is None or self._reader[0] != name:
+                try:
+                    fd = os.open(self.root / name, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    return None
+                self._close_reader()
+                self._reader = (name, fd)
+            data = os.pread(self._reader[1], length, offset)
         return data if len(data) == length else None
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            os.close(self._reader[1])
+            self._reader = None
+
+    def close(self) -> None:
+        with self._reader_lock:
+            self._close_reader()
 
     def prune(self, before_day: str, keep: set[str]) -> int:
         """Delete the files of days before ``before_day`` (YYYY-MM-DD) except those named in ``keep``
@@ -102,6 +119,7 @@ class MailFiles:
         if self.readonly or not self.root.exists():
             return 0
         keep_files = {_split(ref)[0] for ref in keep}
+        self.close()  # a pruned file is not kept alive by our reader
         gone = 0
         for path in sorted(self.root.glob("*.mail")):
             if path.stem < before_day and path.name not in keep_files:

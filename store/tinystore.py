@@ -201,6 +201,8 @@ class Store(OutboxRows, SmallTables):
 
     def close(self) -> None:
         self.release_daemon_lock()
+        self.mail.close()
+        self.journal.close()
         self._db.close()
 
     def _migrate(self) -> None:

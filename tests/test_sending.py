@@ -414,6 +414,41 @@ def test_the_wire_form_ends_every_line_with_crlf_and_doubles_leading_dots():
         assert wire_form(raw) == by_regex(raw), raw
 
 
+def test_envelope_addresses_are_quoted_as_aiosmtplib_quotes_them():
+    import random
+
+    from aiosmtplib.email import quote_address
+
+    from mailbox.smtp import smtp_address
+
+    for plain in ("c1@partners.example", "first.last+tag@mail.example.co", "a=b_c-d@x-y.example"):
+        assert smtp_address(plain) == f"<{plain}>".encode()
+    # Anything but a plain dot-atom address goes through aiosmtplib's own parser: the same bytes, or
+    # the same refusal of an address that cannot go on a command line.
+    for odd in ("", "Name <a@b.example>", '"a b"@c.example', "a@b.example\r\nRCPT TO:<x@y>"):
+        try:
+            want: bytes | type = quote_address(odd).encode()
+        except ValueError:
+            want = ValueError
+        try:
+            got: bytes | type = smtp_address(odd)
+        except ValueError:
+            got = ValueError
+        assert got == want, odd
+    rng = random.Random(5)
+    for _ in range(50000):
+        s = "".join(rng.choice("ab.Z9_+=-@.\"<> ,()\\") for _ in range(rng.randint(1, 12)))
+        try:
+            want = quote_address(s).encode()
+        except ValueError:
+            want = ValueError
+        try:
+            got = smtp_address(s)
+        except ValueError:
+            got = ValueError
+        assert got == want, s
+
+
 class Ticks:
     """A dispatcher's clock moved on by hand: its deadlines pass when the test says, not when a loaded
     machine gets round to it."""

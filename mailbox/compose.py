@@ -183,6 +183,9 @@ class Composer:
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
+            # The templates ship with the program and are read once: checking each one's modification
+            # time at every render was a stat per mail (restart the daemon after editing one).
+            auto_reload=False,
         )
         self.env.globals.update(globals_ or {})
 

@@ -183,7 +183,7 @@ class HtmlMail:
         self.program_name = program_name
         self.env = Environment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
                                autoescape=select_autoescape(default=True, default_for_string=True),
-                               trim_blocks=True, lstrip_blocks=True)
+                               trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # as Composer's
         self.env.filters["linkify"] = linkify
         self.inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
         self._css: str | None = None

@@ -141,6 +141,14 @@ def wire_form(raw: bytes) -> bytes:
     return raw + b".\r\n"
 
 
+_TIMED_OUT = object()
+
+
+def _expire(waiter: "asyncio.Future[object]") -> None:
+    if not waiter.done():
+        waiter.set_result(_TIMED_OUT)
+
+
 class _Wire(asyncio.Protocol):
     """Replies as the server sends them, several per read if commands were pipelined."""
 
@@ -149,7 +157,7 @@ class _Wire(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.replies: collections.deque[SMTPResponse] = collections.deque()
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[object] | None = None
         self.lost = False
         self.writable: asyncio.Future[None] | None = None
 
@@ -199,11 +207,16 @@ class _Wire(asyncio.Protocol):
         while not self.replies:
             if self.lost:
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-            self.waiter = self.loop.create_future()
+            # A timer on the waiter rather than asyncio.wait_for, which wraps every wait in more futures
+            # and callbacks (four replies a mail: a tenth of the sending thread's time).
+            waiter = self.waiter = self.loop.create_future()
+            timer = self.loop.call_later(timeout, _expire, waiter)
             try:
-                await asyncio.wait_for(self.waiter, timeout)
-            except (asyncio.TimeoutError, TimeoutError) as e:
-                raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from e
+                await waiter
+            finally:
+                timer.cancel()
+            if waiter.result() is _TIMED_OUT:
+                raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response")
         return self.replies.popleft()
 
     async def write(self, data: bytes) -> None:

@@ -116,6 +116,32 @@ def test_pipelined_where_offered_one_write_per_envelope_and_the_bytes_arrive_who
         assert b"\r\n..dot line\r\n" in sent  # dot-stuffed on the wire
 
 
+class Silent(Smtp):
+    """Says hello, then never answers a mail's commands (a server hung mid-session)."""
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 test ESMTP\r\n")
+        try:
+            while chunk := await reader.read(65536):
+                if chunk.upper().startswith(b"EHLO"):
+                    writer.write(b"250-test\r\n250-PIPELINING\r\n250 SIZE 10000000\r\n")
+                    await writer.drain()
+        finally:
+            writer.close()
+
+
+def test_a_server_that_stops_answering_times_out_and_the_mail_stays_queued():
+    with Silent() as srv:
+        s = SmtpSender(SmtpSettings(host="127.0.0.1", port=srv.port, security="none", timeout=0.5), None)
+        results: list[SendResult] = []
+        t = threading.Thread(target=lambda: results.extend(s.send([entry("m0"), entry("m1")])), daemon=True)
+        t.start()
+        t.join(60)  # without the timeout it would wait for the server for ever
+        assert not t.is_alive()
+    assert [r.status for r in results] == ["transient", "transient"]
+    assert "Timed out waiting for server response" in results[0].detail, results[0].detail
+
+
 def test_a_connection_ends_its_next_mail_only_once_the_previous_result_is_durable(store, tmp_path):
     """At most one unrecorded mail per connection: what a SIGKILL can make us send again."""
     journal = tmp_path / "store.json.journal"

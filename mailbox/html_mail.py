@@ -32,6 +32,8 @@ _LINK = re.compile(r"(?P<url>https://[^\s<>\"'()]+[^\s<>\"'().,;:!?])|"
 _DETAIL = re.compile(r"^ *([A-Z][\w -]{0,14}):( +)(\S.*)$")
 _ITEM = re.compile(r"^ {0,4}- (.*)$")
 _RULE = re.compile(r"^-{3,} (.+?) -{3,}$")
+_WORD = re.compile(r"[A-Za-z0-9]+")  # what a paragraph's shape leaves out (HtmlMail._paragraph)
+_MARK = "\ue000"  # a private-use character: no link, no escaping, no text of ours
 
 
 @dataclass
@@ -175,7 +177,9 @@ class HtmlMail:
 
     A page is its frame (templates/mail.html.j2) around its blocks (templates/mail_blocks.html.j2), and
     each is inlined on its own, remembered by what it says: the recipients of a mailing differ in a line
-    or two, and inlining whole pages made the HTML part most of the cost of a mail. The stylesheet's
+    or two, and inlining whole pages made the HTML part most of the cost of a mail. The lines that name
+    one recipient ("Hello Ana Rossi,", the unsubscribe token) are inlined by their shape, once for all
+    recipients (_paragraph; the frame by its preheader's shape likewise). The stylesheet's
     selectors reach no further than one block (tests/test_compose_fast.py checks that a page made so is
     the page css-inline makes of the whole)."""
 
@@ -191,12 +195,16 @@ class HtmlMail:
         # Bounded: a mailing's shared blocks stay, the lines that name one recipient pass through. Long
         # pieces (a quoted mail in a relay) are never the same twice and are not kept.
         self._remembered = functools.lru_cache(maxsize=1024)(self._make_piece)
+        # Paragraphs by their words first (a mailing's shared ones), then by their shape (_paragraph).
+        self._remembered_p = functools.lru_cache(maxsize=1024)(self._make_paragraph)
         self._frame = functools.lru_cache(maxsize=128)(self._make_frame)
+        # The preheader names a partner ("... for everyone at Nuvole:"): frames by it, then by its shape.
+        self._framed = functools.lru_cache(maxsize=128)(self._make_framed)
 
     def render(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
                support_address: str, support_name: str, personal: bool = False) -> str:
         pieces = [self._piece(call) for call in _calls(text, kind, context, calendar, support_address, personal)]
-        head, tail = self._frame(subject, _preheader(text), support_name, support_address)
+        head, tail = self._framed(subject, _preheader(text), support_name, support_address)
         return head + "".join(pieces) + tail
 
     def page(self, text: str, *, kind: str, subject: str, context: dict[str, Any], calendar: Any,
@@ -215,7 +223,41 @@ class HtmlMail:
     def _piece(self, call: tuple[Any, ...]) -> str:
         if sum(len(str(a)) for a in call) > _REMEMBER_UP_TO:
             return self._make_piece(*call)
+        if call[0] == "block" and call[1] == "p":
+            return self._remembered_p(call[2], call[3])
         return self._remembered(*call)
+
+    def _make_paragraph(self, lines: tuple[str, ...], title: str) -> str:
+        made = self._paragraph(lines, title)
+        return made if made is not None else self._remembered("block", "p", lines, title)
+
+    def _paragraph(self, lines: tuple[str, ...], title: str) -> str | None:
+        """A paragraph inlined by its shape: its words of plain letters and digits stand in as one mark
+        each, so "Hello Ana Rossi," and "Hello Bob Smith," are one shape, inlined once; the words are put
+        back in order. Those words are text to the page (no escaping, never a link's own: a link is kept
+        whole in the shape). None when the shape would not say the same (a mark in the text, links
+        found differently, the marks not all back in order), and the paragraph is made as it is."""
+        words: list[str] = []
+        shaped = []
+        for line in lines:
+            if _MARK in line:
+                return None
+            out, pos = [], 0
+            links = list(_LINK.finditer(line))
+            for m in links:
+                words += _WORD.findall(line, pos, m.start())
+                out += [_WORD.sub(_MARK, line[pos:m.start()]), m.group(0)]
+                pos = m.end()
+            words += _WORD.findall(line, pos)
+            out.append(_WORD.sub(_MARK, line[pos:]))
+            shape = "".join(out)
+            if [m.group(0) for m in _LINK.finditer(shape)] != [m.group(0) for m in links]:
+                return None
+            shaped.append(shape)
+        if not words:
+            return None
+        made = self._remembered("block", "p", tuple(shaped), title)
+        return _put_back(made, words)
 
     def _page(self, subject: str, preheader: str, support_name: str, support_address: str, body: str) -> str:
         return self.env.get_template("mail.html.j2").render(
@@ -229,12 +271,34 @@ class HtmlMail:
             self._css = loader.get_source(self.env, "mail.css")[0]
         return self.inliner.inline_fragment(str(getattr(self.macros(), macro)(*args)), self._css)
 
+    def _make_framed(self, subject: str, preheader: str, support_name: str, support_address: str
+                     ) -> tuple[str, str]:
+        """The frame made for the preheader's shape (its words as marks, as _paragraph does), the words
+        put back; as it is when a mark is in the way."""
+        words = _WORD.findall(preheader)
+        if words and not any(_MARK in x for x in (subject, preheader, support_name, support_address)):
+            head, tail = self._frame(subject, _WORD.sub(_MARK, preheader), support_name, support_address)
+            if _MARK not in tail and (head := _put_back(head, words)) is not None:
+                return head, tail
+        return self._frame(subject, preheader, support_name, support_address)
+
     def _make_frame(self, subject: str, preheader: str, support_name: str, support_address: str) -> tuple[str, str]:
         head, found, tail = self.inliner.inline(self._page(subject, preheader, support_name, support_address,
                                                           _BODY)).partition(_BODY)
         if not found:  # css-inline stopped keeping comments: every page would lose its body
             raise RuntimeError(f"css-inline dropped the body marker {_BODY} from templates/mail.html.j2")
         return head, tail
+
+
+def _put_back(made: str, words: list[str]) -> str | None:
+    """``made`` with its marks replaced by ``words`` in order; None unless there is one mark per word."""
+    parts = made.split(_MARK)
+    if len(parts) != len(words) + 1:
+        return None
+    out = [""] * (2 * len(words) + 1)
+    out[0::2] = parts
+    out[1::2] = words
+    return "".join(out)
 
 
 def _calls(text: str, kind: str, context: dict[str, Any], calendar: Any, support_address: str,

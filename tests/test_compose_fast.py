@@ -153,3 +153,40 @@ def test_html_made_block_by_block_is_the_page_css_inline_makes_of_the_whole(monk
                            "training_url": rng.choice(["", "https://t.example"]), "training_id": "t1", "when": "Tue",
                            "profile_url": "https://p.example"})
         assert html.render(text, **kw) == html.page(text, **kw)
+
+
+def test_paragraphs_and_preheaders_made_by_their_shape_are_the_pages_made_whole():
+    """The recipients of a mailing differ in a name or a token: a paragraph is inlined once per shape
+    (its plain words as marks) and the words put back. Whatever the words sit next to (links, marks of
+    our own, markup, quotes, non-ASCII), the page is byte for byte the one inlined whole."""
+    import random
+    import re
+
+    from mailbox.compose import TEMPLATES_DIR
+    from mailbox.html_mail import HtmlMail
+
+    html = HtmlMail(TEMPLATES_DIR, program_name="Open Atrium Partners Program")
+    shaped = []
+    by_shape = html._paragraph
+    html._paragraph = lambda lines, title: shaped.append(made := by_shape(lines, title)) or made  # type: ignore[method-assign]
+    tokens = ["Hello", "Ana", "Rossi", "O'Brien", "Zoë", "42", "x1", "a.b@c.example", "Ana@", "@example.com",
+              "https://h.example/p?q=1", "https://h.example/p.", "xhttps://h.example", "support@example.test.",
+              "&", "<b>", '"', "foo_bar", "-", ".", ",", "(", ")", "\ue000", "calls.YzBAcGFy.df5c9922", "漢字",
+              "mailto:a@b.example", "&amp;", "- item"]
+    rng = random.Random(11)
+
+    def line() -> str:
+        return "".join(rng.choice(tokens) + rng.choice(["", " ", " ", "  ", ": "]) for _ in range(rng.randint(1, 9)))
+
+    shapes = [line() for _ in range(12)]
+    for _ in range(400):
+        # Lines of a few shapes, with other words each time: the shapes are remembered, the words are not.
+        base = rng.choice(shapes)
+        words = iter(rng.choice(["Ana", "Bob", "Kim", "Lee", "Q7", "x", "Zed99"]) for _ in range(999))
+        para = re.sub(r"[A-Za-z0-9]+", lambda m: next(words) if rng.random() < 0.5 else m.group(0), base)
+        text = "\n\n".join([rng.choice(["Hello Ana,", "Hello"]), para, line(), para])
+        kw = dict(kind="ack", subject="S", calendar=None, support_address=SUPPORT, support_name="Support",
+                  personal=rng.random() < 0.3, context={})
+        assert html.render(text, **kw) == html.page(text, **kw), text
+    # Made by shape most of the time, as it is where a shape would not say the same.
+    assert sum(x is not None for x in shaped) > 300 and None in shaped

@@ -194,7 +194,17 @@ class Store(OutboxRows, SmallTables):
         self.archive.rollback(self.meta("archive"))
 
     def _put(self, table: str, key: str, data: dict[str, Any]) -> None:
-        self._t(table).upsert(Document(data, doc_id=key))
+        """TinyDB's upsert of ``data`` under ``key`` (fields merged into a document that is there, a new one
+        added), in one table update: upsert itself tries an update, finds nothing, and inserts in a second
+        one (a mailing puts three records per recipient)."""
+        def upsert(docs: dict[str, Any]) -> None:
+            old = docs.get(key)
+            if old is None:
+                docs[key] = dict(data)
+            else:
+                old.update(data)
+
+        self._t(table)._update_table(upsert)  # type: ignore[attr-defined]
 
     def _all(self, table: str) -> list[Document]:
         return self._t(table).all()

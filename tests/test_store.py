@@ -442,6 +442,27 @@ def test_records_are_keyed_by_our_own_strings(store):
     assert store.rsvps() == [{"partstat": "ACCEPTED"}]
 
 
+def test_a_record_put_again_keeps_what_tinydb_upsert_kept(store, tmp_path):
+    """Store._put updates in one step what TinyDB's upsert did in two: the same documents after any
+    sequence of puts (fields merged into a record that is there, a new one added whole)."""
+    import random
+
+    from tinydb.storages import MemoryStorage
+    from tinydb.table import Document
+
+    from store.tinystore import KeyedTinyDB
+
+    reference = KeyedTinyDB(storage=MemoryStorage).table("t")
+    rng = random.Random(3)
+    with store.transaction():
+        for _ in range(500):
+            key, data = rng.choice("abcde"), {rng.choice("xyz"): rng.randint(0, 9) for _ in range(rng.randint(0, 3))}
+            store._put("t", key, data)
+            reference.upsert(Document(data, doc_id=key))
+            data["x"] = "changed after the put"  # what was put is the store's own copy
+    assert {d.doc_id: dict(d) for d in store._all("t")} == {d.doc_id: dict(d) for d in reference.all()}
+
+
 # -- damage from outside ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("garbage", [b"{not json", b"\x00\xff\xfe garbage", b'{"meta": '])
 def test_garbage_store_file_is_a_clear_error(path, garbage):

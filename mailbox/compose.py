@@ -25,6 +25,7 @@ import base64
 import binascii
 import email.header
 import email.utils
+import functools
 import hashlib
 import re
 from datetime import datetime
@@ -118,17 +119,35 @@ def _encode_text(text: str) -> tuple[str, bytes]:
         joined = b"\r\n".join(lines) + b"\r\n"
         if joined.isascii():
             return "7bit", joined
-    sniff = b"\n".join(lines[:10]) + b"\n"
-    data = b"\n".join(lines) + b"\n"
     # binascii's quoted-printable is the standard library's encoder in C (quoprimime's is Python, and
     # on a designed HTML part it was a third of the cost of building a mail). It can end a line with an
     # encoded space at column 77 or 78, past RFC 2045's 76: then quoprimime, which breaks first.
-    if len(binascii.b2a_qp(sniff, istext=True)) > len(binascii.b2a_base64(sniff)):
-        return "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
-    qp = binascii.b2a_qp(data, istext=True)
-    if max(map(len, qp.split(b"\n"))) > 76:
+    # Line by line (quoted-printable knows no state across a hard line break: the same bytes), each line
+    # remembered: the recipients of a mailing share all but a few lines of their HTML part.
+    encoded = [_qp_line(x) for x in lines]
+    sniffed = sum(len(x) + 1 for x in lines[:10])  # the first ten lines, as the standard library judges
+    if sum(qp_len for _, _, qp_len in encoded[:10]) > 4 * ((sniffed + 2) // 3) + 1:  # its base64's length
+        return "base64", base64.encodebytes(b"\n".join(lines) + b"\n").replace(b"\n", b"\r\n")
+    if not all(ok for _, ok, _ in encoded):
+        data = b"\n".join(lines) + b"\n"
         qp = quoprimime.body_encode(data.decode("latin-1"), 76).encode("ascii").replace(b"\r\n", b"\n")
-    return "quoted-printable", qp.replace(b"\n", b"\r\n")
+        return "quoted-printable", qp.replace(b"\n", b"\r\n")
+    return "quoted-printable", b"".join(line for line, _, _ in encoded)
+
+
+def _qp_line(line: bytes) -> tuple[bytes, bool, int]:
+    """One line quoted-printable, CRLF-ended; whether every encoded line is within RFC 2045's 76; and its
+    length as binascii writes it (LF-ended), for the choice of encoding."""
+    return _qp_remembered(line) if len(line) <= _REMEMBER_LINE else _qp_encode(line)
+
+
+def _qp_encode(line: bytes) -> tuple[bytes, bool, int]:
+    qp = binascii.b2a_qp(line + b"\n", istext=True)
+    return qp.replace(b"\n", b"\r\n"), max(map(len, qp.split(b"\n"))) <= 76, len(qp)
+
+
+_REMEMBER_LINE = 4000  # bytes: longer lines (someone's pasted log in a relay) are not kept
+_qp_remembered = functools.lru_cache(maxsize=512)(_qp_encode)
 
 
 class _Part:

@@ -84,6 +84,35 @@ def test_quoted_printable_lines_stay_within_76_characters_and_read_back():
         assert quopri.decodestring(body.replace(b"\r\n", b"\n")).decode() == "\n".join(text.splitlines()) + "\n"
 
 
+def test_quoted_printable_made_line_by_line_is_the_text_encoded_whole():
+    import binascii
+    import random
+
+    from mailbox.compose import _encode_text
+
+    rng = random.Random(2)
+    alphabet = ["a", " ", "\t", "=", ".", "é", "From ", "\x00", "\x7f", "-", "漢", "a" * 1200]
+    seen = set()
+    for _ in range(3000):
+        lines = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, rng.choice([5, 80, 300]))))
+                 for _ in range(rng.randint(1, 6))]
+        text = "\n".join(lines)
+        cte, body = _encode_text(text)
+        seen.add(cte)
+        lines = text.encode().splitlines()
+        if max(map(len, lines), default=0) <= 998 and text.isascii():
+            assert cte == "7bit"
+            continue
+        sniff = b"\n".join(lines[:10]) + b"\n"  # the standard library's choice, as it was made before
+        assert cte == ("base64" if len(binascii.b2a_qp(sniff, istext=True)) > len(binascii.b2a_base64(sniff))
+                       else "quoted-printable"), text
+        if cte == "quoted-printable":
+            whole = binascii.b2a_qp(b"\n".join(text.encode().splitlines()) + b"\n", istext=True)
+            if max(map(len, whole.split(b"\n"))) <= 76:  # else the standard library's other encoder, as before
+                assert body == whole.replace(b"\n", b"\r\n"), text
+    assert seen == {"7bit", "quoted-printable", "base64"}
+
+
 def _attendee_line_through_an_event(attendee: str, name: str, partstat: str) -> str:
     """How the line was made before: a whole event around it, the event's own serialisation."""
     att = icalendar.vCalAddress(f"mailto:{attendee}")

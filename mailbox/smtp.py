@@ -27,9 +27,11 @@ run on a small protocol of our own on the same connection, because aiosmtplib re
 command and would lose the replies of pipelined commands. Where the server offers PIPELINING
 (RFC 2920) MAIL, RCPT and DATA go out in one write: two round trips per mail instead of four or more.
 
-At most one mail per connection is ever unrecorded. Results go to the dispatcher in groups (all
-results that arrived while the previous group was being written: one fsync for the group), and a
-connection sends the end of its next mail's DATA only once its previous mail's result is durable.
+At most one mail per connection is ever unrecorded. Results go to the dispatcher in groups, one fsync
+for each: a result is written once a connection needs it durable or it has lingered two milliseconds,
+so that the other connections' results join it (about one group per round of the connections instead
+of one per mail). A connection sends the end of its next mail's DATA only once its previous mail's
+result is durable.
 So a process killed while sending resends, on restart, at most one mail per open connection: the
 one whose DATA exchange with the server was under way, with the same Message-ID.
 """
@@ -242,7 +244,8 @@ class _Connection:
         self.wire.transport = transport  # type: ignore[assignment]
         transport.set_protocol(self.wire)  # type: ignore[attr-defined]
 
-    async def transact(self, e: OutboxEntry, before_data: asyncio.Future[None] | None) -> SendResult:
+    async def transact(self, e: OutboxEntry, before_data: asyncio.Future[None] | None,
+                       committer: "_Committer | None" = None) -> SendResult:
         body = wire_form(e.raw.encode("ascii"))
         mail = b"MAIL FROM:" + smtp_address(e.mail_from)
         if self.size:
@@ -281,6 +284,8 @@ class _Connection:
                 raise aiosmtplib.SMTPSenderRefused(first.code, first.message, e.mail_from)
             raise aiosmtplib.SMTPRecipientsRefused(list(refused.values()))
         if before_data is not None:
+            if not before_data.done() and committer is not None:
+                committer.flush()
             await before_data  # this connection's previous mail is recorded: at most one unrecorded
         if go is None:
             await self.wire.write(b"DATA\r\n")
@@ -319,21 +324,36 @@ class _Connection:
 
 
 class _Committer:
-    """Results of every connection, handed to ``record`` in groups: while one group is being written
-    (and fsynced), the results that arrive meanwhile gather into the next."""
+    """Results of every connection, handed to ``record`` in groups (one fsync each).
+
+    A result is written when a connection needs it durable (it is about to end its next mail's DATA)
+    or ``LINGER`` seconds after it came, whichever is first: by then the other connections' results
+    have usually come too, and one fsync covers them all. Written as soon as they came, each result
+    went alone (the connections rarely finish at the same instant): one fsync per mail."""
+
+    LINGER = 0.002
 
     def __init__(self, record: Callable[[list[SendResult]], None]) -> None:
         self.record = record
         self.loop = asyncio.get_running_loop()
         self.pending: list[tuple[SendResult, asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def add(self, r: SendResult) -> asyncio.Future[None]:
         fut = self.loop.create_future()
         self.pending.append((r, fut))
-        if self.task is None or self.task.done():
-            self.task = self.loop.create_task(self._flush())
+        if self.timer is None and (self.task is None or self.task.done()):
+            self.timer = self.loop.call_later(self.LINGER, self.flush)
         return fut
+
+    def flush(self) -> None:
+        """Write what is pending now (a connection waits for it, or it has lingered long enough)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.pending and (self.task is None or self.task.done()):
+            self.task = self.loop.create_task(self._flush())
 
     async def _flush(self) -> None:
         while self.pending:
@@ -441,6 +461,7 @@ class SmtpSender:
         committer = _Committer(feed.record)
         try:
             await asyncio.gather(*(self._worker(feed, wake, committer) for _ in range(max(1, self.s.connections))))
+            committer.flush()
             if committer.task is not None:
                 await committer.task
         finally:
@@ -490,7 +511,7 @@ class SmtpSender:
                         connecting = True
                         conn = await self._open()
                         connecting = False
-                    result = await conn.transact(e, prev)
+                    result = await conn.transact(e, prev, committer)
                 except Exception as exc:  # classified per mail
                     f = classify_error(exc, connecting=connecting, oauth2=self.authenticator is not None)
                     log.warning("sending %s failed (%s): %s", e.key, f.status, f.detail)

@@ -116,6 +116,33 @@ def test_pipelined_where_offered_one_write_per_envelope_and_the_bytes_arrive_who
         assert b"\r\n..dot line\r\n" in sent  # dot-stuffed on the wire
 
 
+def test_a_result_waits_for_the_next_ones_or_for_its_connection_to_need_it():
+    """The committer writes a result once its connection needs it durable or it has lingered, so that
+    the results of the other connections, which rarely come in the same instant, share its fsync."""
+    from mailbox.smtp import _Committer
+
+    async def scenario() -> tuple[list[list[str]], list[list[str]]]:
+        written: list[list[str]] = []
+        c = _Committer(lambda rs: written.append([r.key for r in rs]))
+        c.LINGER = 60.0  # nothing is written for lingering in this test: only by need
+        first = c.add(SendResult(key="a", status="sent"))
+        for _ in range(3):  # a few turns of the loop: the other connections' answers come in meanwhile
+            await asyncio.sleep(0)
+        second = c.add(SendResult(key="b", status="sent"))
+        await asyncio.sleep(0)
+        together = list(written)
+        c.flush()  # a connection is about to end its next mail: it needs its last result durable
+        await asyncio.wait_for(asyncio.gather(first, second), 30)
+        c.LINGER = 0.01
+        third = c.add(SendResult(key="c", status="sent"))
+        await asyncio.wait_for(third, 30)  # nobody asked: written once it has lingered
+        return together, written
+
+    before_need, written = asyncio.run(scenario())
+    assert before_need == []  # written one by one, "a" went alone before "b" came
+    assert written == [["a", "b"], ["c"]]
+
+
 class Silent(Smtp):
     """Says hello, then never answers a mail's commands (a server hung mid-session)."""
 

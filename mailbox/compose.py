@@ -115,7 +115,7 @@ def _encode_text(text: str) -> tuple[str, bytes]:
     """(Content-Transfer-Encoding, CRLF body) for a text part, chosen as the standard library does:
     7bit when the text is ASCII with short lines, else the shorter of quoted-printable and base64."""
     lines = text.encode("utf-8").splitlines()
-    if max((len(x) for x in lines), default=0) <= MAX_LINE:
+    if max(map(len, lines), default=0) <= MAX_LINE:
         joined = b"\r\n".join(lines) + b"\r\n"
         if joined.isascii():
             return "7bit", joined

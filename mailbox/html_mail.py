@@ -221,7 +221,7 @@ class HtmlMail:
         return self._macros
 
     def _piece(self, call: tuple[Any, ...]) -> str:
-        if sum(len(str(a)) for a in call) > _REMEMBER_UP_TO:
+        if sum(map(len, map(str, call))) > _REMEMBER_UP_TO:
             return self._make_piece(*call)
         if call[0] == "block" and call[1] == "p":
             return self._remembered_p(call[2], call[3])

@@ -217,7 +217,7 @@ class _Wire(asyncio.Protocol):
                 await waiter
             finally:
                 timer.cancel()
-            if waiter.result() is _TIMED_OUT:
+            if waiter.result() is _TIMED_OUT and not self.replies:
                 raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response")
         return self.replies.popleft()
 

@@ -93,14 +93,19 @@ class MailFiles:
     def read_committed(self, ref: str) -> bytes | None:
         """Committed bytes only. Safe from any thread: committed bytes never change, appends go after them."""
         name, offset, length = _split(ref)
+        path = self.root / name
         with self._reader_lock:
-            if self._reader is None or self._reader[0] != name:
-                try:
-                    fd = os.open(self.root / name, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    return None
+            try:
+                # Still the file at that name? Another process may have pruned it (and a later day's
+                # commit made one of the same name): then its bytes are not this reference's.
+                if self._reader is None or self._reader[0] != name or \
+                        not os.path.samestat(os.fstat(self._reader[1]), os.stat(path)):
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    self._close_reader()
+                    self._reader = (name, fd)
+            except FileNotFoundError:
                 self._close_reader()
-                self._reader = (name, fd)
+                return None
             data = os.pread(self._reader[1], length, offset)
         return data if len(data) == length else None
 

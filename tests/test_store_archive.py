@@ -282,3 +282,23 @@ def test_pruning_deletes_old_mail_bytes_but_keeps_rows_and_unfinished_mail(store
     assert set(rows) == {"old-sent", "old-failed", "new-sent"}  # `outbox list` keeps showing them
     assert rows["old-sent"].raw == "" and store.outbox_body(rows["old-sent"]) is None
     assert rows["new-sent"].raw == entry("new-sent").raw
+
+
+def test_a_mail_file_pruned_by_another_process_is_not_read_from_a_kept_descriptor(tmp_path):
+    """The day file last read stays open; another process's prune (and a later commit making a file of
+    the same name) must not let it serve the old bytes: pruned reads as pruned, the new file as itself."""
+    from store.mailfiles import MailFiles
+
+    root = tmp_path / "s.json.mail"
+    daemon, cli = MailFiles(root), MailFiles(root)  # two processes' views of one store
+    old = daemon.stage("2026-01-01", b"OLD MAIL FOR ANA\r\n")
+    daemon.flush()
+    assert daemon.read_committed(old) == b"OLD MAIL FOR ANA\r\n"
+    assert cli.prune("2026-02-01", set()) == 1
+    assert daemon.read_committed(old) is None
+    new = cli.stage("2026-01-01", b"NEW MAIL FOR BOB\r\n")
+    cli.flush()
+    assert new == old  # the same reference, in the file made again
+    assert daemon.read_committed(new) == b"NEW MAIL FOR BOB\r\n"
+    daemon.close()
+    cli.close()

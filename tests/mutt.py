@@ -33,16 +33,23 @@ from urllib.parse import quote
 
 # mutt runs "$editor <draft>"; this one puts the prepared reply above mutt's attribution line
 # and the quoted message, as a person typing at the top of the draft would.
+# mutt tells an edited draft by its modification time, to the second: an editor done within the
+# same second as the draft was written (and a file clock a tick behind the system's) looked unedited to
+# it ("Aborted unmodified message", one CI run in many). A person takes longer; the script moves the
+# time on by a second.
 EDITOR = """\
-import os, sys
+import os, sys, time
 draft, reply = sys.argv[2], sys.argv[1]
 with open(reply, encoding="utf-8") as f:
     text = f.read()
 with open(draft, encoding="utf-8") as f:
     quoted = f.read()
+was = os.stat(draft).st_mtime_ns
 with open(draft + ".new", "w", encoding="utf-8") as f:
     f.write(text.rstrip("\\n") + "\\n" + quoted)
 os.replace(draft + ".new", draft)
+later = max(time.time_ns(), was + 1_000_000_000)
+os.utime(draft, ns=(later, later))
 os.remove(reply)  # what the test checks: the editor ran on this reply
 """
 

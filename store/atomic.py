@@ -31,6 +31,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def still_at(fd: int, path: Path) -> bool:
+    """Whether the file open as ``fd`` is the one at ``path`` now (a descriptor kept open across calls:
+    another process may have renamed or removed that file since, and put another in its place)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 def atomic_write_bytes(path: Path, data: bytes | Iterable[bytes], mode: int | None = None) -> None:
     """``data``: the bytes, or pieces of them written in turn. ``mode``: the file's permissions (mkstemp
     makes it 0600), e.g. 0o644 for a file others read."""

@@ -24,6 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from .atomic import still_at
+
 
 class SendJournal:
     def __init__(self, path: Path) -> None:
@@ -52,11 +54,7 @@ class SendJournal:
         """The journal's descriptor (under the lock): reopened when the file at ``path`` is another one
         (a fold, here or in another process, renamed it to ``.folding``)."""
         if self._fd is not None:
-            try:
-                same = os.path.samestat(os.fstat(self._fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
+            if still_at(self._fd, self.path):
                 return self._fd
             os.close(self._fd)
             self._fd = None

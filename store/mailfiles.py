@@ -21,7 +21,7 @@ import os
 import threading
 from pathlib import Path
 
-from .atomic import fsync_dir
+from .atomic import fsync_dir, still_at
 
 
 class MailFiles:
@@ -32,7 +32,7 @@ class MailFiles:
         self._ends: dict[str, int] = {}  # where the next staged body of a file will start
         # The day file last read from, kept open: the sending thread reads a mailing's mail one after the
         # other from the same file, and opening it for each one cost as much as quoting its addresses.
-        self._reader: tuple[str, int] | None = None
+        self._reader: int | None = None
         self._reader_lock = threading.Lock()
 
     def stage(self, day: str, data: bytes) -> str:
@@ -95,23 +95,20 @@ class MailFiles:
         name, offset, length = _split(ref)
         path = self.root / name
         with self._reader_lock:
-            try:
-                # Still the file at that name? Another process may have pruned it (and a later day's
-                # commit made one of the same name): then its bytes are not this reference's.
-                if self._reader is None or self._reader[0] != name or \
-                        not os.path.samestat(os.fstat(self._reader[1]), os.stat(path)):
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                    self._close_reader()
-                    self._reader = (name, fd)
-            except FileNotFoundError:
+            # Another file than the one read last, or that one pruned by another process (and perhaps made
+            # again by a later commit): open the file at that name.
+            if self._reader is None or not still_at(self._reader, path):
                 self._close_reader()
-                return None
-            data = os.pread(self._reader[1], length, offset)
+                try:
+                    self._reader = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    return None
+            data = os.pread(self._reader, length, offset)
         return data if len(data) == length else None
 
     def _close_reader(self) -> None:
         if self._reader is not None:
-            os.close(self._reader[1])
+            os.close(self._reader)
             self._reader = None
 
     def close(self) -> None:

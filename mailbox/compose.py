@@ -119,15 +119,15 @@ def _encode_text(text: str) -> tuple[str, bytes]:
         joined = b"\r\n".join(lines) + b"\r\n"
         if joined.isascii():
             return "7bit", joined
-    # binascii's quoted-printable is the standard library's encoder in C (quoprimime's is Python, and
-    # on a designed HTML part it was a third of the cost of building a mail). It can end a line with an
-    # encoded space at column 77 or 78, past RFC 2045's 76: then quoprimime, which breaks first.
-    # Line by line (quoted-printable knows no state across a hard line break: the same bytes), each line
-    # remembered: the recipients of a mailing share all but a few lines of their HTML part.
+    # Quoted-printable line by line (it knows no state across a hard line break: the same bytes), each
+    # line remembered: the recipients of a mailing share all but a few lines of their HTML part.
     encoded = [_qp_line(x) for x in lines]
     sniffed = sum(len(x) + 1 for x in lines[:10])  # the first ten lines, as the standard library judges
     if sum(qp_len for _, _, qp_len in encoded[:10]) > 4 * ((sniffed + 2) // 3) + 1:  # its base64's length
         return "base64", base64.encodebytes(b"\n".join(lines) + b"\n").replace(b"\n", b"\r\n")
+    # binascii's quoted-printable is the standard library's encoder in C (quoprimime's is Python, and
+    # on a designed HTML part it was a third of the cost of building a mail). It can end a line with an
+    # encoded space at column 77 or 78, past RFC 2045's 76: then quoprimime, which breaks first.
     if not all(ok for _, ok, _ in encoded):
         data = b"\n".join(lines) + b"\n"
         qp = quoprimime.body_encode(data.decode("latin-1"), 76).encode("ascii").replace(b"\r\n", b"\n")

@@ -118,11 +118,13 @@ class AutomaticMail:
         last = store.delivery_settled_at()
         if last is not None and now - last < SETTLE_EVERY:
             return
-        pending = {a: s for a, s in store.delivery_states().items() if s.failures}
+        pending = {a: s for a, s in store.delivery_states().items() if s.failures and s.last_failure_at}
         if not pending:
             return
         with store.transaction():
-            accepted = store.last_accepted(frozenset(pending))
+            # The first mail accepted after the last failure: if it drew no bounce for settle_days, the
+            # address works (the latest one may be too recent to tell, and would hold the contact back).
+            accepted = store.first_accepted_after({a: s.last_failure_at for a, s in pending.items()})
             for address, state in pending.items():
                 if address in accepted:
                     new = settle(state, accepted[address], now, self.filing.policy)

@@ -66,21 +66,24 @@ def atomic_write_bytes(path: Path, data: bytes | Iterable[bytes], mode: int | No
 JSON_PIECE = 500  # documents per piece of a big table when the store is written
 
 
-def json_pieces(data: dict[str, Any]) -> Iterator[bytes]:
+def json_pieces(data: dict[str, Any], kept: dict[str, tuple[Any, bytes]] | None = None,
+                changed: set[str] | frozenset[str] = frozenset()) -> Iterator[bytes]:
     """``json.dumps(data, ensure_ascii=True, separators=(",", ":"))``, byte for byte, in pieces of at most
     JSON_PIECE documents of a table: written whole, a store of a few megabytes cost two or three times its
     size in memory at every commit (the text, its bytes, the encoder's parts), so a large mailing's
-    peak grew with the number of ledger entries it had written so far."""
+    peak grew with the number of ledger entries it had written so far.
+
+    ``kept``: name -> (table, its JSON) of tables written before; a table that is still that same object
+    is not encoded again (the roster, rewritten unchanged at every commit, was half of a mailing
+    chunk's write). Tables not in ``changed`` (this transaction's) are kept there for the next write."""
 
     def dumps(obj: Any) -> bytes:
         return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
 
-    yield b"{"
-    for i, (name, table) in enumerate(data.items()):
-        yield (b"," if i else b"") + dumps(name) + b":"
+    def encoded(table: Any) -> Iterator[bytes]:
         if not isinstance(table, dict) or len(table) <= JSON_PIECE:
             yield dumps(table)
-            continue
+            return
         yield b"{"
         items = iter(table.items())
         first = True
@@ -88,6 +91,18 @@ def json_pieces(data: dict[str, Any]) -> Iterator[bytes]:
             yield (b"" if first else b",") + dumps(batch)[1:-1]
             first = False
         yield b"}"
+
+    yield b"{"
+    for i, (name, table) in enumerate(data.items()):
+        yield (b"," if i else b"") + dumps(name) + b":"
+        if kept is not None and (hit := kept.get(name)) is not None and hit[0] is table:
+            yield hit[1]
+        elif kept is not None and name not in changed:
+            text = b"".join(encoded(table))
+            kept[name] = (table, text)
+            yield text
+        else:
+            yield from encoded(table)
     yield b"}"
 
 
@@ -111,6 +126,16 @@ class AtomicJSONStorage(Storage):
         self._depth = 0
         self._dirty = False
         self._after_commit: list[Callable[[], None]] = []  # of transactions inside the open one
+        # The JSON of tables as last written (json_pieces), valid while the table is the same object and
+        # nothing said it changes; ``_changed``: the tables this transaction changes.
+        self._kept: dict[str, tuple[Any, bytes]] = {}
+        self._changed: set[str] = set()
+        self._by_table = False  # a write() from a table's own update (it said which, by changing())
+
+    def changing(self, name: str) -> None:
+        """``name``'s documents are about to change in place (every write to a table says so first)."""
+        self._kept.pop(name, None)
+        self._changed.add(name)
 
     # -- TinyDB's interface --------------------------------------------------
     def read(self) -> dict[str, Any] | None:
@@ -130,11 +155,14 @@ class AtomicJSONStorage(Storage):
             self._cache_stamp = None
             raise RuntimeError(f"the store {self.path} was opened read-only, for a verb that only reads; "
                                f"this write is a bug in that verb")
+        if not self._by_table:  # the whole store from elsewhere (a migration, TinyDB's drop_table)
+            self._kept.clear()
         self._txn = data
         self._dirty = True
 
     def close(self) -> None:
         self._cache = None
+        self._kept.clear()
 
     # -- transactions --------------------------------------------------------
     @contextlib.contextmanager
@@ -170,6 +198,7 @@ class AtomicJSONStorage(Storage):
             # rollback the cache is dropped and the file read again.
             self._txn = dict(self._load() or {})
             self._dirty = False
+            self._changed = set()
             committed = False
             try:
                 yield
@@ -198,6 +227,7 @@ class AtomicJSONStorage(Storage):
                 if not committed:
                     self._cache = None
                     self._cache_stamp = None
+                    self._kept.clear()
                     if self.on_rollback is not None:
                         self.on_rollback()
 
@@ -240,9 +270,10 @@ class AtomicJSONStorage(Storage):
                 ) from e
             self._cache = self.view(loaded) if self.view is not None and loaded else loaded
             self._cache_stamp = stamp
+            self._kept.clear()
         return self._cache
 
     def _save(self, data: dict[str, Any]) -> None:
-        atomic_write_bytes(self.path, json_pieces(data))
+        atomic_write_bytes(self.path, json_pieces(data, self._kept, self._changed))
         self._cache = data
         self._cache_stamp = self._stamp()

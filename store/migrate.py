@@ -12,6 +12,8 @@ opened for writing by a newer version (read-only opens read the old layout as it
 | 4      | 0.4.0      | outbox rows without the rendered bytes (``body`` names where they are, in  |
 |        |            | ``<store>.mail/``); the JSON keeps open work only, the rest moves to      |
 |        |            | ``<store>.archive/`` at the migration's commit (store/tinystore.py)       |
+| 5      | 0.5.0      | hot ledger rows compact: what the entries of a mailing share is kept once |
+|        |            | in ``ledger_shapes`` (store/ledger_rows.py); archived entries stay whole  |
 
 A step gets the whole store as TinyDB holds it and ``put_body(day, bytes) -> reference``, which keeps
 a rendered mail's bytes apart from the JSON (written, fsynced, before the migrated JSON replaces the
@@ -33,7 +35,9 @@ from workflows.filing import set_aside
 from workflows.model import Thread
 from workflows.outbox import OutboxEntry
 
-SCHEMA = 4
+from .ledger_rows import compact_table
+
+SCHEMA = 5
 
 PutBody = Callable[[str, bytes], str]
 
@@ -86,8 +90,14 @@ def _v3_to_v4(tables: dict[str, Any], put_body: PutBody | None) -> dict[str, Any
     return tables
 
 
+def _v4_to_v5(tables: dict[str, Any], put_body: PutBody | None) -> dict[str, Any]:
+    if tables.get("ledger"):
+        compact_table(tables["ledger"], tables.setdefault("ledger_shapes", {}))
+    return tables
+
+
 STEPS: dict[int, Callable[[dict[str, Any], PutBody | None], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3,
-                                                                            3: _v3_to_v4}
+                                                                            3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def migrate(tables: dict[str, Any], *, put_body: PutBody | None) -> dict[str, Any]:

@@ -27,11 +27,13 @@ plus at most that much. Rendered mail never enters the JSON (store/mailfiles.py)
 | quarantine       | source key                 | mail we could not take in, and why          | all                   |
 | outbox           | idempotency key            | OutboxEntry without its bytes (``body`` says where they are) | pending, failed |
 | recent           | "kind:address"             | when mail of a kind last went to an address (ack limit); "answer:ADDRESS" and "answer:*": automatic answers | all |
-| ledger           | mailing key                | scheduled mailings already decided          | unsettled entries     |
+| ledger           | mailing key                | scheduled mailings already decided (hot rows compact: store/ledger_rows.py) | unsettled entries |
+| ledger_shapes    | shape id                   | what the ledger entries of a mailing share  | those hot rows name   |
 | mailing_requests | "welcome:partner id"       | welcome mails asked for by `partners import` | all                  |
 | unsubscribed     | "list:address"             | List-Unsubscribe requests honoured          | all                   |
 | rsvps            | "calendar uid|attendee"    | calendar replies to our invitations         | all                   |
 | delivery         | address                    | DeliveryState: bouncing since, failures, last reason | all          |
+| accepted         | address                    | the first mail our server accepted after an address's last failure, of sent rows gone to the archive | those still failing |
 | automatic        | Message-ID                 | automatic mail taken in (AutomaticRecord): never work | none (archive only) |
 | registrations    | "training id|address"      | training registrations (workflows/trainings/model.py) | all         |
 | unverified       | Message-ID                 | unproven staff-looking mail, held until its writer confirms it | all |
@@ -53,12 +55,11 @@ import secrets
 import shutil
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator
 
 from tinydb import TinyDB
 from tinydb.table import Document, Table
 
-from workflows.delivery import DeliveryState
 from workflows.errors import AlreadyRunning
 from workflows.filing import AutomaticRecord
 from workflows.lifecycle import State
@@ -70,6 +71,8 @@ from .atomic import AtomicJSONStorage
 from .journal import SendJournal
 from .mailfiles import MailFiles
 from .migrate import SCHEMA, migrate, migrated_view
+from .delivery_rows import DeliveryRows
+from .ledger_rows import LedgerRows
 from .outbox_rows import FINISHED, OutboxRows
 from .small_tables import SmallTables
 
@@ -88,12 +91,23 @@ class KeyedTable(Table):
         # string ids both copies are identity maps, and they made every write cost
         # O(table size). Update in place instead: AtomicJSONStorage only allows
         # writes inside a transaction and drops its cache when one rolls back.
-        tables = self._storage.read()
+        storage = self._storage
+        tables = storage.read()
         if tables is None:
             tables = {}
         table = tables.setdefault(self.name, {})
+        ours = isinstance(storage, AtomicJSONStorage)  # (tests give TinyDB's MemoryStorage too)
+        if ours:
+            storage.changing(self.name)  # the JSON it keeps of this table is stale from here on
         updater(table)
-        self._storage.write(tables)
+        if not ours:
+            storage.write(tables)
+        else:
+            storage._by_table = True
+            try:
+                storage.write(tables)
+            finally:
+                storage._by_table = False
         self.clear_cache()
 
 
@@ -105,7 +119,7 @@ def _side(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-class Store(OutboxRows, SmallTables):
+class Store(OutboxRows, LedgerRows, DeliveryRows, SmallTables):
     """``readonly``: for verbs that only read; a write raises, and nothing on disk changes."""
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -124,6 +138,7 @@ class Store(OutboxRows, SmallTables):
         self._daemon_lock: Any = None
         self._roster: tuple[Any, list[Partner]] | None = None  # (the partners table read, its partners)
         self._migrating = False
+        self._shape_ids: dict[Any, str] = {}  # ledger shapes already named (store/ledger_rows.py)
         if not readonly:
             # Migrate first: any write stamps the current schema, so a journal folded into an old store
             # before its migration would mark it migrated without migrating it.
@@ -171,6 +186,8 @@ class Store(OutboxRows, SmallTables):
         automatic = tables.get("automatic", {})
         movable = len(gone_threads) + len(gone_messages) + len(gone_ghosts) + len(raw) + len(gone_rows) + len(automatic)
         if movable and (movable >= self.archive_batch or self._migrating):
+            for name in ("threads", "messages", "ghosts", "raw", "automatic", "outbox"):
+                self._storage.changing(name)
             for tid in gone_threads:
                 self.archive.put("threads", tid, threads.pop(tid))
             for mid in gone_messages:
@@ -181,9 +198,11 @@ class Store(OutboxRows, SmallTables):
                 self.archive.put("raw", sha, raw.pop(sha))
             for mid in list(automatic):
                 self.archive.put("automatic", mid, automatic.pop(mid))
+            self._keep_accepted(tables, [outbox[k] for k in gone_rows])
             for key in gone_rows:
                 self.archive.put("outbox", key, outbox.pop(key))
         self.mail.flush()  # the bytes of mail queued now exist before anything refers to them
+        self._storage.changing("meta")
         state = self.archive.flush()
         if state is not None:
             tables.setdefault("meta", {})["archive"] = {"value": state}
@@ -204,7 +223,11 @@ class Store(OutboxRows, SmallTables):
             else:
                 old.update(data)
 
-        self._t(table)._update_table(upsert)  # type: ignore[attr-defined]
+        self._update(table, upsert)
+
+    def _update(self, table: str, change: Any) -> None:
+        """``change(documents)`` applied to ``table`` in place (inside a transaction)."""
+        self._t(table)._update_table(change)  # type: ignore[attr-defined]
 
     def _all(self, table: str) -> list[Document]:
         return self._t(table).all()
@@ -455,36 +478,7 @@ class Store(OutboxRows, SmallTables):
         key = f"{kind}:{address}"
         self._put("recent", key, {"at": ((self._get("recent", key) or {}).get("at", []) + [at.isoformat()])[-keep:]})
 
-    # -- scheduled mailings -----------------------------------------------------------------------------------------
-    def ledger(self, key: str) -> dict[str, Any] | None:
-        return self._get("ledger", key)
-
-    def ledger_all(self) -> list[dict[str, Any]]:
-        """Every ledger entry, archived ones included (for the verbs that show or simulate the ledger)."""
-        self._sync_archive()
-        docs = dict(self.archive.items("ledger"))
-        docs.update((d.doc_id, dict(d)) for d in self._all("ledger"))
-        return [dict(d, key=k) for k, d in docs.items()]
-
-    def ledger_view(self) -> Mapping[str, dict[str, Any]]:
-        """The ledger as the planner reads it at every tick: listing it lists the hot entries only (the
-        ones planning may need to list); asking for a key asks the archive too."""
-        self._sync_archive()
-        return _LedgerView(self._t("ledger")._read_table(), self.archive)
-
-    def archive_ledger(self, keys: list[str]) -> None:
-        """Call inside a transaction: these entries (settled: workflows/mailings/due.py) leave the hot store."""
-        self._sync_archive()
-        hot = self._t("ledger")
-        present = [k for k in keys if hot.contains(doc_id=k)]
-        for k in present:
-            self.archive.put("ledger", k, dict(hot.get(doc_id=k)))  # type: ignore[arg-type]
-        if present:
-            hot.remove(doc_ids=present)
-
-    def record_ledger(self, key: str, record: dict[str, Any]) -> None:
-        self._put("ledger", key, record)
-
+    # -- scheduled mailings (the ledger: store/ledger_rows.py) --------------------------------------------------
     def request_welcome(self, partner_id: str, at: datetime) -> None:
         """Call inside the transaction that adds the partner: the next tick sends the welcome."""
         self._put("mailing_requests", f"welcome:{partner_id}", {"at": at.isoformat()})
@@ -506,7 +500,7 @@ class Store(OutboxRows, SmallTables):
     def rsvps(self) -> list[dict[str, Any]]:
         return [dict(d) for d in self._all("rsvps")]
 
-    # -- automatic mail and the delivery state of contacts ------------------------------------------------------
+    # -- automatic mail (the delivery state of contacts: store/delivery_rows.py) --------------------------------------------------
     def record_automatic(self, record: AutomaticRecord) -> None:
         self._put("automatic", record.message_id, record.to_dict())
 
@@ -517,57 +511,8 @@ class Store(OutboxRows, SmallTables):
         docs.update({d.doc_id: d for d in self._all("automatic")})
         return sorted((AutomaticRecord.from_dict(d) for d in docs.values()), key=lambda r: r.received_at)
 
-    def delivery_state(self, address: str) -> DeliveryState | None:
-        d = self._get("delivery", address.lower())
-        return DeliveryState.from_dict(d) if d is not None else None
-
-    def save_delivery_state(self, state: DeliveryState) -> None:
-        self._put("delivery", state.address.lower(), state.to_dict())
-
-    def delivery_states(self) -> dict[str, DeliveryState]:
-        return {d.doc_id: DeliveryState.from_dict(d) for d in self._all("delivery")}
-
-    def last_accepted(self, addresses: frozenset[str]) -> dict[str, datetime]:
-        """When our server last accepted mail to each of ``addresses`` (sent outbox entries)."""
-        out: dict[str, str] = {}
-        for d in self._all("outbox"):
-            if d.get("status") != Status.SENT or not d.get("sent_at"):
-                continue
-            for rcpt in d.get("rcpt_to", ()):
-                a = rcpt.lower()
-                if a in addresses and d["sent_at"] > out.get(a, ""):
-                    out[a] = d["sent_at"]
-        return {a: datetime.fromisoformat(v) for a, v in out.items()}
-
-    def delivery_settled_at(self) -> datetime | None:
-        v = self.meta("delivery_settled_at")
-        return datetime.fromisoformat(v) if v else None
-
-    def set_delivery_settled_at(self, at: datetime) -> None:
-        self.set_meta("delivery_settled_at", at.isoformat())
-
 
 ARCHIVED = frozenset({"threads", "messages", "ghosts", "raw", "outbox", "ledger", "automatic"})
-
-
-class _LedgerView(Mapping[str, dict[str, Any]]):
-    def __init__(self, hot: dict[str, Any], archive: Archive) -> None:
-        self.hot = hot
-        self.archive = archive
-
-    def __getitem__(self, key: str) -> dict[str, Any]:
-        d = self.hot.get(key)
-        if d is None:
-            d = self.archive.get("ledger", key)
-        if d is None:
-            raise KeyError(key)
-        return d
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.hot)
-
-    def __len__(self) -> int:
-        return len(self.hot)
 
 
 def copy_store(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

@@ -132,6 +132,7 @@ def test_a_cycle_on_the_schema_2_store_decides_what_schema_2_decided(v2_store: P
 
 @pytest.mark.skipif(bool(os.environ.get("PD_CODE")), reason="checks this version's layout")
 def test_the_first_write_open_moves_a_schema_2_store_to_the_hot_and_archive_layout(v2_store: Path):
+    from store.migrate import SCHEMA
     from store.tinystore import Store
     from workflows.lifecycle import State
 
@@ -140,7 +141,7 @@ def test_the_first_write_open_moves_a_schema_2_store_to_the_hot_and_archive_layo
     s = Store(path)
     s.close()
     data = json.loads(path.read_text())
-    assert data["meta"]["schema"]["value"] == 4
+    assert data["meta"]["schema"]["value"] == SCHEMA
     assert all("raw" not in row and row.get("body") for row in data["outbox"].values())
     # Finished rows left with the migration; the one the journal finished after it waits for a bigger commit.
     assert {k for k, row in data["outbox"].items() if row["status"] not in ("pending", "failed")} <= {"digest:2027-01-21"}

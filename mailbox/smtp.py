@@ -30,8 +30,8 @@ command and would lose the replies of pipelined commands. Where the server offer
 At most one mail per connection is ever unrecorded. Results go to the dispatcher in groups, one fsync
 for each: a result is written once a connection needs it durable or it has lingered two milliseconds,
 so that the other connections' results join it (about one group per round of the connections instead
-of one per mail). A connection sends the end of its next mail's DATA only once its previous mail's
-result is durable.
+of one per mail). A connection sends the end of its next mail's DATA (the final ".", which makes the
+server take it) only once its previous mail's result is durable; the rest of that mail travels meanwhile.
 So a process killed while sending resends, on restart, at most one mail per open connection: the
 one whose DATA exchange with the server was under way, with the same Message-ID.
 """
@@ -133,7 +133,8 @@ def wire_form(raw: bytes) -> bytes:
 
     Done with bytes methods, not regular expressions: on a 10 kB mail the two substitutions cost a
     quarter of a millisecond, as much as the rest of sending it. Our own mail is CRLF already."""
-    if raw.count(b"\r") != raw.count(b"\n") or raw.count(b"\r\n") != raw.count(b"\n"):
+    lf = raw.count(b"\n")
+    if raw.count(b"\r") != lf or raw.count(b"\r\n") != lf:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if not raw.endswith(b"\r\n"):
         raw += b"\r\n"
@@ -162,6 +163,7 @@ class _Wire(asyncio.Protocol):
         self.waiter: asyncio.Future[object] | None = None
         self.lost = False
         self.writable: asyncio.Future[None] | None = None
+        self.wanted = 1  # replies the waiter waits for
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -181,7 +183,8 @@ class _Wire(asyncio.Protocol):
                 lines = []
                 del self.buf[:start]
                 start = 0
-        self._wake()
+        if len(self.replies) >= self.wanted:
+            self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -206,20 +209,26 @@ class _Wire(asyncio.Protocol):
             self.waiter.set_result(None)
 
     async def reply(self, timeout: float) -> SMTPResponse:
-        while not self.replies:
+        return (await self.replies_of(1, timeout))[0]
+
+    async def replies_of(self, n: int, timeout: float) -> list[SMTPResponse]:
+        """The next ``n`` replies (those of pipelined commands), waking once they are all here rather than
+        once per reply; ``timeout`` for each wait."""
+        while len(self.replies) < n:
             if self.lost:
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost")
             # A timer on the waiter rather than asyncio.wait_for, which wraps every wait in more futures
             # and callbacks (four replies a mail: a tenth of the sending thread's time).
             waiter = self.waiter = self.loop.create_future()
+            self.wanted = n
             timer = self.loop.call_later(timeout, _expire, waiter)
             try:
                 await waiter
             finally:
                 timer.cancel()
-            if waiter.result() is _TIMED_OUT and not self.replies:
+            if waiter.result() is _TIMED_OUT and len(self.replies) < n:
                 raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response")
-        return self.replies.popleft()
+        return [self.replies.popleft() for _ in range(n)]
 
     async def write(self, data: bytes) -> None:
         if self.lost or self.transport is None or self.transport.is_closing():
@@ -258,9 +267,7 @@ class _Connection:
         refused: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
         if self.pipelining:
             await self.wire.write(b"\r\n".join(commands) + b"\r\n")
-            first = await self.wire.reply(t)
-            answers = [await self.wire.reply(t) for _ in rcpts]
-            go = await self.wire.reply(t)
+            first, *answers, go = await self.wire.replies_of(len(commands), t)
         else:
             await self.wire.write(commands[0] + b"\r\n")
             first = await self.wire.reply(t)
@@ -283,17 +290,26 @@ class _Connection:
             if first.code != 250:
                 raise aiosmtplib.SMTPSenderRefused(first.code, first.message, e.mail_from)
             raise aiosmtplib.SMTPRecipientsRefused(list(refused.values()))
-        if before_data is not None:
-            if not before_data.done() and committer is not None:
-                committer.flush()
-            await before_data  # this connection's previous mail is recorded: at most one unrecorded
         if go is None:
             await self.wire.write(b"DATA\r\n")
             go = await self.wire.reply(t)
         if go.code != 354:
             await self._reset()
             raise aiosmtplib.SMTPDataError(go.code, go.message)
-        await self.wire.write(body)
+        # The message goes out now; only its last line (".", which makes the server take it) waits until
+        # this connection's previous mail is recorded: at most one unrecorded, and that wait overlaps the
+        # transfer. A failure to record leaves the message unfinished; the connection is closed, and the
+        # server drops it.
+        if before_data is not None and not before_data.done():
+            await self.wire.write(body[:-3])
+            if committer is not None:
+                committer.flush()
+            await before_data
+            await self.wire.write(b".\r\n")
+        else:
+            if before_data is not None:
+                before_data.result()  # raises what recording it raised
+            await self.wire.write(body)
         done = await self.wire.reply(t)
         if done.code != 250:
             await self._reset()

@@ -198,6 +198,45 @@ def test_a_connection_ends_its_next_mail_only_once_the_previous_result_is_durabl
     assert len(store.outbox(Status.SENT)) == 60 and store.outbox(Status.PENDING) == []
 
 
+def test_the_next_message_travels_while_the_previous_result_is_recorded_and_only_its_end_waits(store, monkeypatch):
+    """The wait for durability overlaps the transfer: what makes the server take a mail (the final ".")
+    is all that waits for the connection's previous result."""
+    import time
+
+    events: list[tuple[str, object]] = []
+
+    class Reads(list):
+        def append(self, item):
+            events.append(("read", item[1]))
+            super().append(item)
+
+    record = store.journal.append
+
+    def slow_record(records):
+        keys = [r["key"] for r in records]
+        time.sleep(0.3)  # a slow disk: the fsync of the previous result is still under way
+        record(records)
+        events.append(("recorded", keys))
+
+    monkeypatch.setattr(store.journal, "append", slow_record)
+    entries = queue(store, [entry(f"m{i:03d}") for i in range(3)])
+    with Smtp() as srv:
+        srv.reads = Reads()
+        d = Dispatcher(store=store, sender=sender(srv.port, connections=1), now=lambda: NOW)
+        d.submit(entries)
+        d.wait()
+        d.close()
+    assert [subject for _, subject in srv.mails] == ["m000", "m001", "m002"]
+
+    def at(what, test):
+        return next(i for i, (kind, x) in enumerate(events) if kind == what and test(x))
+
+    body = at("read", lambda b: b"Subject: m001" in b)
+    recorded = at("recorded", lambda keys: "m000" in keys)
+    end = next(i for i, (kind, x) in enumerate(events) if i > body and kind == "read" and b"\r\n.\r\n" in b"\r\n" + x)
+    assert body < recorded < end  # m001's message came before m000 was recorded, its end after
+
+
 def test_a_fold_takes_what_is_journaled_now_and_leaves_later_results_for_the_next(store, monkeypatch):
     """While a mailing is sent, results arrive faster than a store write takes: a fold that chased them
     until the journal was empty kept the daemon from taking in mail for as long as the mailing lasted."""

@@ -142,6 +142,25 @@ def test_the_attendee_line_is_the_line_an_event_would_write_for_any_name():
         assert _attendee_line(address, name, partstat) == _attendee_line_through_an_event(address, name, partstat)
 
 
+def test_the_attendee_line_made_by_hand_for_plain_names_is_the_line_an_event_would_write():
+    import random
+
+    from mailbox import ical
+
+    rng = random.Random(11)
+    words = ["Ana", "Rossi", "O", "Li", "Bartholomew", "Z", "MacAllister", "de", "la", "x" * 70]
+    by_hand = 0
+    for _ in range(3000):
+        name = " ".join(rng.choice(words) for _ in range(rng.randint(0, 6)))
+        local = "".join(rng.choice("abcXYZ019._+=-") for _ in range(rng.randint(1, 80)))
+        address = f"{local}@{rng.choice(['nuvole.example', 'a.b.c.example', 'x-y.example'])}"
+        partstat = rng.choice(["NEEDS-ACTION", "ACCEPTED", "TENTATIVE"])
+        plain = bool(ical._PLAIN_ADDRESS.match(address) and (not name or ical._PLAIN_NAME.match(name)))
+        by_hand += plain
+        assert ical._attendee_line(address, name, partstat) == _attendee_line_through_an_event(address, name, partstat)
+    assert by_hand > 2500  # the forms made by hand were tried, not only the fall-back
+
+
 def test_html_made_block_by_block_is_the_page_css_inline_makes_of_the_whole(monkeypatch):
     """Every kind of mail for every roster shape, and hostile text: the HTML part made from separately
     inlined pieces (remembered across recipients) is byte for byte the page inlined whole."""

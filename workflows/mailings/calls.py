@@ -12,6 +12,7 @@ records the call's start and SEQUENCE.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
@@ -54,14 +55,22 @@ def calendar_state(ledger: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, s
 
 def _event(cfg: CallsConfig, call: CallDate, mc: MailingsConfig, method: str, sequence: int, email: str,
            name: str) -> CalendarEvent:
-    desc = f"{cfg.title}: the program's quarterly call for partners."
-    if call.dial_in:
-        desc += f"\n\nHow to join: {call.dial_in}"
-    if cfg.agenda:
-        desc += f"\n\nAgenda: {cfg.agenda}"
     return CalendarEvent(method=method, uid=call.id, sequence=sequence, start=call.start,
-                         end=call.start + cfg.duration, summary=cfg.title, description=desc,
+                         end=call.start + cfg.duration, summary=cfg.title,
+                         description=_description(cfg.title, call.dial_in, cfg.agenda),
                          location=call.dial_in, attendee=email, attendee_name=name, tzid=mc.timezone)
+
+
+# One description per call, not one per recipient: a mailing's plan holds an event for every recipient
+# until it is stored.
+@functools.lru_cache(maxsize=64)
+def _description(title: str, dial_in: str, agenda: str) -> str:
+    desc = f"{title}: the program's quarterly call for partners."
+    if dial_in:
+        desc += f"\n\nHow to join: {dial_in}"
+    if agenda:
+        desc += f"\n\nAgenda: {agenda}"
+    return desc
 
 
 def _context(cfg: CallsConfig, call: CallDate, when: str, name: str, partner_name: str,
@@ -115,6 +124,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
         invite_subject = f"Invitation: {cfg.title}, {when}"
         remind_why = f"reminder the day before the call on {when}"
         remind_subject = f"Reminder: {cfg.title}, {when}"
+        invite_record = {**record, "sequence": 0, "method": "REQUEST"}  # one for all: nobody changes it
         for p, c in people:
             unsub = f"calls:{c.email}" in unsubscribed
             last = state.get((call.id, c.email))
@@ -127,7 +137,7 @@ def due(partners: Sequence[Partner], ledger: Mapping[str, Mapping[str, Any]], mc
                         why=invite_why, subject=invite_subject,
                         context=_context(cfg, call, when, c.name, p.name, p.plan == "solo"),
                         event=_event(cfg, call, mc, "REQUEST", 0, c.email, c.name),
-                        record={**record, "sequence": 0, "method": "REQUEST"})
+                        record=invite_record)
                 calendar_going_now = offer(d, passed=passed, unsub=unsub)
             elif last.get("method") == "REQUEST" and datetime.fromisoformat(last["start"]) != call.start:
                 # Compared as instants: the same time written in another zone is not a move.

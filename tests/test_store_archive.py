@@ -188,6 +188,25 @@ def test_the_log_is_folded_into_shards_and_everything_is_found_across_processes(
     assert json.loads(path.read_text())["threads"] == {}
 
 
+def test_a_miss_remembered_in_one_generation_is_looked_up_again_once_another_process_folds(path, monkeypatch):
+    """A look-up does not stat the shards again within one archive generation; a fold committed by another
+    process starts a new one, and what it moved to the shards is found."""
+    monkeypatch.setattr(archive_mod, "LOG_LIMIT", 2000)
+    reader, writer = Store(path), Store(path)
+    try:
+        writer.archive_batch = reader.archive_batch = 1
+        take_in(writer, 1, State.CLOSED)
+        assert all(reader.seen_raw(f"sha{n}") is None for n in range(2, 60))  # misses, every shard looked at
+        for n in range(2, 60):
+            take_in(writer, n, State.CLOSED)
+        assert writer.meta("archive")["gen"] > 1  # folded: those records left the log for the shards
+        assert all(reader.seen_raw(f"sha{n}") == f"<m{n}@p.example>" for n in range(1, 60))
+        assert [t.number for t in reader.threads()] == list(range(1, 60))
+    finally:
+        reader.close()
+        writer.close()
+
+
 def test_the_log_s_index_holds_where_records_are_not_the_records_and_the_latest_version_wins(path, monkeypatch):
     import gc
     import weakref

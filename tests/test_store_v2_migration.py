@@ -23,14 +23,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CODE = Path(os.environ.get("PD_CODE") or ROOT)  # the code under test (another checkout only to record)
+import old_store_fixture
+from old_store_fixture import ROOT
+
 FIXTURE = ROOT / "tests" / "data" / "store-v2"
 EXPECTED = FIXTURE / "expected"
 NOW = "2027-01-22T10:00:00-05:00"
@@ -58,8 +58,7 @@ def v2_store(tmp_path: Path) -> Path:
 
 
 def run(config: Path, *args: str, now: str = NOW) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CODE / "run.py"), "--config", str(config), "--now", now, *args],
-                          capture_output=True, text=True, cwd=config.parent, timeout=60)
+    return old_store_fixture.run(config, *args, now=now)
 
 
 def _mails(text: str) -> tuple[str, list[str]]:
@@ -71,22 +70,18 @@ def _mails(text: str) -> tuple[str, list[str]]:
 
 
 def check(name: str, text: str, tmp: Path) -> None:
-    text = text.replace("\r\n", "\n").replace(str(tmp), "TMP")
-    path = EXPECTED / f"{name}.txt"
-    if os.environ.get("PD_RECORD"):
-        EXPECTED.mkdir(exist_ok=True)
-        path.write_text(text)
+    text, was = old_store_fixture.recorded(EXPECTED, name, text, tmp)
     if name == "once":
-        assert _mails(text) == _mails(path.read_text()), "once: not what the schema-2 code decided and sent"
+        assert _mails(text) == _mails(was), "once: not what the schema-2 code decided and sent"
         return
     if name.endswith("-json"):
-        assert json.loads(text) == json.loads(path.read_text()), f"{name}: the schema-2 output is not kept"
+        assert json.loads(text) == json.loads(was), f"{name}: the schema-2 output is not kept"
         return
     if name == "after-outbox-list":  # the spool numbers files in sending order (see _mails)
-        expected = re.sub(r"TMP/spool/outbox/\d{4}-", "TMP/spool/outbox/", path.read_text())
+        expected = re.sub(r"TMP/spool/outbox/\d{4}-", "TMP/spool/outbox/", was)
         assert re.sub(r"TMP/spool/outbox/\d{4}-", "TMP/spool/outbox/", text) == expected, name
         return
-    assert text == path.read_text(), f"{name}: output differs from what the schema-2 code printed on the same store"
+    assert text == was, f"{name}: output differs from what the schema-2 code printed on the same store"
 
 
 def test_every_read_verb_prints_what_schema_2_printed(v2_store: Path):

@@ -12,13 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CODE = Path(os.environ.get("PD_CODE") or ROOT)  # the code under test (another checkout only to record)
+import old_store_fixture
+from old_store_fixture import ROOT
+
 FIXTURE = ROOT / "tests" / "data" / "store-v4"
 EXPECTED = FIXTURE / "expected"
 NOW = "2027-03-31T10:00:00-04:00"
@@ -42,17 +42,12 @@ def v4_store(tmp_path: Path) -> Path:
 
 
 def run(config: Path, *args: str, now: str = NOW) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CODE / "run.py"), "--config", str(config), "--now", now, *args],
-                          capture_output=True, text=True, cwd=config.parent, timeout=60)
+    return old_store_fixture.run(config, *args, now=now)
 
 
 def check(name: str, text: str, tmp: Path) -> None:
-    text = text.replace("\r\n", "\n").replace(str(tmp), "TMP")
-    path = EXPECTED / f"{name}.txt"
-    if os.environ.get("PD_RECORD"):
-        EXPECTED.mkdir(exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text(), f"{name}: output differs from what the schema-4 code printed on the same store"
+    text, was = old_store_fixture.recorded(EXPECTED, name, text, tmp)
+    assert text == was, f"{name}: output differs from what the schema-4 code printed on the same store"
 
 
 def test_every_read_verb_prints_what_schema_4_printed(v4_store: Path):

@@ -106,10 +106,10 @@ class _ShardIndex:
                 size = os.stat(self.paths[shard]).st_size
             except FileNotFoundError:
                 size = 0
-            if size and size != self.seen[shard]:
-                self._scan(shard, size)
-            elif not size:
+            if not size:
                 self.seen[shard] = 0
+            elif size != self.seen[shard]:
+                self._scan(shard, size)
             self.looked[shard] = gen
         if not self.seen[shard]:
             return False

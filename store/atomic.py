@@ -130,7 +130,6 @@ class AtomicJSONStorage(Storage):
         # nothing said it changes; ``_changed``: the tables this transaction changes.
         self._kept: dict[str, tuple[Any, bytes]] = {}
         self._changed: set[str] = set()
-        self._by_table = False  # a write() from a table's own update (it said which, by changing())
 
     def changing(self, name: str) -> None:
         """``name``'s documents are about to change in place (every write to a table says so first)."""
@@ -144,6 +143,15 @@ class AtomicJSONStorage(Storage):
         return self._load()
 
     def write(self, data: dict[str, Any]) -> None:
+        """The whole store, as TinyDB writes it (a migration, drop_table): no table's kept JSON holds."""
+        self._kept.clear()
+        self._write(data)
+
+    def write_table(self, data: dict[str, Any]) -> None:
+        """``write`` after a table's own update, which said beforehand which one changes (``changing``)."""
+        self._write(data)
+
+    def _write(self, data: dict[str, Any]) -> None:
         if self._txn is None:
             # A write outside a transaction would be a read-modify-write without the
             # file lock: another process's change could be silently lost.
@@ -155,8 +163,6 @@ class AtomicJSONStorage(Storage):
             self._cache_stamp = None
             raise RuntimeError(f"the store {self.path} was opened read-only, for a verb that only reads; "
                                f"this write is a bug in that verb")
-        if not self._by_table:  # the whole store from elsewhere (a migration, TinyDB's drop_table)
-            self._kept.clear()
         self._txn = data
         self._dirty = True
 

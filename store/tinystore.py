@@ -96,18 +96,13 @@ class KeyedTable(Table):
         if tables is None:
             tables = {}
         table = tables.setdefault(self.name, {})
-        ours = isinstance(storage, AtomicJSONStorage)  # (tests give TinyDB's MemoryStorage too)
-        if ours:
+        if isinstance(storage, AtomicJSONStorage):  # (tests give TinyDB's MemoryStorage too)
             storage.changing(self.name)  # the JSON it keeps of this table is stale from here on
-        updater(table)
-        if not ours:
-            storage.write(tables)
+            updater(table)
+            storage.write_table(tables)
         else:
-            storage._by_table = True
-            try:
-                storage.write(tables)
-            finally:
-                storage._by_table = False
+            updater(table)
+            storage.write(tables)
         self.clear_cache()
 
 

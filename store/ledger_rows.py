@@ -109,12 +109,7 @@ class LedgerRows:
             row = {SHAPE: "", "whole": dict(record)}
         else:
             shape, row = parts
-            sig = _signature(shape)
-            sid = self._shape_ids.get(sig) if sig is not None else None
-            if sid is None:
-                sid = shape_id(shape)
-                if sig is not None:
-                    self._shape_ids[sig] = sid
+            sid = shape_id(shape)
             if sid not in self._shapes():
                 self._update("ledger_shapes", lambda docs: docs.__setitem__(sid, shape))  # type: ignore[attr-defined]
             row[SHAPE] = sid
@@ -137,19 +132,6 @@ class LedgerRows:
         unused = [s for s in shapes if s not in used]
         if unused:
             self._update("ledger_shapes", lambda docs: [docs.pop(s, None) for s in unused])  # type: ignore[attr-defined]
-
-    _shape_ids: dict[Any, str]  # signature -> shape id, set by Store (what hashing a shape found before)
-
-
-def _signature(shape: dict[str, Any]) -> Any:
-    """A hashable stand-in for ``shape`` (None when a value is a list or a dict): hashing each entry's shape
-    to its JSON was a tenth of deciding a mailing."""
-    try:
-        sig = (tuple(shape["order"]), tuple(shape["same"].items()))
-        hash(sig)
-    except TypeError:
-        return None
-    return sig
 
 
 def compact_table(ledger: dict[str, Any], shapes: dict[str, Any]) -> None:

@@ -133,7 +133,6 @@ class Store(OutboxRows, LedgerRows, DeliveryRows, SmallTables):
         self._daemon_lock: Any = None
         self._roster: tuple[Any, list[Partner]] | None = None  # (the partners table read, its partners)
         self._migrating = False
-        self._shape_ids: dict[Any, str] = {}  # ledger shapes already named (store/ledger_rows.py)
         if not readonly:
             # Migrate first: any write stamps the current schema, so a journal folded into an old store
             # before its migration would mark it migrated without migrating it.

@@ -13,6 +13,7 @@ end. The retry policy itself is pure: workflows/outbox.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import replace
 from datetime import datetime
@@ -57,6 +58,8 @@ class Outbox:
         self.cancel_checks: list[CancelCheck] = []
         self.dispatcher: Dispatcher | None = None  # set by run.py: mail then leaves while the caller goes on
         self._fresh: list[str] = []  # queued by the transaction in progress, for release()
+        self._committed_bytes: dict[str, bytes] = {}  # the rendered bytes of those whose transaction
+        # committed (a rolled-back one's never arrive here), handed to the dispatcher with them
         self._live = False  # inside sending(): release() hands mail out at once
 
     # -- into the outbox -------------------------------------------------------------------------------
@@ -81,6 +84,8 @@ class Outbox:
                                                   thread_id=thread_id, partner_id=partner_id))
         if added:
             self._fresh.append(out.key)
+            with self.store.transaction(after_commit=functools.partial(self._committed_bytes.__setitem__, out.key, raw)):
+                pass  # the bytes are the stored ones once the outermost transaction has committed
         if added and record:
             self.store.record_message(message_id, direction="out", thread_id=thread_id, at=now.isoformat(),
                                       kind=out.kind, **message_fields)
@@ -153,10 +158,12 @@ class Outbox:
         """Call after the transaction that queued mail has committed: that mail leaves now (a rolled-back
         transaction's mail is not in the store, and is not sent). Returns how many were handed out."""
         keys, self._fresh = self._fresh, []
+        rendered, self._committed_bytes = self._committed_bytes, {}
         if self.dispatcher is None or not self._live or not keys:
             return 0
         entries = [e for k in dict.fromkeys(keys) if (e := self.store.outbox_entry(k, bodies=False)) is not None]
-        n = self._hand_out([e for e in entries if e.due(now)], now, None)
+        # The bytes just stored go along: the sending thread need not read back what this thread wrote.
+        n = self._hand_out([e for e in entries if e.due(now)], now, None, bodies=rendered)
         log.debug("released %d mail(s) to the dispatcher", n)
         return n
 
@@ -178,7 +185,7 @@ class Outbox:
         return self._hand_out([e for e in pending if e.due(now)], now, report, d)
 
     def _hand_out(self, entries: list[OutboxEntry], now: datetime, report: CycleReport | None,
-                  dispatcher: Dispatcher | None = None) -> int:
+                  dispatcher: Dispatcher | None = None, bodies: dict[str, bytes] | None = None) -> int:
         d = dispatcher or self.dispatcher
         assert d is not None
         to_send = []
@@ -191,7 +198,7 @@ class Outbox:
                     report.counts["cancelled"] += 1
             else:
                 to_send.append(e)
-        return d.submit(to_send)
+        return d.submit(to_send, bodies)
 
     def settle(self, report: CycleReport, dispatcher: Dispatcher | None = None) -> int:
         """Fold the results recorded so far into the store (one write) and count them in ``report``.

@@ -335,6 +335,65 @@ def test_results_settled_in_a_transaction_that_rolls_back_stay_with_the_dispatch
         d.close()
 
 
+class Keeper(Sink):
+    """A Sink that keeps what it was given to send."""
+
+    def __init__(self):
+        self.sent = {}
+
+    def send(self, entries, on_result=None):
+        self.sent.update({e.key: e.raw for e in entries})
+        return super().send(entries, on_result)
+
+
+def test_mail_queued_here_goes_with_its_committed_bytes_and_the_rest_is_read_from_the_store(store, monkeypatch):
+    import service.dispatch
+    from service.outbox import Outbox
+    from workflows.model import OutgoingMail
+
+    def mail(key):
+        return OutgoingMail(key=key, kind="call-invite", template="x", to=(f"{key}@p.example",), context={},
+                            subject=key)
+
+    def raw(key, words):
+        return f"From: {SUPPORT}\r\nSubject: {key}\r\n\r\n{words}\r\n".encode()
+
+    reads = []
+    read = store.outbox_body
+    monkeypatch.setattr(store, "outbox_body", lambda e: reads.append(e.key) or read(e))
+    sender = Keeper()
+    d = Dispatcher(store=store, sender=sender, now=lambda: NOW)
+    outbox = Outbox(store=store, composer=None, secret=b"k", support_address=SUPPORT)  # type: ignore[arg-type]
+    outbox.dispatcher = d
+    try:
+        with outbox.sending():
+            # A chunk whose write failed: its bytes must never be sent, even once the key is in the store
+            # (queued by another process, say).
+            with pytest.raises(RuntimeError):
+                with store.transaction():
+                    outbox.add(mail("other"), "<other@x>", raw("other", "rolled back"), NOW)
+                    raise RuntimeError("the chunk's write failed")
+            queue(store, [entry("other")])
+            with store.transaction():
+                outbox.add(mail("a"), "<a@x>", raw("a", "committed"), NOW)
+                outbox.add(mail("b"), "<b@x>", raw("b", "committed"), NOW)
+            assert outbox.release(NOW) == 3
+            d.wait()
+            assert sender.sent == {"a": raw("a", "committed").decode(), "b": raw("b", "committed").decode(),
+                                   "other": entry("other").raw}
+            assert reads == ["other"]  # the others were handed over with their bytes, not read back
+            # Beyond the budget, the bytes are read from the store: the same bytes.
+            monkeypatch.setattr(service.dispatch, "BODY_BUDGET", len(raw("c", "committed")))
+            with store.transaction():
+                outbox.add(mail("c"), "<c@x>", raw("c", "committed"), NOW)
+                outbox.add(mail("e"), "<e@x>", raw("e", "committed"), NOW)
+            assert outbox.release(NOW) == 2
+            d.wait()
+            assert reads == ["other", "e"] and sender.sent["e"] == raw("e", "committed").decode()
+    finally:
+        d.close()
+
+
 def test_two_settles_in_one_transaction_forget_only_what_their_folds_covered(store):
     from service.outbox import Outbox
     from service.report import CycleReport

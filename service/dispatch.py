@@ -249,15 +249,20 @@ class Dispatcher:
                     wait = max(0.0, self._next_bulk - self.clock())
                 return None, wait
             self._inflight += 1
-            body = self._bodies.pop(e.key, None)
-            if body is not None:
-                self._body_bytes -= len(body)
+            body = self._take_body(e.key)
         if body is None:
             body = self.store.outbox_body(e)
         if body is None:  # pruned or gone: nothing to send; a permanent result says so
             self.record([SendResult(key=e.key, status="permanent", detail="the stored message is gone")])
             return self.next()
         return replace(e, raw=body.decode("ascii")), 0.0
+
+    def _take_body(self, key: str) -> bytes | None:
+        """The bytes handed over with mail ``key`` (None if none were), no longer held (under the lock)."""
+        body = self._bodies.pop(key, None)
+        if body is not None:
+            self._body_bytes -= len(body)
+        return body
 
     def _drop_bodies(self) -> None:
         self._bodies.clear()
@@ -316,6 +321,8 @@ class Dispatcher:
             queued = [e for q in self._lanes for e in q]
             for q in self._lanes:
                 q.clear()
+            for e in queued:  # never sent now: their bytes would only hold the budget for nothing
+                self._take_body(e.key)
             self._inflight += len(queued)
         self.record([SendResult(key=e.key, status=status, detail=detail) for e in queued])
 
@@ -367,5 +374,3 @@ class Dispatcher:
             if missing:  # a sender that said nothing about a mail: it stays queued for the next try
                 self.record([SendResult(key=e.key, status="transient", detail="no result from the sender")
                              for e in missing])
-
-

@@ -394,6 +394,48 @@ def test_mail_queued_here_goes_with_its_committed_bytes_and_the_rest_is_read_fro
         d.close()
 
 
+class Gate:
+    """A serving sender that takes nothing until ``open`` is set, then sends everything at once."""
+
+    def __init__(self):
+        self.open = threading.Event()
+        self.sent = {}
+
+    def serve(self, feed):
+        self.open.wait()
+        while True:
+            e, _ = feed.next()
+            if e is None:
+                if feed.closed:
+                    return
+                self.open.wait(0.01)
+                continue
+            self.sent[e.key] = e.raw
+            feed.record([SendResult(key=e.key, status="sent", detail="")])
+
+
+def test_mail_failed_while_queued_gives_its_bytes_up_for_the_next_mail(store, monkeypatch):
+    import service.dispatch
+
+    a, b = queue(store, [entry("a"), entry("b")])
+    monkeypatch.setattr(service.dispatch, "BODY_BUDGET", len(entry("a").raw))
+    reads = []
+    read = store.outbox_body
+    monkeypatch.setattr(store, "outbox_body", lambda e: reads.append(e.key) or read(e))
+    sender = Gate()
+    d = Dispatcher(store=store, sender=sender, now=lambda: NOW)
+    try:
+        d.submit([a], {"a": entry("a").raw.encode()})
+        d.fail_queued("the server cannot take mail now")  # "a" never left: its bytes are let go
+        d.submit([b], {"b": entry("b").raw.encode()})
+        sender.open.set()
+        d.wait()
+        assert sender.sent == {"b": entry("b").raw} and reads == []
+    finally:
+        sender.open.set()
+        d.close()
+
+
 def test_two_settles_in_one_transaction_forget_only_what_their_folds_covered(store):
     from service.outbox import Outbox
     from service.report import CycleReport
